@@ -1,0 +1,14 @@
+#!/bin/bash
+# deps.sh - install what moetopo needs to build and test on Debian 12 (idempotent; root).
+set -euo pipefail
+pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
+      slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends $missing >/dev/null

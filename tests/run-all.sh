@@ -1,0 +1,22 @@
+#!/bin/bash
+# run-all.sh - install dependencies, build everything with ASan+UBSan, run every test, print
+# "N passed, N failed".  The README's test command; CI calls it too.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bash tests/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+build=${BUILD_DIR:-$top/build-check}
+jobs=$(nproc)
+{
+	autoreconf -fi && mkdir -p "$build" && cd "$build" &&
+	"$top"/configure --enable-sanitizers ${CONFIGURE_FLAGS:-} && make -j"$jobs"
+} > "$top/build-check.log" 2>&1 || { tail -40 "$top/build-check.log"; echo "build failed (log: build-check.log)"; echo "0 passed, 1 failed"; exit 1; }
+cd "$build"
+make -j"$jobs" check 2>&1 | grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):|^# ' || true
+rc=${PIPESTATUS[0]}
+for f in $(find . -name '*.log' -path '*tests*' ! -name test-suite.log); do
+	grep -q '^not ok' "$f" 2>/dev/null && { echo "--- $f"; grep -B2 -A3 '^not ok' "$f" | head -30; }
+done
+line=$(bash "$top/tests/summary.sh" "$build")
+echo "$line"
+case "$line" in *" 0 failed"*) exit $rc ;; *) exit 1 ;; esac

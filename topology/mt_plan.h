@@ -1,0 +1,124 @@
+/* mt_plan.h - the job layout planner and its inputs (spec grammar, hostlists, NVLink domain maps).
+ *
+ * The planner is one pure function of its inputs: the plugin (per node, in slurmstepd), the CLI and
+ * the standalone launcher all call mt_plan_build, so `moetopo plan` prints exactly what the plugin
+ * applies.  No Slurm and no CUDA in here.
+ */
+#ifndef MT_PLAN_H
+#define MT_PLAN_H
+
+#include "mt_node.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the SPEC grammar, defined once: `--moe-topology=SPEC`, MOE_TOPOLOGY, plugstack default=,
+ * `moetopo plan --spec`, `moe-launch --spec`.  SPEC is "off", "auto", "help" or key=value,... */
+enum mt_mode { MT_MODE_AUTO = 0, MT_MODE_OFF, MT_MODE_HELP, MT_MODE_SPEC };
+enum mt_gpus { MT_GPUS_ALL = 0, MT_GPUS_SINGLE };
+enum mt_cpu { MT_CPU_NUMA = 0, MT_CPU_NONE };
+enum mt_export { MT_EXPORT_MOE = 0, MT_EXPORT_TORCH };
+
+struct mt_spec {
+	enum mt_mode mode;
+	int ep;            /* expert-parallel size; 0 = whole world in one group per domain (auto) */
+	int tp, pp;        /* tensor / pipeline parallel sizes, default 1 */
+	int experts;       /* routed experts; 0 = unset */
+	int route_groups;  /* max NVLink domains a token may reach; 0 = unlimited */
+	enum mt_gpus gpus;
+	enum mt_cpu cpu;
+	enum mt_export export_;
+	bool verbose;
+};
+void mt_spec_default(struct mt_spec *s);
+/* Parses SPEC; on error fills err with one line naming the bad key/value and the valid choices. */
+int mt_spec_parse(const char *text, struct mt_spec *s, char *err, size_t errlen);
+int mt_spec_format(const struct mt_spec *s, char *buf, size_t len); /* canonical text */
+const char *mt_spec_help(void); /* the grammar, for --moe-topology=help and --help texts */
+
+/* ---- Slurm hostlist expressions: "gb-r[01-04]-n[01-18],login1" */
+int mt_hostlist_expand(const char *expr, char ***names, int *count, char *err, size_t errlen);
+void mt_hostlist_free(char **names, int count);
+
+/* ---- NVLink domain map: node name -> domain name */
+struct mt_domains;
+/* Reads topology.conf (BlockName=... / leaf SwitchName=... Nodes=...) or a two-column "node domain" file. */
+int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t errlen);
+/* NULL when the node is not in the map. */
+const char *mt_domains_lookup(const struct mt_domains *d, const char *node);
+void mt_domains_free(struct mt_domains *d);
+
+/* ---- node presets for planning at scale */
+int mt_preset_node(const char *name, struct mt_node **out, char *err, size_t errlen);
+const char *mt_preset_names(void); /* "dgx-h100, gb300-nvl72-tray, ..." */
+int mt_preset_domain_size(const char *name); /* nodes per NVLink domain for the preset (1 = node) */
+
+/* ---- the job */
+struct mt_job {
+	int n_nodes;
+	const char *const *nodes;           /* step nodes in Slurm order */
+	const int *tasks;                   /* tasks on each node */
+	const int *const *procids;          /* procids[i][t]: SLURM_PROCID of local task t on node i;
+					       NULL = block distribution (node order, then local order) */
+	const struct mt_node *const *models;/* node model of each node (may repeat the same pointer) */
+	const struct mt_domains *domains;   /* NULL: NVML fabric cliques if every model has them, else node = domain */
+	const char *const *allowed_cpus;    /* per node cpu list the step may use; NULL or NULL entry = all */
+	struct mt_spec spec;
+};
+
+struct mt_rank {
+	int procid;             /* SLURM_PROCID */
+	int rank;               /* new global rank */
+	int node;               /* index into job nodes */
+	int local_rank;         /* order of the rank on its node (by new rank) */
+	int gpu;                /* GPU index in the node model, -1 for CPU-only */
+	char gpu_pci[MT_PCI_LEN]; /* "" for CPU-only */
+	char nics[MT_NAME_LEN * 2]; /* comma list of NIC names of the rank's rail, "" when none */
+	int rail;               /* -1 none */
+	int numa;               /* NUMA os index the rank is bound to, -1 none */
+	char *cpuset;           /* cpu list, malloc'd, "" when cpu=none */
+	int ep_group, ep_rank, dp_rank, tp_rank, pp_rank;
+	int domain;             /* index into plan->domain_names */
+};
+
+struct mt_ep_group {
+	int size;
+	int *members;           /* global ranks in EP-rank order */
+	int n_domains;
+	int *domains;           /* domain indices spanned, ascending */
+};
+
+struct mt_summary {
+	int world, ep_groups, ep_groups_local;
+	int max_domains_per_group;
+	double mean_domains_per_group;
+	double nvlink_local_fraction;   /* EP all-to-all bytes inside NVLink domains, uniform routing */
+	double rail_aligned_fraction;   /* cross-node EP bytes between same-rail GPUs */
+};
+
+struct mt_plan {
+	struct mt_spec spec;
+	int world, n_nodes;
+	struct mt_rank *ranks;          /* indexed by procid */
+	int *by_rank;                   /* by_rank[rank] = procid */
+	int n_groups;
+	struct mt_ep_group *groups;
+	int n_domains;
+	char **domain_names;
+	int experts_per_rank;           /* 0 when experts unset */
+	/* routing groups of EP group g: domain d's experts are experts of ranks in d (see mt_plan_expert_owner) */
+	struct mt_summary summary;
+};
+
+int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, size_t errlen);
+void mt_plan_free(struct mt_plan *p);
+/* EP rank owning routed expert e: experts are spread evenly, contiguous blocks per EP rank. */
+int mt_plan_expert_owner(const struct mt_plan *p, int expert);
+void mt_plan_print(const struct mt_plan *p, FILE *f);      /* per-rank table + summary */
+void mt_plan_print_json(const struct mt_plan *p, FILE *f); /* doc/json-schema.md */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

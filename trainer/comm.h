@@ -1,0 +1,53 @@
+/* comm.h - the trainer's only door to other ranks: rendezvous-initialised transports
+ * (shm for ranks on one node, tcp for any ranks; nccl and verbs on GPU builds) behind one interface.
+ *
+ * moe-launch runs the rendezvous and leaves what a transport needs in the environment (documented in
+ * doc/launcher.md); tr_comm_init reads it.  A world of one rank needs no launcher.  Every wait has a
+ * timeout (MOE_COMM_TIMEOUT seconds, default 60): a dead or silent peer gives an error naming that
+ * peer's rank, never a hang.  All calls are collective over the communicator and return 0 or -1 with
+ * tr_comm_error() describing the failure in one line.
+ */
+#ifndef TR_COMM_H
+#define TR_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct tr_comm;
+
+/* kind: "auto" (shm when all ranks share this node, else tcp), "shm", "tcp"; NULL = MOE_TRANSPORT or auto. */
+int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errlen);
+/* Sub-communicator of the ranks with the same color, ordered by key (then parent rank). Collective. */
+int tr_comm_split(struct tr_comm *c, int color, int key, struct tr_comm **out);
+void tr_comm_free(struct tr_comm *c); /* sub-communicators first, then the world */
+
+int tr_comm_rank(const struct tr_comm *c);
+int tr_comm_size(const struct tr_comm *c);
+const char *tr_comm_kind(const struct tr_comm *c);  /* "self", "shm", "tcp" */
+const char *tr_comm_error(const struct tr_comm *c);
+
+/* Variable all-to-all of bytes: send_bytes[p] bytes at send + send_off[p] go to rank p, which
+ * receives them at recv + recv_off[me].  recv_bytes must match what peers send (exchange counts first
+ * with tr_alltoall). */
+int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
+		 void *recv, const size_t *recv_bytes, const size_t *recv_off);
+/* Fixed all-to-all: `bytes` bytes to every rank (counts, metadata). */
+int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes);
+/* In-place sum over ranks; the result is bit-identical on every rank and independent of timing
+ * (reduction in rank order), so EP/DP runs are reproducible. */
+int tr_allreduce_f32(struct tr_comm *c, float *buf, size_t n);
+int tr_allreduce_f64(struct tr_comm *c, double *buf, size_t n);
+int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes);
+int tr_barrier(struct tr_comm *c);
+
+/* Bytes this rank sent to other ranks through tr_alltoallv since init (for the progress line). */
+uint64_t tr_comm_alltoall_bytes(const struct tr_comm *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
