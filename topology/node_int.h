@@ -1,0 +1,41 @@
+/* node_int.h - helpers shared by the node-model sources (not installed, not part of the API).
+ *
+ * The loaders (hwloc, NCCL XML) fill GPUs (sorted by PCI bus id), NICs in any order and the PCIe
+ * relation matrix; mt_node_finish() then assigns rails and puts the NICs in rail order.
+ */
+#ifndef MT_NODE_INT_H
+#define MT_NODE_INT_H
+
+#include "mt_node.h"
+
+#define MT_MAXCPU 8192 /* cpu lists beyond this are refused as corrupt */
+
+int mt_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Parses "dddd:bb:dd.f" (or "bb:dd.f") into a comparable key; -1 when malformed. */
+long long mt_pci_key(const char *pci);
+/* Normalizes a PCI id to lower case "dddd:bb:dd.f"; false when malformed. */
+bool mt_pci_norm(const char *in, char out[MT_PCI_LEN]);
+
+/* Sorts GPUs by PCI id (permuting nothing else: call before the pcie matrix exists). */
+void mt_sort_gpus(struct mt_node *n);
+/* Assigns GPU -> NIC rails from n->pcie, reorders NICs (RDMA in rail order, then plain)
+ * and the pcie columns to match. */
+int mt_node_finish(struct mt_node *n, char *err, size_t errlen);
+
+/* hwloc-based loaders (node_hwloc.c). */
+int mt_node_from_hwloc_xml(const char *buf, size_t len, const char *source, struct mt_node **out,
+			   char *err, size_t errlen);
+/* NCCL topology XML (node_nccl.c). */
+int mt_node_from_nccl_xml(const char *buf, size_t len, const char *source, struct mt_node **out,
+			  char *err, size_t errlen);
+/* NVML (node_nvml.c): adds NVLink, UUIDs and fabric info to a live node; returns 0 when NVML is
+ * absent (nothing changed), <0 only on allocation failure. */
+int mt_nvml_fill(struct mt_node *n);
+/* libibverbs/sysfs (node_nics.c): fills link layer/ports of RDMA NICs from the live machine. */
+void mt_nics_fill_live(struct mt_node *n);
+
+char *mt_strdup(const char *s);
+
+#endif
