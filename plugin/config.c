@@ -1,0 +1,144 @@
+/* config.c - the strict parser of the plugin's plugstack.conf arguments.
+ *
+ *   required moe_topology.so default=SPEC domains=PATH topology=PATH nvml=auto|off strict=yes|no
+ *
+ * Every argument is key=value; an unknown key, a repeated key or a bad value is a configuration error:
+ * it is logged with the valid choices and the plugin stays inactive rather than guess.  Files named here
+ * are read as root, so they must be root's and writable by nobody else.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plugin.h"
+
+#define VALID_KEYS "default=SPEC, domains=PATH, topology=PATH (%n = node name), nvml=auto|off, strict=yes|no"
+
+static int set_once(char **slot, const char *key, const char *val, struct mtp_config *c)
+{
+	if (*slot) {
+		snprintf(c->error, sizeof c->error, "plugstack.conf: %s= given twice", key);
+		return -1;
+	}
+	if (!*val) {
+		snprintf(c->error, sizeof c->error, "plugstack.conf: %s= needs a value", key);
+		return -1;
+	}
+	*slot = strdup(val);
+	return *slot ? 0 : -1;
+}
+
+static int parse_one(const char *arg, struct mtp_config *c, unsigned *seen)
+{
+	const char *eq = strchr(arg, '=');
+	size_t klen = eq ? (size_t)(eq - arg) : strlen(arg);
+	const char *val = eq ? eq + 1 : "";
+	char err[MT_ERRLEN];
+
+#define KEY(k) (klen == sizeof(k) - 1 && !strncmp(arg, k, klen))
+	if (KEY("default")) {
+		struct mt_spec s;
+		if (set_once(&c->default_spec, "default", val, c))
+			return -1;
+		if (mt_spec_parse(val, &s, err, sizeof err)) {
+			snprintf(c->error, sizeof c->error, "plugstack.conf: default=%.100s: %.380s", val, err);
+			return -1;
+		}
+		return 0;
+	}
+	if (KEY("domains"))
+		return set_once(&c->domains, "domains", val, c);
+	if (KEY("topology"))
+		return set_once(&c->topology, "topology", val, c);
+	if (KEY("nvml") || KEY("strict")) {
+		unsigned bit = KEY("nvml") ? 1u : 2u;
+		if (*seen & bit) {
+			snprintf(c->error, sizeof c->error, "plugstack.conf: %.*s= given twice", (int)klen, arg);
+			return -1;
+		}
+		*seen |= bit;
+		if (bit == 1 && (!strcmp(val, "auto") || !strcmp(val, "off"))) {
+			c->nvml = strcmp(val, "off") ? MTP_NVML_AUTO : MTP_NVML_OFF;
+			return 0;
+		}
+		if (bit == 2 && (!strcmp(val, "yes") || !strcmp(val, "no"))) {
+			c->strict = !strcmp(val, "yes");
+			return 0;
+		}
+		snprintf(c->error, sizeof c->error, "plugstack.conf: bad value '%s' for %.*s= (valid: %s)", val,
+			 (int)klen, arg, bit == 1 ? "auto, off" : "yes, no");
+		return -1;
+	}
+#undef KEY
+	snprintf(c->error, sizeof c->error, "plugstack.conf: unknown argument '%.*s' (valid: %s)", (int)klen, arg,
+		 VALID_KEYS);
+	return -1;
+}
+
+int mtp_config_parse(int ac, char **av, struct mtp_config *c)
+{
+	unsigned seen = 0;
+
+	memset(c, 0, sizeof *c);
+	for (int i = 0; i < ac; i++)
+		if (parse_one(av[i], c, &seen))
+			return -1;
+	if (c->topology && !strstr(c->topology, "%n")) {
+		/* one file for every node would plan a heterogeneous cluster with the wrong machine */
+		snprintf(c->error, sizeof c->error, "plugstack.conf: topology=%s has no %%n (node name) placeholder",
+			 c->topology);
+		return -1;
+	}
+	return 0;
+}
+
+void mtp_config_free(struct mtp_config *c)
+{
+	free(c->default_spec);
+	free(c->domains);
+	free(c->topology);
+	c->default_spec = c->domains = c->topology = NULL;
+}
+
+/* Owner must be root or the daemon's own user (a test cluster run without root): never the job's user. */
+static int trusted_stat(const struct stat *st, bool dir)
+{
+	if (st->st_uid != 0 && st->st_uid != getuid())
+		return -1;
+	if (dir && (st->st_mode & S_ISVTX))
+		return 0;
+	return (st->st_mode & (S_IWGRP | S_IWOTH)) ? -1 : 0;
+}
+
+int mtp_trusted_file(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char *copy;
+	int rc;
+
+	if (stat(path, &st)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || trusted_stat(&st, false)) {
+		snprintf(err, errlen, "%s: refused: must be a regular file owned by root and writable only by root",
+			 path);
+		return -1;
+	}
+	copy = strdup(path);
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = stat(dirname(copy), &st);
+	if (rc || trusted_stat(&st, true)) {
+		snprintf(err, errlen, "%s: refused: its folder must be owned by root and writable only by root", path);
+		rc = -1;
+	}
+	free(copy);
+	return rc;
+}

@@ -1,0 +1,337 @@
+/* facts.c - what Slurm tells slurmstepd about the step: nodes, tasks, task ids, GPUs, CPUs, port.
+ *
+ * Everything comes from SPANK items and the variables Slurm itself sets in the step's environment.
+ * The job's environment is untrusted: node names are checked before they become file names, numbers are
+ * range-checked, and anything that does not add up is an error rather than a guess.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin.h"
+
+#define ENVLEN 8192
+
+static int getenv_s(spank_t sp, const char *name, char *buf, int len)
+{
+	buf[0] = '\0';
+	return spank_getenv(sp, name, buf, len) == ESPANK_SUCCESS ? 0 : -1;
+}
+
+int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen)
+{
+	int *t = calloc(n_nodes > 0 ? n_nodes : 1, sizeof *t), n = 0;
+	const char *p = text;
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	while (*p) {
+		char *end;
+		long count = strtol(p, &end, 10), rep = 1;
+		if (end == p || count < 0 || count > 100000)
+			goto bad;
+		p = end;
+		if (!strncmp(p, "(x", 2)) {
+			rep = strtol(p + 2, &end, 10);
+			if (end == p + 2 || *end != ')' || rep < 1 || rep > n_nodes)
+				goto bad;
+			p = end + 1;
+		}
+		for (long i = 0; i < rep; i++) {
+			if (n >= n_nodes)
+				goto bad;
+			t[n++] = (int)count;
+		}
+		if (*p == ',')
+			p++;
+		else if (*p)
+			goto bad;
+	}
+	if (n != n_nodes)
+		goto bad;
+	*tasks = t;
+	return 0;
+bad:
+	snprintf(err, errlen, "cannot read SLURM_STEP_TASKS_PER_NODE='%s' for %d nodes", text, n_nodes);
+	free(t);
+	return -1;
+}
+
+/* A node name becomes part of a file name (topology=.../%n.xml): letters, digits, '.', '-', '_' only. */
+static bool node_name_ok(const char *s)
+{
+	if (!*s || *s == '.' || strlen(s) >= MT_NAME_LEN)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	return true;
+}
+
+/* Cyclic over nodes: procid k goes to the next node (round robin) that still has room. */
+static int **cyclic_procids(const int *tasks, int n_nodes, int world)
+{
+	int **ids = calloc(n_nodes, sizeof *ids), *fill = calloc(n_nodes, sizeof *fill), node = 0;
+
+	if (!ids || !fill)
+		goto fail;
+	for (int i = 0; i < n_nodes; i++)
+		if (!(ids[i] = calloc(tasks[i] > 0 ? tasks[i] : 1, sizeof **ids)))
+			goto fail;
+	for (int k = 0; k < world; k++) {
+		int tries = 0;
+		while (fill[node] >= tasks[node] && tries++ < n_nodes)
+			node = (node + 1) % n_nodes;
+		ids[node][fill[node]++] = k;
+		node = (node + 1) % n_nodes;
+	}
+	free(fill);
+	return ids;
+fail:
+	for (int i = 0; ids && i < n_nodes; i++)
+		free(ids[i]);
+	free(ids);
+	free(fill);
+	return NULL;
+}
+
+static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
+{
+	char *buf = malloc(ENVLEN), dist[64];
+	uint32_t u;
+	int count = 0, rc = -1, sum = 0, base = 0;
+
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (getenv_s(sp, "SLURM_STEP_NODELIST", buf, ENVLEN)) {
+		snprintf(err, errlen, "SLURM_STEP_NODELIST is not set in the step");
+		goto out;
+	}
+	if (mt_hostlist_expand(buf, &f->nodes, &count, err, errlen))
+		goto out;
+	f->n_names = count;
+	if (count != f->n_nodes) {
+		snprintf(err, errlen, "SLURM_STEP_NODELIST names %d nodes, the step has %d", count, f->n_nodes);
+		goto out;
+	}
+	for (int i = 0; i < count; i++)
+		if (!node_name_ok(f->nodes[i])) {
+			snprintf(err, errlen, "node name '%s' is not usable", f->nodes[i]);
+			goto out;
+		}
+	if (getenv_s(sp, "SLURM_STEP_TASKS_PER_NODE", buf, ENVLEN)) {
+		snprintf(err, errlen, "SLURM_STEP_TASKS_PER_NODE is not set in the step");
+		goto out;
+	}
+	if (mtp_tasks_per_node_parse(buf, f->n_nodes, &f->tasks, err, errlen))
+		goto out;
+	for (int i = 0; i < f->n_nodes; i++)
+		sum += f->tasks[i];
+	if (sum != f->world || f->tasks[f->node_id] != f->n_local) {
+		snprintf(err, errlen, "SLURM_STEP_TASKS_PER_NODE does not match the step (%d tasks, %d here)", f->world,
+			 f->n_local);
+		goto out;
+	}
+	f->local_ids = calloc(f->n_local > 0 ? f->n_local : 1, sizeof *f->local_ids);
+	if (!f->local_ids)
+		goto out;
+	for (int t = 0; t < f->n_local; t++)
+		if (spank_get_item(sp, S_JOB_LOCAL_TO_GLOBAL_ID, (uint32_t)t, &u) != ESPANK_SUCCESS) {
+			snprintf(err, errlen, "Slurm gave no global id for local task %d", t);
+			goto out;
+		} else
+			f->local_ids[t] = u;
+	/* The planner needs every node's task ids; Slurm tells us only ours, so derive them from the
+	 * distribution and check that ours agree. */
+	getenv_s(sp, "SLURM_DISTRIBUTION", dist, sizeof dist);
+	if (!strncmp(dist, "cyclic", 6)) {
+		if (!(f->procids = cyclic_procids(f->tasks, f->n_nodes, f->world)))
+			goto out;
+		for (int t = 0; t < f->n_local; t++)
+			if ((uint32_t)f->procids[f->node_id][t] != f->local_ids[t])
+				goto layout;
+	} else {
+		for (int i = 0; i < f->node_id; i++)
+			base += f->tasks[i];
+		for (int t = 0; t < f->n_local; t++)
+			if (f->local_ids[t] != (uint32_t)(base + t))
+				goto layout;
+	}
+	rc = 0;
+	goto out;
+layout:
+	snprintf(err, errlen, "task distribution '%s' is not supported (valid: -m block, -m cyclic)",
+		 dist[0] ? dist : "?");
+out:
+	free(buf);
+	return rc;
+}
+
+static int split_list(const char *s, char ***out)
+{
+	int n = 0, cap = 0;
+	char **v = NULL, *copy = strdup(s), *save = NULL;
+
+	if (!copy)
+		return -1;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n == cap) {
+			char **nv = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof *v);
+			if (!nv)
+				goto fail;
+			v = nv;
+		}
+		if (!(v[n++] = strdup(tok)))
+			goto fail;
+	}
+	free(copy);
+	*out = v;
+	return n;
+fail:
+	while (n > 0)
+		free(v[--n]);
+	free(v);
+	free(copy);
+	return -1;
+}
+
+static bool small_index(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	v = strtol(s, &end, 10);
+	if (*end || v < 0 || v > 1023)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* CUDA_VISIBLE_DEVICES as GRES set it (the token tasks must see) and SLURM_STEP_GPUS (the node's own
+ * GRES index of each, which differs when ConstrainDevices renumbers the devices). */
+static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
+{
+	char cvd[1024], abs[1024];
+	char **idx = NULL;
+	int n_idx = 0, rc = -1;
+
+	if (getenv_s(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd) || !cvd[0] || !strcmp(cvd, "NoDevFiles")) {
+		f->gpu_list = strdup("");
+		return f->gpu_list ? 0 : -1;   /* a step without GPUs: CPU-only ranks */
+	}
+	if (!(f->gpu_list = strdup(cvd)) || (f->n_gpus = split_list(cvd, &f->gpu_tokens)) < 0) {
+		f->n_gpus = 0;
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (!getenv_s(sp, "SLURM_STEP_GPUS", abs, sizeof abs) && abs[0] && (n_idx = split_list(abs, &idx)) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (n_idx && n_idx != f->n_gpus) {
+		snprintf(err, errlen, "SLURM_STEP_GPUS=%s and CUDA_VISIBLE_DEVICES=%s disagree", abs, cvd);
+		goto out;
+	}
+	f->gpu_index = calloc(f->n_gpus, sizeof *f->gpu_index);
+	if (!f->gpu_index)
+		goto out;
+	for (int i = 0; i < f->n_gpus; i++)
+		if (!small_index(n_idx ? idx[i] : f->gpu_tokens[i], &f->gpu_index[i])) {
+			snprintf(err, errlen, "GPU '%s' is not a device index (UUID and MIG lists are not supported)",
+				 n_idx ? idx[i] : f->gpu_tokens[i]);
+			goto out;
+		}
+	rc = 0;
+out:
+	for (int i = 0; i < n_idx; i++)
+		free(idx[i]);
+	free(idx);
+	return rc;
+}
+
+/* The CPUs the step may use here: slurmstepd's own affinity, which is the step's cpuset under
+ * task/cgroup (ConstrainCores=yes).  Tasks are bound later by task/affinity, so theirs would be too narrow. */
+static int gather_cpus(struct mtp_facts *f, char *err, size_t errlen)
+{
+	cpu_set_t set;
+	unsigned char mask[CPU_SETSIZE];
+	char buf[4096];
+
+	if (sched_getaffinity(0, sizeof set, &set)) {
+		snprintf(err, errlen, "sched_getaffinity: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		mask[i] = CPU_ISSET(i, &set) ? 1 : 0;
+	if (mt_cpulist_format(mask, CPU_SETSIZE, buf, sizeof buf) < 0) {
+		snprintf(err, errlen, "cannot format the step's CPU list");
+		return -1;
+	}
+	f->allowed_cpus = strdup(buf);
+	return f->allowed_cpus ? 0 : -1;
+}
+
+/* One port per job step, the same on every node: Slurm's reserved port when MpiParams=ports gives one. */
+static void gather_port(spank_t sp, struct mtp_facts *f)
+{
+	char buf[64];
+	long p;
+
+	if (!getenv_s(sp, "SLURM_STEP_RESV_PORTS", buf, sizeof buf) && (p = strtol(buf, NULL, 10)) > 1024 &&
+	    p < 65536) {
+		snprintf(f->master_port, sizeof f->master_port, "%ld", p);
+		return;
+	}
+	snprintf(f->master_port, sizeof f->master_port, "%u",
+		 20000u + (unsigned)((f->job_id * 131u + f->step_id) % 20000u));
+}
+
+int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
+{
+	uint32_t v;
+
+	memset(f, 0, sizeof *f);
+	if (spank_get_item(sp, S_JOB_ID, &f->job_id) || spank_get_item(sp, S_JOB_STEPID, &f->step_id)) {
+		snprintf(err, errlen, "Slurm gave no job or step id");
+		return -1;
+	}
+	if (spank_get_item(sp, S_JOB_NODEID, &v) != ESPANK_SUCCESS || (f->node_id = (int)v) < 0 ||
+	    spank_get_item(sp, S_JOB_NNODES, &v) != ESPANK_SUCCESS || (f->n_nodes = (int)v) <= f->node_id ||
+	    spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &v) != ESPANK_SUCCESS || (f->n_local = (int)v) < 0 ||
+	    spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &v) != ESPANK_SUCCESS || (f->world = (int)v) < f->n_local) {
+		snprintf(err, errlen, "Slurm gave no usable node id, node count or task counts");
+		return -1;
+	}
+	if (gather_layout(sp, f, err, errlen) || gather_gpus(sp, f, err, errlen) || gather_cpus(f, err, errlen))
+		return -1;
+	gather_port(sp, f);
+	return 0;
+}
+
+void mtp_facts_free(struct mtp_facts *f)
+{
+	if (f->nodes)
+		mt_hostlist_free(f->nodes, f->n_names);
+	for (int i = 0; f->procids && i < f->n_nodes; i++)
+		free(f->procids[i]);
+	free(f->procids);
+	free(f->tasks);
+	free(f->local_ids);
+	for (int i = 0; i < f->n_gpus; i++)
+		free(f->gpu_tokens[i]);
+	free(f->gpu_tokens);
+	free(f->gpu_index);
+	free(f->gpu_list);
+	free(f->allowed_cpus);
+	memset(f, 0, sizeof *f);
+}

@@ -1,0 +1,93 @@
+/* plugin.h - internal interface between the files of the moe_topology SPANK plugin.
+ *
+ * The plugin is a thin shell around libmoetopo: moe_topology.c routes each SPANK callback by context,
+ * args.c owns the --moe-topology option, config.c the plugstack.conf arguments, client.c the
+ * srun/sbatch/salloc side, stepd.c the slurmstepd side (facts.c gathers the step's facts, apply.c applies
+ * one rank).  Nothing here is exported: the version script keeps only the SPANK symbols visible.
+ */
+#ifndef MTP_PLUGIN_H
+#define MTP_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <slurm/spank.h>
+
+#include "mt_plan.h"
+
+#define MTP_NAME "moe_topology"
+#define MTP_OPTION "moe-topology"
+#define MTP_ENV_SPEC "MOE_TOPOLOGY"
+#define MTP_SPEC_MAX 1024      /* longer SPEC text is refused before parsing: it is untrusted input */
+
+/* ---- plugstack.conf arguments (config.c) */
+enum mtp_nvml { MTP_NVML_AUTO = 0, MTP_NVML_OFF };
+struct mtp_config {
+	char *default_spec;    /* default=SPEC, NULL when absent */
+	char *domains;         /* domains=PATH */
+	char *topology;        /* topology=PATH with %n for the node name; NULL = live hwloc */
+	enum mtp_nvml nvml;
+	bool strict;
+	char error[MT_ERRLEN]; /* first configuration error, "" when the line was valid */
+};
+int mtp_config_parse(int ac, char **av, struct mtp_config *c);
+void mtp_config_free(struct mtp_config *c);
+/* 0 when PATH may be read as configuration: a regular file owned by root (or by the daemon's own user)
+ * that nobody else can write, in a folder nobody else can write. */
+int mtp_trusted_file(const char *path, char *err, size_t errlen);
+
+/* ---- the option (args.c) */
+int mtp_option_register(spank_t sp);
+const char *mtp_option_value(void);   /* the --moe-topology value seen by this process, NULL if none */
+void mtp_option_free(void);
+/* The SPEC that applies: the option (srun's own, or sbatch's carried to the step), else MOE_TOPOLOGY
+ * from the job's environment (`env`, may be NULL), else plugstack default=, else "off".
+ * *origin names where it came from, for messages. */
+const char *mtp_spec_text(const struct mtp_config *c, const char *env, const char **origin);
+const char *mtp_help_text(void);
+
+/* ---- contexts */
+int mtp_client_post_opt(spank_t sp, const struct mtp_config *c);  /* client.c: srun, sbatch, salloc */
+int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c);  /* stepd.c */
+int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c);
+void mtp_stepd_exit(void);
+
+/* ---- step facts (facts.c) */
+struct mtp_facts {
+	uint32_t job_id, step_id;
+	int node_id, n_nodes, n_local, world;
+	char **nodes;          /* step nodes, Slurm order */
+	int n_names;           /* entries in nodes (for freeing) */
+	int *tasks;            /* tasks per node */
+	int **procids;         /* procids[i][t]; NULL = block distribution */
+	uint32_t *local_ids;   /* global id of each local task */
+	/* the step's GPUs on this node: Slurm's CUDA_VISIBLE_DEVICES tokens and the absolute GRES index of each */
+	int n_gpus;
+	char **gpu_tokens;
+	int *gpu_index;
+	char *gpu_list;        /* the step-level CUDA_VISIBLE_DEVICES as Slurm set it, "" when none */
+	char *allowed_cpus;    /* CPUs the step may use on this node, list form */
+	char master_port[16];
+};
+int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen);
+void mtp_facts_free(struct mtp_facts *f);
+/* Parses "2(x3),1" into *tasks (malloc'd). */
+int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen);
+
+/* ---- one rank (apply.c) */
+struct mtp_node_ctx {
+	const struct mtp_facts *facts;
+	const struct mt_plan *plan;
+	const struct mt_node *model;     /* this node, restricted to the step's GPUs */
+	const struct mt_node *own_full;  /* this node with all its GPUs (GRES index -> PCI bus id) */
+	const char *nccl_ib_hca;         /* all rail NICs of this node in rail order, NULL when none */
+	const char *master_addr;
+	int node_rank;                   /* this node's position in the new rank order */
+};
+int mtp_apply_rank(spank_t sp, const struct mtp_node_ctx *n, int procid, char *err, size_t errlen);
+
+/* Messages.  slurm_error and slurm_spank_log reach the user's stderr from the step; the first also the log. */
+#define mtp_error(...) slurm_error(MTP_NAME ": " __VA_ARGS__)
+#define mtp_info(...) slurm_info(MTP_NAME ": " __VA_ARGS__)
+
+#endif

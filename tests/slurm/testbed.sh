@@ -1,0 +1,251 @@
+#!/bin/bash
+# testbed.sh - a real multi-node Slurm cluster on one Debian 12 machine, for the moe_topology plugin.
+#
+#   testbed.sh up [N]        install packages if missing, start munged, slurmctld and N slurmd (default 4)
+#   testbed.sh run CMD...    run a client command (srun, sbatch, salloc, sinfo...) against the cluster
+#   testbed.sh plugstack [ARGS...]   rewrite the plugin's plugstack.conf line (no restart needed)
+#   testbed.sh down          stop every daemon and step, delete the namespaces and the state folder
+#   testbed.sh status        print nodes and state
+#
+# Each node runs in its own network namespace (addresses 127.1.0.0/24 on a bridge with no uplink), with
+# its own hostname, four fake GPUs (character devices + gres.conf) and a different real captured
+# topology, handed to the plugin through `topology=` (one hwloc XML per node name).  Node names are
+# rack-like, gpu-r<R>-n<K> with two nodes per rack, and a topology.conf maps racks to NVLink domains, so
+# domain-local grouping shows in the plans.  Runs as root.
+#
+# Environment:
+#   MOE_TESTBED     state folder (default /run/moetopo-testbed; short, because it holds a unix socket)
+#   top_builddir    build tree holding plugin/.libs/moe_topology.so and the tools (set by `make check`)
+#   MOE_PLUGIN      the plugin to load (default $top_builddir/plugin/.libs/moe_topology.so)
+#   MOE_TESTBED_CPUS   CPUs each node claims (default 8; more than the machine has, so task/none)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top_srcdir=${top_srcdir:-$(cd "$here/../.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+TB=${MOE_TESTBED:-/run/moetopo-testbed}
+E=$TB/etc
+CPUS=${MOE_TESTBED_CPUS:-8}
+GPUS=4
+NS=moetb          # prefix of every network namespace this script creates
+export SLURM_CONF=$E/slurm.conf
+
+# One fixture per node, each a different real machine with 4 NVIDIA GPUs (tests/fixtures/hwloc).
+FIXTURES=(flux-core__ipa20.xml mpibind__coral-lassen.xml psmgmt__topo.jrc0323.xml psmgmt__topo.mel2001.xml)
+
+pkgs="slurmctld slurmd slurm-client munge iproute2 hwloc"
+
+die() { echo "testbed: $*" >&2; exit 1; }
+
+node_name() { echo "gpu-r$(( ($1 - 1) / 2 + 1 ))-n$(( ($1 - 1) % 2 + 1 ))"; }
+node_count() { cat "$TB/nodes" 2>/dev/null || echo 0; }
+
+ensure_packages() {
+	local p missing=""
+	for p in $pkgs; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	echo "testbed: installing$missing" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null
+}
+
+plugin_path() {
+	local p=${MOE_PLUGIN:-$top_builddir/plugin/.libs/moe_topology.so}
+	[ -f "$p" ] || die "no plugin at $p (build first, or set MOE_PLUGIN / top_builddir)"
+	(cd "$(dirname "$p")" && echo "$(pwd)/$(basename "$p")")
+}
+
+# The plugstack line the suite uses by default: the testbed's domain map and per-node topology files.
+default_args() { echo "domains=$E/topology.conf topology=$TB/topo/%n.xml nvml=off"; }
+
+write_plugstack() {  # write_plugstack ARGS...  (an empty ARGS list means the default arguments)
+	local args="$*"
+	[ -z "$args" ] && args=$(default_args)
+	echo "required $(plugin_path) $args" > "$E/plugstack.conf.new"
+	mv "$E/plugstack.conf.new" "$E/plugstack.conf"
+}
+
+write_configs() {
+	local n=$1 i name addr
+	mkdir -p "$E" "$TB/log" "$TB/run" "$TB/var/ctld" "$TB/dev" "$TB/munge" "$TB/topo" "$TB/work"
+	chmod 755 "$TB" "$E" "$TB/topo"
+	chmod 1777 "$TB/work"
+	# fake GPUs: slurmd accepts only character devices in gres.conf File=
+	for ((i = 0; i < GPUS; i++)); do
+		[ -c "$TB/dev/nvidia$i" ] || { rm -f "$TB/dev/nvidia$i"; mknod -m 666 "$TB/dev/nvidia$i" c 195 $i; }
+	done
+	cat > "$E/slurm.conf" <<EOF
+ClusterName=moetb
+SlurmctldHost=head(127.1.0.1)
+SlurmctldPort=16817
+SlurmdPort=16818
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$TB/munge/munge.sock
+StateSaveLocation=$TB/var/ctld
+SlurmdSpoolDir=$TB/var/%n
+SlurmctldPidFile=$TB/run/slurmctld.pid
+SlurmdPidFile=$TB/run/slurmd-%n.pid
+SlurmctldLogFile=$TB/log/slurmctld.log
+SlurmdLogFile=$TB/log/slurmd-%n.log
+SlurmctldDebug=info
+SlurmdDebug=info
+PlugStackConfig=$E/plugstack.conf
+GresTypes=gpu
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+MpiDefault=none
+MailProg=/bin/true
+SwitchType=switch/none
+ReturnToService=2
+SlurmdParameters=config_overrides
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+MinJobAge=30
+KillWait=5
+Waittime=0
+EOF
+	{
+		echo "127.0.0.1 localhost"
+		echo "127.1.0.1 head"
+	} > "$E/hosts"
+	: > "$E/topology.conf"
+	for ((i = 1; i <= n; i++)); do
+		name=$(node_name $i)
+		addr=127.1.0.$((10 + i))
+		echo "NodeName=$name NodeAddr=$addr CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$GPUS State=UNKNOWN" >> "$E/slurm.conf"
+		echo "$addr $name" >> "$E/hosts"
+		# the plugin reads cached topologies only when root owns them and nobody else may write them
+		install -m 644 "$top_srcdir/tests/fixtures/hwloc/${FIXTURES[$(( (i - 1) % 4 ))]}" "$TB/topo/$name.xml"
+	done
+	echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >> "$E/slurm.conf"
+	# two nodes per rack, one NVLink domain per rack (topology/block syntax; the plugin also reads tree syntax)
+	for ((i = 1; i <= n; i += 2)); do
+		local r=$(( (i - 1) / 2 + 1 )) last=$(( i + 1 > n ? 1 : 2 ))
+		echo "BlockName=r$r Nodes=gpu-r$r-n[1-$last]" >> "$E/topology.conf"
+	done
+	{
+		echo "AutoDetect=off"
+		echo "Name=gpu Type=h100 File=$TB/dev/nvidia[0-$((GPUS - 1))]"
+	} > "$E/gres.conf"
+	chmod 644 "$E"/*
+	write_plugstack ${MOE_TESTBED_PLUGSTACK:-}
+	echo "$n" > "$TB/nodes"
+}
+
+start_munge() {
+	chmod 755 "$TB/munge"
+	[ -f "$TB/munge/munge.key" ] || mungekey --create --keyfile="$TB/munge/munge.key"
+	chmod 400 "$TB/munge/munge.key"
+	munged --socket="$TB/munge/munge.sock" --key-file="$TB/munge/munge.key" \
+		--log-file="$TB/munge/munged.log" --pid-file="$TB/munge/munged.pid" \
+		--seed-file="$TB/munge/munged.seed"
+}
+
+netns_attach() {  # netns_attach NS ADDR: a namespace with one leg on the bridge, loopback-range address
+	ip netns add "$1"
+	ip link add "v-$1" type veth peer name eth0 netns "$1"
+	ip link set "v-$1" netns $NS-sw
+	ip -n $NS-sw link set "v-$1" master br0 up
+	# an address in 127.1.0.0/24 on eth0 needs route_localnet, and lo must shrink to 127.0.0.1/32
+	ip netns exec "$1" sysctl -qw net.ipv4.conf.all.route_localnet=1 \
+		net.ipv4.conf.default.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1
+	ip -n "$1" link set lo up
+	ip -n "$1" addr del 127.0.0.1/8 dev lo
+	ip -n "$1" addr add 127.0.0.1/32 dev lo
+	ip -n "$1" addr add "$2/24" dev eth0
+	ip -n "$1" link set eth0 up
+}
+
+# A daemon with its own hostname, private /etc/hosts and network namespace.  nsenter, not
+# `ip netns exec`: the latter remounts /sys, hides /sys/fs/cgroup, and slurmd 22.05 dies.
+in_node() {  # in_node HOSTNAME NS CMD...
+	local h=$1 ns=$2; shift 2
+	nsenter --net=/run/netns/"$ns" unshare --uts --mount --propagation private sh -c \
+		"hostname $h && mount --bind $E/hosts /etc/hosts && exec $*"
+}
+
+client() {
+	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"
+	# tasks inherit this environment: the build's tools on PATH, a working folder every node shares
+	local path=$top_builddir/topology:$top_builddir/launcher:$top_builddir/trainer:$PATH
+	(cd "$TB/work" && PATH=$path ip netns exec $NS-head "$@")
+}
+
+wait_idle() {
+	local i st
+	for ((i = 0; i < 120; i++)); do
+		st=$(client sinfo -h -N -o '%N %T' 2>/dev/null || true)
+		if [ -n "$st" ] && ! grep -qv ' idle$' <<<"$st"; then echo "$st"; return 0; fi
+		sleep 0.5
+	done
+	echo "testbed: nodes not idle after 60 s" >&2
+	client sinfo -N -l >&2 || true
+	return 1
+}
+
+do_up() {
+	local n=${1:-4} i name
+	[[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 8 ] || die "node count must be 1..8, got '$n'"
+	[ "$(id -u)" = 0 ] || die "must run as root (namespaces, mknod, daemons)"
+	for i in "${FIXTURES[@]}"; do
+		[ -f "$top_srcdir/tests/fixtures/hwloc/$i" ] || die "missing fixture tests/fixtures/hwloc/$i"
+	done
+	ensure_packages
+	do_down >/dev/null 2>&1 || true
+	write_configs "$n"
+	rm -rf "$TB/var/ctld"/*
+	start_munge
+	ip netns add $NS-sw
+	ip -n $NS-sw link add br0 type bridge
+	ip -n $NS-sw link set br0 up
+	netns_attach $NS-head 127.1.0.1
+	in_node head $NS-head slurmctld -f "$SLURM_CONF"
+	for ((i = 1; i <= n; i++)); do
+		name=$(node_name $i)
+		mkdir -p "$TB/var/$name"
+		netns_attach $NS-n$i 127.1.0.$((10 + i))
+		in_node "$name" $NS-n$i slurmd -f "$SLURM_CONF" -N "$name"
+	done
+	wait_idle
+}
+
+do_down() {
+	local f p pids="" ns alive=""
+	# every process inside our namespaces (daemons and any slurmstepd still running), then munged
+	for ns in $(ip netns list 2>/dev/null | awk -v p="^$NS-" '$1 ~ p {print $1}'); do
+		pids="$pids $(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+	done
+	[ -f "$TB/munge/munged.pid" ] && pids="$pids $(cat "$TB/munge/munged.pid")"
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+	for ((f = 0; f < 50; f++)); do
+		alive=""
+		for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+		[ -z "$alive" ] && break
+		sleep 0.2
+	done
+	for p in $alive; do kill -9 "$p" 2>/dev/null || true; done
+	for ns in $(ip netns list 2>/dev/null | awk -v p="^$NS-" '$1 ~ p {print $1}'); do ip netns del "$ns"; done
+	[ -n "${MOE_TESTBED_KEEP:-}" ] || rm -rf "$TB"
+	return 0
+}
+
+case "${1:-}" in
+up) shift; do_up "${1:-4}" ;;
+down) do_down ;;
+run) shift; [ $# -gt 0 ] || die "usage: testbed.sh run CMD..."; client "$@" ;;
+plugstack) shift; write_plugstack "$@" ;;
+status) client sinfo -N -o '%N %T %G' ;;
+*) echo "usage: testbed.sh up [N] | run CMD... | plugstack [ARGS...] | status | down" >&2; exit 2 ;;
+esac
