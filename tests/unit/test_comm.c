@@ -1,0 +1,441 @@
+/* test_comm.c - the transports with real processes and sockets: the test plays moe-launch (listen
+ * sockets + MOE_COMM_* env, or the MOE_MASTER_* rendezvous), forks the ranks, and every rank checks
+ * each collective against values it computes itself.  Ranks report each check through a pipe; a
+ * check passes when every rank passed it.  Then the failure paths: a rank killed with SIGKILL, a
+ * silent rank, and a size mismatch must each give the others a clear error naming that rank.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "comm.h"
+#include "comm_internal.h"
+
+static int report_fd;
+static const char *cur_case;
+static int cur_rank;
+
+/* One line per rank and check: "case|check|ok|message". */
+static void check(int ok, const char *name, const char *fmt, ...)
+{
+	char msg[300] = "", line[512];
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	int n = snprintf(line, sizeof(line), "%s|%s|%d|rank %d: %s\n", cur_case, name, ok ? 1 : 0, cur_rank, msg);
+	if (write(report_fd, line, n) != n)
+		_exit(99);
+}
+
+static unsigned char pat(int src, int dst, size_t i)
+{
+	return (unsigned char)(src * 31 + dst * 17 + i * 7 + (i >> 9));
+}
+
+static size_t a2a_len(int src, int dst, int size)
+{
+	if ((src + dst) % 3 == 2)
+		return 0; /* some pairs send nothing */
+	if (src == 0 && dst == size - 1)
+		return (3u << 20) + 12345; /* bigger than an shm ring: wraps and streams */
+	return 1000u * (src + 1) + 10u * dst + 1;
+}
+
+static float fval(int r, size_t i)
+{
+	return (float)((r + 1) * 0.37) + (float)(i % 1000) * 1e-3f + (float)(i / 1000) * 1e-7f;
+}
+
+static void suite(struct tr_comm *c, const char *want_kind)
+{
+	int me = tr_comm_rank(c), n = tr_comm_size(c);
+	if (!strcmp(want_kind, "auto"))
+		want_kind = "shm"; /* every rank of these tests is on this node */
+	check(!strcmp(tr_comm_kind(c), want_kind), "kind", "kind %s, want %s", tr_comm_kind(c), want_kind);
+
+	/* alltoallv: sizes and contents from the formula, including empty and multi-MiB messages */
+	size_t *sb = calloc(n, sizeof(size_t)), *so = calloc(n, sizeof(size_t));
+	size_t *rb = calloc(n, sizeof(size_t)), *ro = calloc(n, sizeof(size_t));
+	size_t st = 0, rt = 0;
+	for (int p = 0; p < n; p++) {
+		sb[p] = a2a_len(me, p, n);
+		so[p] = st;
+		st += sb[p];
+		rb[p] = a2a_len(p, me, n);
+		ro[p] = rt;
+		rt += rb[p];
+	}
+	unsigned char *sbuf = malloc(st + 1), *rbuf = malloc(rt + 1);
+	for (int p = 0; p < n; p++)
+		for (size_t i = 0; i < sb[p]; i++)
+			sbuf[so[p] + i] = pat(me, p, i);
+	memset(rbuf, 0xee, rt + 1);
+	int rc = 0, bad = -1;
+	for (int it = 0; it < 3 && rc == 0; it++)
+		rc = tr_alltoallv(c, sbuf, sb, so, rbuf, rb, ro);
+	for (int p = 0; p < n && bad < 0; p++)
+		for (size_t i = 0; i < rb[p]; i++)
+			if (rbuf[ro[p] + i] != pat(p, me, i)) {
+				bad = p;
+				break;
+			}
+	check(rc == 0 && bad < 0, "alltoallv delivers every byte to its place", "rc %d (%s), first bad source %d", rc,
+	      tr_comm_error(c), bad);
+	uint64_t want_bytes = 3 * (st - sb[me]);
+	check(tr_comm_alltoall_bytes(c) == want_bytes, "alltoall_bytes counts bytes sent to others", "%llu, want %llu",
+	      (unsigned long long)tr_comm_alltoall_bytes(c), (unsigned long long)want_bytes);
+	free(sbuf);
+	free(rbuf);
+
+	/* alltoall of fixed records */
+	uint64_t *s64 = malloc(n * 8), *r64 = malloc(n * 8);
+	for (int p = 0; p < n; p++)
+		s64[p] = (uint64_t)me * 1000 + p;
+	rc = tr_alltoall(c, s64, r64, 8);
+	bad = -1;
+	for (int p = 0; p < n; p++)
+		if (r64[p] != (uint64_t)p * 1000 + me)
+			bad = p;
+	check(rc == 0 && bad < 0, "alltoall", "rc %d bad %d", rc, bad);
+
+	/* allgather */
+	uint64_t mine = 0xabc000 + me;
+	rc = tr_allgather(c, &mine, r64, 8);
+	bad = -1;
+	for (int p = 0; p < n; p++)
+		if (r64[p] != 0xabc000u + p)
+			bad = p;
+	check(rc == 0 && bad < 0, "allgather", "rc %d bad %d", rc, bad);
+
+	/* allreduce f32: bit-identical to the sum in rank order, on every rank */
+	size_t nf = 300007;
+	float *x = malloc(nf * sizeof(float));
+	for (size_t i = 0; i < nf; i++)
+		x[i] = fval(me, i);
+	rc = tr_allreduce_f32(c, x, nf);
+	size_t badi = SIZE_MAX;
+	for (size_t i = 0; i < nf && badi == SIZE_MAX; i++) {
+		float acc = fval(0, i);
+		for (int r = 1; r < n; r++)
+			acc += fval(r, i);
+		if (memcmp(&acc, &x[i], sizeof(float)))
+			badi = i;
+	}
+	check(rc == 0 && badi == SIZE_MAX, "allreduce_f32 equals the rank-order sum bit for bit", "rc %d (%s) bad index %zu",
+	      rc, tr_comm_error(c), badi);
+	/* every rank holds the same bits: compare a checksum of the result across ranks */
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < nf; i++) {
+		uint32_t b;
+		memcpy(&b, &x[i], 4);
+		h = (h ^ b) * 1099511628211ull;
+	}
+	rc = tr_allgather(c, &h, r64, 8);
+	bad = -1;
+	for (int p = 0; p < n; p++)
+		if (r64[p] != h)
+			bad = p;
+	check(rc == 0 && bad < 0, "allreduce_f32 result identical on all ranks", "rank %d differs", bad);
+	free(x);
+
+	/* allreduce f64 with fewer elements than ranks (empty chunks) */
+	double d[2] = { me + 0.5, -me };
+	rc = tr_allreduce_f64(c, d, 2);
+	double w0 = 0, w1 = 0;
+	for (int r = 0; r < n; r++) {
+		w0 += r + 0.5;
+		w1 += -r;
+	}
+	check(rc == 0 && d[0] == w0 && d[1] == w1, "allreduce_f64 with fewer elements than ranks", "%g %g want %g %g",
+	      d[0], d[1], w0, w1);
+
+	/* split: parity colors, reversed keys */
+	struct tr_comm *sub = NULL;
+	rc = tr_comm_split(c, me % 2, -me, &sub);
+	int ok = rc == 0 && sub;
+	if (ok) {
+		int members = (n - me % 2 + 1) / 2, want_rank = 0;
+		for (int r = me + 2; r < n; r += 2)
+			want_rank++; /* higher ranks of my parity come first (key = -rank) */
+		double v = me;
+		ok = tr_comm_size(sub) == members && tr_comm_rank(sub) == want_rank && tr_allreduce_f64(sub, &v, 1) == 0;
+		double want = 0;
+		for (int r = me % 2; r < n; r += 2)
+			want += r;
+		ok = ok && v == want && tr_barrier(sub) == 0 && tr_barrier(c) == 0;
+		check(ok, "split by color, ordered by key; sub and world interleave", "size %d rank %d sum %g want %g (%s)",
+		      tr_comm_size(sub), tr_comm_rank(sub), v, want, tr_comm_error(sub));
+		tr_comm_free(sub);
+	} else {
+		check(0, "split by color, ordered by key; sub and world interleave", "split failed: %s", tr_comm_error(c));
+	}
+
+	rc = 0;
+	for (int i = 0; i < 200 && rc == 0; i++)
+		rc = tr_barrier(c);
+	check(rc == 0, "200 barriers", "%s", tr_comm_error(c));
+
+	/* size mismatch: rank 0 expects one byte fewer from rank 1 than rank 1 sends */
+	for (int p = 0; p < n; p++) {
+		sb[p] = rb[p] = 16;
+		so[p] = ro[p] = 16 * p;
+	}
+	if (me == 0)
+		rb[1] = 15;
+	char *buf1 = calloc(n, 16), *buf2 = calloc(n, 16);
+	rc = tr_alltoallv(c, buf1, sb, so, buf2, rb, ro);
+	if (me == 0)
+		check(rc != 0 && strstr(tr_comm_error(c), "rank 1") && strstr(tr_comm_error(c), "sent 16 bytes"),
+		      "a size mismatch is reported naming the sender", "rc %d: %s", rc, tr_comm_error(c));
+	free(buf1);
+	free(buf2);
+	free(s64);
+	free(r64);
+	free(sb);
+	free(so);
+	free(rb);
+	free(ro);
+}
+
+enum mode { M_SUITE, M_KILL, M_SILENT };
+
+/* The failure cases: the last rank dies (SIGKILL) or goes silent after one barrier; the others
+ * must fail their next collective with an error naming it. */
+static void fail_case(struct tr_comm *c, enum mode m, const char *want)
+{
+	int me = tr_comm_rank(c), n = tr_comm_size(c);
+	int rc = tr_barrier(c);
+	if (me == n - 1) {
+		if (m == M_KILL)
+			raise(SIGKILL);
+		pause(); /* silent: the parent kills it */
+		_exit(0);
+	}
+	double t0 = tr_now();
+	float v[4096] = { 0 };
+	for (int i = 0; i < 50 && rc == 0; i++)
+		rc = tr_allreduce_f32(c, v, 4096);
+	char who[32];
+	snprintf(who, sizeof(who), "rank %d", n - 1);
+	const char *e = tr_comm_error(c);
+	check(rc != 0 && strstr(e, who) && strstr(e, want), m == M_KILL ? "a killed rank is named" : "a silent rank times out",
+	      "rc %d after %.1f s: %s", rc, tr_now() - t0, e);
+	/* later calls keep failing with the first cause instead of hanging */
+	check(tr_barrier(c) != 0 && tr_comm_error(c) == e, "the communicator stays failed", "%s", tr_comm_error(c));
+	/* A real trainer exits here, and its peers then see it close too; linger so that each survivor
+	 * reports the rank that actually died. */
+	usleep(500000);
+}
+
+/* Forks n ranks for one case; returns after all exit.  master_port > 0: rendezvous through env. */
+static void run_case(const char *name, const char *kind, int n, enum mode m, const char *want, int master_port,
+		     const char *timeout)
+{
+	char host[TR_HOST_LEN] = "";
+	gethostname(host, sizeof(host) - 1);
+	int *lfd = calloc(n, sizeof(int));
+	struct tr_peer *peers = calloc(n, sizeof(*peers));
+	char err[512];
+	for (int r = 0; r < n && !master_port; r++) {
+		if (tr_listen(AF_INET, 0, &lfd[r], &peers[r].port, err, sizeof(err)) != 0) {
+			printf("Bail out! %s\n", err);
+			exit(1);
+		}
+		snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
+		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
+	}
+	char *table = master_port ? NULL : tr_peers_format(peers, n);
+	pid_t *pids = calloc(n, sizeof(pid_t));
+	for (int r = 0; r < n; r++) {
+		pids[r] = fork();
+		if (pids[r] != 0)
+			continue;
+		char v[64];
+		cur_case = name;
+		cur_rank = r;
+		snprintf(v, sizeof(v), "%d", r);
+		setenv("MOE_RANK", v, 1);
+		snprintf(v, sizeof(v), "%d", n);
+		setenv("MOE_WORLD_SIZE", v, 1);
+		setenv("MOE_COMM_TIMEOUT", timeout, 1);
+		if (master_port) {
+			setenv("MOE_MASTER_ADDR", "127.0.0.1", 1);
+			snprintf(v, sizeof(v), "%d", master_port);
+			setenv("MOE_MASTER_PORT", v, 1);
+			unsetenv("MOE_COMM_PEERS");
+		} else {
+			for (int q = 0; q < n; q++)
+				if (q != r)
+					close(lfd[q]);
+			snprintf(v, sizeof(v), "%d", lfd[r]);
+			setenv("MOE_COMM_FD", v, 1);
+			setenv("MOE_COMM_PEERS", table, 1);
+			snprintf(v, sizeof(v), "test%d-%s", (int)getppid(), name);
+			setenv("MOE_COMM_JOB", v, 1);
+		}
+		struct tr_comm *c;
+		if (tr_comm_init(kind, &c, err, sizeof(err)) != 0) {
+			check(0, "init", "%s", err);
+			_exit(1);
+		}
+		check(1, "init", NULL);
+		if (m == M_SUITE)
+			suite(c, kind);
+		else
+			fail_case(c, m, want);
+		tr_comm_free(c);
+		_exit(0);
+	}
+	for (int r = 0; r < n && !master_port; r++)
+		close(lfd[r]);
+	/* the silent rank never exits by itself: stop it once the others are done */
+	for (int r = 0; r < n; r++) {
+		if (m == M_SILENT && r == n - 1)
+			continue;
+		waitpid(pids[r], NULL, 0);
+	}
+	if (m != M_SUITE) {
+		kill(pids[n - 1], SIGKILL);
+		waitpid(pids[n - 1], NULL, 0);
+	}
+	free(pids);
+	free(table);
+	free(peers);
+	free(lfd);
+}
+
+/* Aggregates the children's lines: a check passes when every rank that ran it passed. */
+static void summarize(FILE *in)
+{
+	static char names[256][160], fails[256][512];
+	int ok[256], seen[256], count = 0;
+	char line[1024];
+	while (fgets(line, sizeof(line), in)) {
+		char *c1 = strchr(line, '|'), *c2 = c1 ? strchr(c1 + 1, '|') : NULL, *c3 = c2 ? strchr(c2 + 1, '|') : NULL;
+		if (!c3)
+			continue;
+		char key[160];
+		snprintf(key, sizeof(key), "%.*s: %.*s", (int)(c1 - line), line, (int)(c2 - c1 - 1), c1 + 1);
+		int i;
+		for (i = 0; i < count; i++)
+			if (!strcmp(names[i], key))
+				break;
+		if (i == count) {
+			if (count == 256)
+				continue;
+			snprintf(names[count], sizeof(names[count]), "%s", key);
+			ok[count] = 1;
+			seen[count] = 0;
+			fails[count][0] = 0;
+			count++;
+		}
+		seen[i]++;
+		if (c2[1] != '1') {
+			if (ok[i])
+				snprintf(fails[i], sizeof(fails[i]), "%s", c3 + 1);
+			ok[i] = 0;
+		}
+	}
+	for (int i = 0; i < count; i++) {
+		tap_ok(ok[i], "%s (%d ranks)", names[i], seen[i]);
+		if (!ok[i])
+			printf("#   %s", fails[i]);
+	}
+}
+
+static int free_port(void)
+{
+	int fd, port;
+	char err[256];
+	if (tr_listen(AF_INET, 0, &fd, &port, err, sizeof(err)) != 0)
+		return 0;
+	close(fd);
+	return port;
+}
+
+static int shm_leftovers(void)
+{
+	int n = 0;
+	DIR *d = opendir("/dev/shm");
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "moe-test%d-", (int)getpid());
+	for (struct dirent *e; d && (e = readdir(d));)
+		if (!strncmp(e->d_name, prefix, strlen(prefix)))
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	/* ranks append their results to one file (small O_APPEND writes do not interleave) */
+	FILE *tf = tmpfile();
+	report_fd = tf ? fileno(tf) : -1;
+	if (report_fd < 0 || fcntl(report_fd, F_SETFL, O_APPEND) != 0) {
+		printf("Bail out! cannot create a temporary file\n");
+		return 1;
+	}
+	unsetenv("MOE_TRANSPORT");
+
+	/* a world of one needs no launcher */
+	unsetenv("MOE_WORLD_SIZE");
+	unsetenv("WORLD_SIZE");
+	struct tr_comm *c;
+	char err[512];
+	int rc = tr_comm_init(NULL, &c, err, sizeof(err));
+	tap_ok(rc == 0 && !strcmp(tr_comm_kind(c), "self") && tr_comm_size(c) == 1, "no world size: self transport");
+	if (rc == 0) {
+		float v[3] = { 1, 2, 3 };
+		tap_ok(tr_allreduce_f32(c, v, 3) == 0 && v[2] == 3 && tr_barrier(c) == 0, "self: collectives are local");
+		tr_comm_free(c);
+	}
+	rc = tr_comm_init("carrier-pigeon", &c, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "carrier-pigeon") && strstr(err, "valid: auto, shm, tcp"),
+	       "unknown transport named with the valid choices: %s", err);
+	setenv("MOE_WORLD_SIZE", "2", 1);
+	setenv("MOE_RANK", "0", 1);
+	unsetenv("MOE_COMM_PEERS");
+	unsetenv("MOE_MASTER_ADDR");
+	unsetenv("MASTER_ADDR");
+	rc = tr_comm_init("tcp", &c, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "moe-launch"), "world of 2 without a launcher: %s", err);
+	setenv("MOE_COMM_PEERS", "a@127.0.0.1:1", 1);
+	rc = tr_comm_init("tcp", &c, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "MOE_COMM_PEERS"), "peer table shorter than the world: %s", err);
+
+	unsetenv("MOE_COMM_PEERS");
+
+	run_case("tcp-2", "tcp", 2, M_SUITE, NULL, 0, "20");
+	run_case("tcp-4", "tcp", 4, M_SUITE, NULL, 0, "20");
+	run_case("shm-2", "shm", 2, M_SUITE, NULL, 0, "20");
+	run_case("shm-3", "shm", 3, M_SUITE, NULL, 0, "20");
+	run_case("rendezvous-tcp-3", "tcp", 3, M_SUITE, NULL, free_port(), "20");
+	run_case("rendezvous-auto-3", "auto", 3, M_SUITE, NULL, free_port(), "20");
+	run_case("tcp-kill", "tcp", 3, M_KILL, "closed the connection", 0, "10");
+	run_case("shm-kill", "shm", 3, M_KILL, "died", 0, "10");
+	run_case("tcp-silent", "tcp", 3, M_SILENT, "timed out", 0, "1");
+	run_case("shm-silent", "shm", 3, M_SILENT, "timed out", 0, "1");
+
+	lseek(report_fd, 0, SEEK_SET);
+	summarize(tf);
+	fclose(tf);
+	tap_ok(shm_leftovers() == 0, "no shared memory segment left in /dev/shm");
+	return tap_done();
+}

@@ -1,0 +1,732 @@
+/* comm.c - the transport-independent half of comm.h: init from the environment moe-launch leaves,
+ * transport choice, communicators and split, and every collective built on one engine that moves
+ * framed messages to and from all peers of an operation at once.
+ *
+ * Each message carries a header (communicator tag, operation, sequence number, length) so a peer
+ * that called collectives in a different order, or sent a different size, is reported by rank
+ * instead of corrupting data.  Every wait is bounded by the timeout, which restarts on progress.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm_internal.h"
+
+#define HDR_MAGIC 0x4d4f4531u /* "MOE1" */
+#define WAIT_SLICE_MS 100     /* longest sleep between liveness checks */
+
+enum op { OP_ALLTOALLV = 1, OP_ALLTOALL, OP_ALLREDUCE_RS, OP_ALLREDUCE_AG, OP_ALLGATHER, OP_BARRIER, OP_SPLIT };
+static const char *op_name(uint32_t op)
+{
+	static const char *names[] = { "?", "alltoallv", "alltoall", "allreduce", "allreduce", "allgather",
+				       "barrier", "split" };
+	return op < sizeof(names) / sizeof(names[0]) ? names[op] : "?";
+}
+
+struct hdr {
+	uint32_t magic, tag, op, seq;
+	uint64_t len;
+};
+
+struct tr_comm {
+	struct tr_transport *t;
+	int rank, size;
+	int *world;          /* world[i]: transport rank of member i */
+	uint32_t tag;        /* same on every member: checks messages belong to this communicator */
+	uint32_t seq;        /* collectives issued so far */
+	uint32_t splits;
+	uint64_t a2a_bytes;
+	bool broken;         /* after a failure the streams are out of step: every later call fails */
+	char err[TR_ERRLEN];
+	void *scratch;
+	size_t scratch_len;
+	int children;
+	struct tr_comm *parent;
+};
+
+/* One peer's part of an operation: at most one message each way. */
+struct xfer {
+	int peer;            /* communicator rank */
+	bool sending, receiving;
+	const char *sbuf;
+	size_t slen, sdone;  /* sdone counts header bytes too */
+	char *rbuf;
+	size_t rlen, rdone;
+	struct hdr shdr, rhdr;
+};
+
+double tr_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
+{
+	const struct tr_peer *p = &t->peers[peer];
+	if (p->port > 0)
+		snprintf(buf, len, "%s:%d", p->addr, p->port);
+	else
+		snprintf(buf, len, "%s", p->host);
+}
+
+static int fail(struct tr_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct tr_comm *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	c->broken = true;
+	return -1;
+}
+
+static int check_hdr(struct tr_comm *c, const struct xfer *x, uint32_t op)
+{
+	const struct hdr *h = &x->rhdr;
+	int wr = c->world[x->peer];
+	char who[TR_HOST_LEN + TR_ADDR_LEN + 16];
+	tr_peer_name(c->t, wr, who, sizeof(who));
+	if (h->magic != HDR_MAGIC)
+		return fail(c, "%s: rank %d (%s) sent garbage (bad message header)", c->t->ops->kind, wr, who);
+	if (h->tag != c->tag || h->op != op || h->seq != c->seq)
+		return fail(c, "%s: rank %d (%s) is in %s #%u of communicator %08x while rank %d is in %s #%u of "
+			    "%08x (collectives called in a different order)", c->t->ops->kind, wr, who,
+			    op_name(h->op), h->seq, h->tag, c->t->rank, op_name(op), c->seq, c->tag);
+	if (h->len != x->rlen)
+		return fail(c, "%s: rank %d (%s) sent %llu bytes in %s #%u, rank %d expected %zu", c->t->ops->kind,
+			    wr, who, (unsigned long long)h->len, op_name(op), c->seq, c->t->rank, x->rlen);
+	return 0;
+}
+
+/* Moves every message of one operation; self-messages must not be in xs (callers memcpy them). */
+static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
+{
+	struct tr_transport *t = c->t;
+	const size_t H = sizeof(struct hdr);
+	int pending = 0;
+	for (int i = 0; i < n; i++) {
+		struct xfer *x = &xs[i];
+		x->sdone = x->rdone = 0;
+		x->shdr = (struct hdr){ HDR_MAGIC, c->tag, op, c->seq, x->slen };
+		pending += x->sending + x->receiving;
+	}
+	int *wpeers = NULL;
+	bool *ws = NULL, *wr = NULL;
+	double deadline = tr_now() + t->timeout;
+	int rc = 0;
+	while (pending > 0) {
+		uint64_t token = t->ops->wait_token(t);
+		bool progressed = false;
+		for (int i = 0; i < n && rc == 0; i++) {
+			struct xfer *x = &xs[i];
+			int peer = c->world[x->peer];
+			if (x->sending) {
+				ssize_t k;
+				if (x->sdone < H) {
+					struct iovec iov[2] = { { (char *)&x->shdr + x->sdone, H - x->sdone },
+								{ (void *)x->sbuf, x->slen } };
+					k = t->ops->send_some(t, peer, iov, x->slen ? 2 : 1);
+				} else {
+					struct iovec iov = { (void *)(x->sbuf + (x->sdone - H)), x->slen - (x->sdone - H) };
+					k = t->ops->send_some(t, peer, &iov, 1);
+				}
+				if (k < 0) {
+					rc = fail(c, "%s", t->err);
+					break;
+				}
+				if (k > 0) {
+					progressed = true;
+					x->sdone += k;
+					if (x->sdone == H + x->slen) {
+						x->sending = false;
+						pending--;
+					}
+				}
+			}
+			/* Drain the whole message while data is there: fewer trips round the loop. */
+			while (x->receiving) {
+				ssize_t k;
+				if (x->rdone < H)
+					k = t->ops->recv_some(t, peer, (char *)&x->rhdr + x->rdone, H - x->rdone);
+				else
+					k = t->ops->recv_some(t, peer, x->rbuf + (x->rdone - H), x->rlen - (x->rdone - H));
+				if (k < 0) {
+					rc = fail(c, "%s", t->err);
+					break;
+				}
+				if (k == 0)
+					break;
+				progressed = true;
+				x->rdone += k;
+				if (x->rdone == H && (rc = check_hdr(c, x, op)) != 0)
+					break;
+				if (x->rdone == H + x->rlen) {
+					x->receiving = false;
+					pending--;
+				}
+			}
+		}
+		if (rc != 0 || pending == 0)
+			break;
+		double now = tr_now();
+		if (progressed) {
+			deadline = now + t->timeout;
+			continue;
+		}
+		if (!wpeers) {
+			wpeers = malloc(n * sizeof(*wpeers));
+			ws = malloc(n * sizeof(*ws));
+			wr = malloc(n * sizeof(*wr));
+			if (!wpeers || !ws || !wr) {
+				rc = fail(c, "out of memory");
+				break;
+			}
+		}
+		int m = 0;
+		for (int i = 0; i < n; i++)
+			if (xs[i].sending || xs[i].receiving) {
+				wpeers[m] = c->world[xs[i].peer];
+				ws[m] = xs[i].sending;
+				wr[m++] = xs[i].receiving;
+			}
+		if (now >= deadline) {
+			char who[TR_HOST_LEN + TR_ADDR_LEN + 16];
+			tr_peer_name(t, wpeers[0], who, sizeof(who));
+			rc = fail(c, "%s: timed out after %g s waiting for rank %d (%s) in %s #%u (%d peer%s pending)",
+				  t->ops->kind, t->timeout, wpeers[0], who, op_name(op), c->seq, m, m == 1 ? "" : "s");
+			break;
+		}
+		int ms = (int)((deadline - now) * 1000) + 1;
+		if (ms > WAIT_SLICE_MS)
+			ms = WAIT_SLICE_MS;
+		if (t->ops->wait(t, token, wpeers, ws, wr, m, ms) < 0) {
+			rc = fail(c, "%s", t->err);
+			break;
+		}
+	}
+	free(wpeers);
+	free(ws);
+	free(wr);
+	c->seq++;
+	return rc;
+}
+
+static int usable(struct tr_comm *c)
+{
+	if (!c)
+		return -1;
+	if (c->broken) /* keep the first error: it names the cause */
+		return -1;
+	return 0;
+}
+
+static void *scratch(struct tr_comm *c, size_t len)
+{
+	if (c->scratch_len < len) {
+		void *p = realloc(c->scratch, len);
+		if (!p)
+			return NULL;
+		c->scratch = p;
+		c->scratch_len = len;
+	}
+	return c->scratch;
+}
+
+static struct xfer *xfers(struct tr_comm *c)
+{
+	struct xfer *xs = calloc(c->size > 1 ? c->size - 1 : 1, sizeof(*xs));
+	if (!xs)
+		fail(c, "out of memory");
+	return xs;
+}
+
+int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
+		 void *recv, const size_t *recv_bytes, const size_t *recv_off)
+{
+	if (usable(c))
+		return -1;
+	const char *s = send;
+	char *r = recv;
+	if (send_bytes[c->rank] != recv_bytes[c->rank])
+		return fail(c, "alltoallv: rank %d sends itself %zu bytes but expects %zu", c->rank,
+			    send_bytes[c->rank], recv_bytes[c->rank]);
+	if (send_bytes[c->rank])
+		memmove(r + recv_off[c->rank], s + send_off[c->rank], send_bytes[c->rank]);
+	if (c->size == 1) {
+		c->seq++;
+		return 0;
+	}
+	struct xfer *xs = xfers(c);
+	if (!xs)
+		return -1;
+	int n = 0;
+	uint64_t bytes = 0;
+	/* Start with the next rank up so that not every rank hits rank 0 first. */
+	for (int k = 1; k < c->size; k++) {
+		int p = (c->rank + k) % c->size;
+		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = s + send_off[p],
+					 .slen = send_bytes[p], .rbuf = r + recv_off[p], .rlen = recv_bytes[p] };
+		bytes += send_bytes[p];
+	}
+	int rc = run_xfers(c, xs, n, OP_ALLTOALLV);
+	free(xs);
+	if (rc == 0)
+		c->a2a_bytes += bytes;
+	return rc;
+}
+
+int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
+{
+	if (usable(c))
+		return -1;
+	const char *s = send;
+	char *r = recv;
+	memmove(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
+	if (c->size == 1) {
+		c->seq++;
+		return 0;
+	}
+	struct xfer *xs = xfers(c);
+	if (!xs)
+		return -1;
+	int n = 0;
+	for (int k = 1; k < c->size; k++) {
+		int p = (c->rank + k) % c->size;
+		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = s + (size_t)p * bytes,
+					 .slen = bytes, .rbuf = r + (size_t)p * bytes, .rlen = bytes };
+	}
+	int rc = run_xfers(c, xs, n, OP_ALLTOALL);
+	free(xs);
+	return rc;
+}
+
+int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes)
+{
+	if (usable(c))
+		return -1;
+	char *r = recv;
+	memmove(r + (size_t)c->rank * bytes, send, bytes);
+	if (c->size == 1) {
+		c->seq++;
+		return 0;
+	}
+	struct xfer *xs = xfers(c);
+	if (!xs)
+		return -1;
+	int n = 0;
+	for (int k = 1; k < c->size; k++) {
+		int p = (c->rank + k) % c->size;
+		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = send, .slen = bytes,
+					 .rbuf = r + (size_t)p * bytes, .rlen = bytes };
+	}
+	int rc = run_xfers(c, xs, n, OP_ALLGATHER);
+	free(xs);
+	return rc;
+}
+
+int tr_barrier(struct tr_comm *c)
+{
+	if (usable(c))
+		return -1;
+	if (c->size == 1) {
+		c->seq++;
+		return 0;
+	}
+	struct xfer *xs = xfers(c);
+	if (!xs)
+		return -1;
+	int n = 0;
+	for (int k = 1; k < c->size; k++)
+		xs[n++] = (struct xfer){ .peer = (c->rank + k) % c->size, .sending = true, .receiving = true };
+	int rc = run_xfers(c, xs, n, OP_BARRIER);
+	free(xs);
+	return rc;
+}
+
+/* Chunk r of n elements: rank r reduces it.  Sizes differ by at most one element. */
+static void chunk(size_t n, int size, int r, size_t *off, size_t *len)
+{
+	size_t base = n / size, rem = n % size;
+	*off = base * r + ((size_t)r < rem ? (size_t)r : rem);
+	*len = base + ((size_t)r < rem);
+}
+
+/* Reduce-scatter then allgather.  Rank r sums chunk r over ranks 0,1,..,size-1 in that order, so
+ * every element is added in rank order exactly once and every rank ends with the same bits. */
+static int allreduce(struct tr_comm *c, void *buf, size_t n, size_t esz,
+		     void (*add)(void *acc, const void *x, size_t n))
+{
+	if (usable(c))
+		return -1;
+	if (c->size == 1 || n == 0) {
+		c->seq += 2;
+		return 0;
+	}
+	char *b = buf;
+	size_t moff, mlen;
+	chunk(n, c->size, c->rank, &moff, &mlen);
+	char *stage = scratch(c, (size_t)c->size * mlen * esz + 1);
+	struct xfer *xs = xfers(c);
+	if (!stage || !xs) {
+		free(xs);
+		return stage ? -1 : fail(c, "out of memory");
+	}
+	int nx = 0;
+	for (int k = 1; k < c->size; k++) {
+		int p = (c->rank + k) % c->size;
+		size_t poff, plen;
+		chunk(n, c->size, p, &poff, &plen);
+		xs[nx++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = b + poff * esz,
+					  .slen = plen * esz, .rbuf = stage + (size_t)p * mlen * esz, .rlen = mlen * esz };
+	}
+	memcpy(stage + (size_t)c->rank * mlen * esz, b + moff * esz, mlen * esz);
+	int rc = run_xfers(c, xs, nx, OP_ALLREDUCE_RS);
+	if (rc == 0) {
+		char *acc = b + moff * esz;
+		memcpy(acc, stage, mlen * esz);
+		for (int p = 1; p < c->size; p++)
+			add(acc, stage + (size_t)p * mlen * esz, mlen);
+		nx = 0;
+		for (int k = 1; k < c->size; k++) {
+			int p = (c->rank + k) % c->size;
+			size_t poff, plen;
+			chunk(n, c->size, p, &poff, &plen);
+			xs[nx++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = acc,
+						  .slen = mlen * esz, .rbuf = b + poff * esz, .rlen = plen * esz };
+		}
+		rc = run_xfers(c, xs, nx, OP_ALLREDUCE_AG);
+	}
+	free(xs);
+	return rc;
+}
+
+static void add_f32(void *acc, const void *x, size_t n)
+{
+	float *a = acc;
+	const float *v = x;
+	for (size_t i = 0; i < n; i++)
+		a[i] += v[i];
+}
+
+static void add_f64(void *acc, const void *x, size_t n)
+{
+	double *a = acc;
+	const double *v = x;
+	for (size_t i = 0; i < n; i++)
+		a[i] += v[i];
+}
+
+int tr_allreduce_f32(struct tr_comm *c, float *buf, size_t n)
+{
+	return allreduce(c, buf, n, sizeof(float), add_f32);
+}
+
+int tr_allreduce_f64(struct tr_comm *c, double *buf, size_t n)
+{
+	return allreduce(c, buf, n, sizeof(double), add_f64);
+}
+
+/* ---- communicators */
+
+static uint32_t mix(uint32_t h, uint32_t v)
+{
+	h ^= v;
+	h *= 16777619u; /* FNV-1a step */
+	return h ^ (h >> 15);
+}
+
+static struct tr_comm *comm_new(struct tr_transport *t, int size)
+{
+	struct tr_comm *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->world = calloc(size, sizeof(int));
+	if (!c->world) {
+		free(c);
+		return NULL;
+	}
+	c->t = t;
+	c->size = size;
+	t->refs++;
+	return c;
+}
+
+struct split_ent {
+	int color, key, rank;
+};
+
+static int split_cmp(const void *a, const void *b)
+{
+	const struct split_ent *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->rank - y->rank;
+}
+
+int tr_comm_split(struct tr_comm *c, int color, int key, struct tr_comm **out)
+{
+	*out = NULL;
+	if (usable(c))
+		return -1;
+	struct split_ent me = { color, key, c->rank };
+	struct split_ent *all = calloc(c->size, sizeof(*all));
+	if (!all)
+		return fail(c, "out of memory");
+	int rc = tr_allgather(c, &me, all, sizeof(me));
+	if (rc != 0) {
+		free(all);
+		return -1;
+	}
+	int m = 0;
+	for (int i = 0; i < c->size; i++)
+		if (all[i].color == color)
+			all[m++] = all[i];
+	qsort(all, m, sizeof(*all), split_cmp);
+	struct tr_comm *s = comm_new(c->t, m);
+	if (!s) {
+		free(all);
+		return fail(c, "out of memory");
+	}
+	for (int i = 0; i < m; i++) {
+		s->world[i] = c->world[all[i].rank];
+		if (all[i].rank == c->rank)
+			s->rank = i;
+	}
+	free(all);
+	s->tag = mix(mix(mix(c->tag, c->splits), (uint32_t)color), 0x5eed);
+	c->splits++;
+	s->parent = c;
+	c->children++;
+	*out = s;
+	return 0;
+}
+
+void tr_comm_free(struct tr_comm *c)
+{
+	if (!c)
+		return;
+	if (c->parent)
+		c->parent->children--;
+	if (--c->t->refs == 0) {
+		free(c->t->peers);
+		c->t->ops->destroy(c->t);
+	}
+	free(c->world);
+	free(c->scratch);
+	free(c);
+}
+
+int tr_comm_rank(const struct tr_comm *c)
+{
+	return c->rank;
+}
+
+int tr_comm_size(const struct tr_comm *c)
+{
+	return c->size;
+}
+
+const char *tr_comm_kind(const struct tr_comm *c)
+{
+	return c->t->ops->kind;
+}
+
+const char *tr_comm_error(const struct tr_comm *c)
+{
+	return c ? c->err : "no communicator";
+}
+
+uint64_t tr_comm_alltoall_bytes(const struct tr_comm *c)
+{
+	return c->a2a_bytes;
+}
+
+/* ---- init */
+
+static int env_int(const char *name, const char *alt, int def, int min, int *out, char *err, size_t errlen)
+{
+	const char *v = getenv(name);
+	if ((!v || !*v) && alt) {
+		v = getenv(alt);
+		name = alt;
+	}
+	if (!v || !*v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno || *end || x < min || x > INT_MAX) {
+		snprintf(err, errlen, "%s='%s' is not an integer >= %d", name, v, min);
+		return -1;
+	}
+	*out = (int)x;
+	return 0;
+}
+
+static int env_timeout(double *out, char *err, size_t errlen)
+{
+	const char *v = getenv("MOE_COMM_TIMEOUT");
+	*out = 60;
+	if (!v || !*v)
+		return 0;
+	char *end;
+	double x = strtod(v, &end);
+	if (*end || !(x > 0) || x > 1e6) {
+		snprintf(err, errlen, "MOE_COMM_TIMEOUT='%s' is not a number of seconds > 0", v);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+/* Reads the world a launcher or the rendezvous left for us; see doc/launcher.md. */
+static int world_from_env(int rank, int size, double timeout, struct tr_world *w, char *err, size_t errlen)
+{
+	const char *peers = getenv("MOE_COMM_PEERS");
+	memset(w, 0, sizeof(*w));
+	w->rank = rank;
+	w->size = size;
+	w->timeout = timeout;
+	w->listen_fd = -1;
+	if (peers && *peers) {
+		if (tr_peers_parse(peers, size, &w->peers, err, errlen) != 0)
+			return -1;
+		int fd;
+		if (env_int("MOE_COMM_FD", NULL, -1, -1, &fd, err, errlen) != 0)
+			goto bad;
+		if (fd >= 0 && fcntl(fd, F_GETFD) < 0) {
+			snprintf(err, errlen, "MOE_COMM_FD=%d is not an open file descriptor (was the program started "
+				 "by moe-launch?)", fd);
+			goto bad;
+		}
+		w->listen_fd = fd;
+		const char *job = getenv("MOE_COMM_JOB");
+		if (job && *job) {
+			snprintf(w->job, sizeof(w->job), "%s", job);
+		} else { /* same on every rank: derived from the table, which the launcher made unique */
+			uint32_t h = 2166136261u;
+			for (const char *p = peers; *p; p++)
+				h = mix(h, (unsigned char)*p);
+			snprintf(w->job, sizeof(w->job), "p%08x", h);
+		}
+		if (fd >= 0)
+			fcntl(fd, F_SETFD, FD_CLOEXEC); /* the trainer's own children must not inherit it */
+		return 0;
+	bad:
+		free(w->peers);
+		w->peers = NULL;
+		return -1;
+	}
+	const char *maddr = getenv("MOE_MASTER_ADDR");
+	int mport = 0;
+	if (!maddr || !*maddr)
+		maddr = getenv("MASTER_ADDR");
+	if (env_int("MOE_MASTER_PORT", "MASTER_PORT", 0, 0, &mport, err, errlen) != 0)
+		return -1;
+	if (!maddr || !*maddr || mport <= 0 || mport > 65535) {
+		snprintf(err, errlen, "world size %d but no MOE_COMM_PEERS and no MOE_MASTER_ADDR/MOE_MASTER_PORT: "
+			 "start the ranks with moe-launch", size);
+		return -1;
+	}
+	return tr_rdv_run(maddr, mport, rank, size, timeout, w, err, errlen);
+}
+
+int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!kind || !*kind)
+		kind = getenv("MOE_TRANSPORT");
+	if (!kind || !*kind)
+		kind = "auto";
+	if (strcmp(kind, "auto") && strcmp(kind, "shm") && strcmp(kind, "tcp") && strcmp(kind, "self")) {
+		snprintf(err, errlen, "unknown transport '%s' (valid: auto, shm, tcp, self)", kind);
+		return -1;
+	}
+	int size, rank;
+	double timeout;
+	if (env_int("MOE_WORLD_SIZE", "WORLD_SIZE", 1, 1, &size, err, errlen) != 0 ||
+	    env_int("MOE_RANK", "RANK", 0, 0, &rank, err, errlen) != 0 || env_timeout(&timeout, err, errlen) != 0)
+		return -1;
+	if (rank >= size) {
+		snprintf(err, errlen, "rank %d is outside a world of %d ranks (MOE_RANK/MOE_WORLD_SIZE)", rank, size);
+		return -1;
+	}
+	if (size > 1 && !strcmp(kind, "self")) {
+		snprintf(err, errlen, "transport 'self' needs a world of one rank, this one has %d", size);
+		return -1;
+	}
+	struct tr_world w;
+	if (size == 1) {
+		memset(&w, 0, sizeof(w));
+		w.size = 1;
+		w.listen_fd = -1;
+		w.timeout = timeout;
+		w.peers = calloc(1, sizeof(*w.peers));
+		if (!w.peers) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		gethostname(w.peers[0].host, sizeof(w.peers[0].host) - 1);
+		kind = "self";
+	} else if (world_from_env(rank, size, timeout, &w, err, errlen) != 0) {
+		return -1;
+	}
+	bool one_node = true;
+	for (int i = 0; i < size; i++)
+		if (strcmp(w.peers[i].host, w.peers[rank].host) != 0)
+			one_node = false;
+	if (!strcmp(kind, "auto"))
+		kind = one_node ? "shm" : "tcp";
+	struct tr_transport *t = NULL;
+	int rc;
+	if (!strcmp(kind, "self")) {
+		rc = tr_self_open(&w, &t, err, errlen);
+	} else if (!strcmp(kind, "shm")) {
+		if (!one_node) {
+			int other = 0;
+			while (!strcmp(w.peers[other].host, w.peers[rank].host))
+				other++;
+			snprintf(err, errlen, "transport 'shm' needs all ranks on one node, but rank %d is on %s and rank "
+				 "%d on %s (use tcp or auto)", rank, w.peers[rank].host, other, w.peers[other].host);
+			rc = -1;
+		} else {
+			rc = tr_shm_open(&w, &t, err, errlen);
+		}
+	} else {
+		rc = tr_tcp_open(&w, &t, err, errlen);
+	}
+	if (w.listen_fd >= 0)
+		close(w.listen_fd); /* tcp has accepted everyone by now; shm never needs it */
+	if (rc != 0) {
+		free(w.peers);
+		return -1;
+	}
+	t->peers = w.peers;
+	t->rank = rank;
+	t->size = size;
+	t->timeout = timeout;
+	struct tr_comm *c = comm_new(t, size);
+	if (!c) {
+		free(t->peers);
+		t->ops->destroy(t);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < size; i++)
+		c->world[i] = i;
+	c->rank = rank;
+	c->tag = mix(2166136261u, (uint32_t)size);
+	*out = c;
+	return 0;
+}

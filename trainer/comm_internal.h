@@ -1,0 +1,94 @@
+/* comm_internal.h - what comm.c shares with the transports (self, shm, tcp) and the rendezvous.
+ *
+ * A transport moves byte streams between pairs of world ranks: send_some/recv_some never block and
+ * say how many bytes they moved; wait blocks until one of the listed peers may have progressed (or a
+ * slice of time passed) and checks that those peers are alive.  comm.c frames every message with a
+ * header and drives all peers of a collective at once, so no collective can deadlock on ordering and
+ * every timeout and error names the peer.  Sub-communicators share their parent's transport.
+ */
+#ifndef TR_COMM_INTERNAL_H
+#define TR_COMM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "comm.h"
+
+#define TR_HOST_LEN 64
+#define TR_ADDR_LEN 64
+#define TR_ERRLEN 512
+
+/* One rank of the world as the rendezvous published it. */
+struct tr_peer {
+	char host[TR_HOST_LEN]; /* hostname: ranks with equal host share a node */
+	char addr[TR_ADDR_LEN]; /* numeric address its data socket listens on */
+	int port;
+};
+
+/* What a transport needs to start: the world table and this rank's listen socket. */
+struct tr_world {
+	int rank, size;
+	struct tr_peer *peers;  /* size entries, rank order */
+	int listen_fd;          /* -1 when none (shm-only, self) */
+	char job[64];           /* unique per launch: names shm segments */
+	double timeout;         /* seconds without progress before giving up */
+};
+
+struct tr_transport;
+struct tr_transport_ops {
+	const char *kind;
+	/* >= 0 bytes moved (0: would block), -1 on error (message in t->err). */
+	ssize_t (*send_some)(struct tr_transport *t, int peer, const struct iovec *iov, int iovcnt);
+	ssize_t (*recv_some)(struct tr_transport *t, int peer, void *buf, size_t len);
+	/* Value to pass to wait: taken before the last progress attempt so no wake-up is lost. */
+	uint64_t (*wait_token)(struct tr_transport *t);
+	/* Blocks until progress may be possible or at most ms milliseconds.  peers[]: world ranks we
+	 * still wait for, sending[i] true when we still send to peers[i].  -1 on a dead peer (t->err). */
+	int (*wait)(struct tr_transport *t, uint64_t token, const int *peers, const bool *sending,
+		    const bool *receiving, int n, int ms);
+	void (*destroy)(struct tr_transport *t);
+};
+
+struct tr_transport {
+	const struct tr_transport_ops *ops;
+	int rank, size;
+	double timeout;
+	int refs;
+	struct tr_peer *peers;  /* owned: copy of the world table */
+	char err[TR_ERRLEN];
+};
+
+/* Transport constructors: fill err on failure and leave refs 0; tr_comm_init then hands the
+ * transport w->peers (t->peers) and its rank, size and timeout. */
+int tr_self_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
+int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
+int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
+
+/* Shared helpers. */
+double tr_now(void); /* monotonic seconds */
+void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host:port" */
+
+/* ---- rendezvous (comm_rdv.c), used by tr_comm_init and by moe-launch */
+/* Parses "host@addr:port,..." (MOE_COMM_PEERS) into size entries. */
+int tr_peers_parse(const char *text, int size, struct tr_peer **out, char *err, size_t errlen);
+/* Formats the table as MOE_COMM_PEERS text (malloc'd). */
+char *tr_peers_format(const struct tr_peer *peers, int size);
+/* Opens a TCP listen socket on the wildcard address of `family` (AF_INET/AF_INET6), port 0 or given. */
+int tr_listen(int family, int port, int *fd, int *bound_port, char *err, size_t errlen);
+/* Rank 0: serves the rendezvous on master_fd until every rank registered, then answers each with
+ * the table and the job nonce.  me is rank 0's own entry. */
+int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char *nonce,
+		 double timeout, struct tr_peer **table, char *err, size_t errlen);
+/* Other ranks: registers (rank, host, data port) at addr:port; the advertised address is the local
+ * address of the connection to rank 0.  Fills *table and nonce (64 bytes). */
+int tr_rdv_join(const char *addr, int port, int rank, int world, const char *host, int data_port,
+		double timeout, struct tr_peer **table, char *nonce, char *err, size_t errlen);
+/* Whole rendezvous for one rank: opens the data listen socket, serves (rank 0) or joins.  Fills the
+ * world (caller frees peers and closes listen_fd). */
+int tr_rdv_run(const char *master_addr, int master_port, int rank, int world, double timeout,
+	       struct tr_world *w, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,526 @@
+/* comm_rdv.c - the rendezvous: how N ranks that only know rank 0's address learn each other's
+ * data endpoints, and the MOE_COMM_PEERS text that carries the result across exec.
+ *
+ * Wire protocol (TCP, text lines, documented in doc/launcher.md):
+ *   rank -> rank 0:  "MOE-RDV1 <rank> <world> <host> <addr> <port>\n"
+ *   rank 0 -> rank:  "MOE-RDV1 OK <world> <nonce>\n" then <world> lines "<host> <addr> <port>\n"
+ *                or  "MOE-RDV1 ERR <one line>\n"
+ * Rank 0 answers only once every rank registered, so the answer is also a start barrier.
+ */
+#define _GNU_SOURCE /* accept4 */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm_internal.h"
+
+#define LINE_MAX_RDV 256
+
+int tr_peers_parse(const char *text, int size, struct tr_peer **out, char *err, size_t errlen)
+{
+	struct tr_peer *p = calloc(size, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	const char *s = text;
+	for (int i = 0; i < size; i++) {
+		const char *end = strchr(s, ',');
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+		char ent[TR_HOST_LEN + TR_ADDR_LEN + 16];
+		const char *at, *colon;
+		char *pend;
+		long port;
+		if (len == 0 || len >= sizeof(ent))
+			goto bad;
+		memcpy(ent, s, len);
+		ent[len] = 0;
+		at = strchr(ent, '@');
+		colon = strrchr(ent, ':');
+		if (!at || !colon || colon < at || at == ent || colon == at + 1 || (size_t)(at - ent) >= TR_HOST_LEN ||
+		    (size_t)(colon - at - 1) >= TR_ADDR_LEN)
+			goto bad;
+		port = strtol(colon + 1, &pend, 10);
+		if (*pend || port <= 0 || port > 65535)
+			goto bad;
+		memcpy(p[i].host, ent, at - ent);
+		memcpy(p[i].addr, at + 1, colon - at - 1);
+		p[i].port = (int)port;
+		if (!end && i != size - 1) {
+			snprintf(err, errlen, "MOE_COMM_PEERS lists %d ranks, MOE_WORLD_SIZE is %d", i + 1, size);
+			free(p);
+			return -1;
+		}
+		s = end ? end + 1 : s + len;
+		continue;
+	bad:
+		snprintf(err, errlen, "MOE_COMM_PEERS entry %d ('%.*s') is not host@addr:port", i, (int)(len > 80 ? 80 : len),
+			 s);
+		free(p);
+		return -1;
+	}
+	if (*s) {
+		snprintf(err, errlen, "MOE_COMM_PEERS lists more than MOE_WORLD_SIZE=%d ranks", size);
+		free(p);
+		return -1;
+	}
+	*out = p;
+	return 0;
+}
+
+char *tr_peers_format(const struct tr_peer *peers, int size)
+{
+	size_t cap = (size_t)size * (TR_HOST_LEN + TR_ADDR_LEN + 10) + 1, n = 0;
+	char *s = malloc(cap);
+	if (!s)
+		return NULL;
+	s[0] = 0;
+	for (int i = 0; i < size; i++)
+		n += snprintf(s + n, cap - n, "%s%s@%s:%d", i ? "," : "", peers[i].host, peers[i].addr, peers[i].port);
+	return s;
+}
+
+int tr_listen(int family, int port, int *fd, int *bound_port, char *err, size_t errlen)
+{
+	int s = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_any;
+		a->sin6_port = htons(port);
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_ANY);
+		a->sin_port = htons(port);
+		sl = sizeof(*a);
+	}
+	if (bind(s, (struct sockaddr *)&ss, sl) != 0 || listen(s, SOMAXCONN) != 0) {
+		snprintf(err, errlen, "cannot listen on port %d: %s", port, strerror(errno));
+		close(s);
+		return -1;
+	}
+	sl = sizeof(ss);
+	getsockname(s, (struct sockaddr *)&ss, &sl);
+	*bound_port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					       : ((struct sockaddr_in *)&ss)->sin_port);
+	*fd = s;
+	return 0;
+}
+
+/* A connection's input so far; lines are parsed once complete. */
+struct conn {
+	int fd, rank;
+	char buf[LINE_MAX_RDV];
+	size_t len;
+};
+
+static int send_all(int fd, const char *s, size_t len, double deadline)
+{
+	while (len > 0) {
+		struct pollfd pf = { fd, POLLOUT, 0 };
+		double left = deadline - tr_now();
+		if (left <= 0 || poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
+			return -1;
+		ssize_t k = send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (k <= 0)
+			return -1;
+		s += k;
+		len -= k;
+	}
+	return 0;
+}
+
+static void reply_err(int fd, const char *msg, double deadline)
+{
+	char line[LINE_MAX_RDV + 32];
+	int n = snprintf(line, sizeof(line), "MOE-RDV1 ERR %s\n", msg);
+	send_all(fd, line, n, deadline);
+}
+
+/* Parses a registration; 0 and fills the entry, or -1 with why. */
+static int parse_reg(const char *line, int world, int *rank, struct tr_peer *pe, char *why, size_t wl)
+{
+	int r, wsz, port;
+	char host[TR_HOST_LEN], addr[TR_ADDR_LEN];
+	if (sscanf(line, "MOE-RDV1 %d %d %63s %63s %d", &r, &wsz, host, addr, &port) != 5) {
+		snprintf(why, wl, "malformed registration");
+		return -1;
+	}
+	if (wsz != world) {
+		snprintf(why, wl, "rank %d says the world has %d ranks, rank 0 says %d", r, wsz, world);
+		return -1;
+	}
+	if (r <= 0 || r >= world || port <= 0 || port > 65535) {
+		snprintf(why, wl, "rank %d / port %d out of range for a world of %d", r, port, world);
+		return -1;
+	}
+	*rank = r;
+	snprintf(pe->host, sizeof(pe->host), "%s", host);
+	snprintf(pe->addr, sizeof(pe->addr), "%s", addr);
+	pe->port = port;
+	return 0;
+}
+
+int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char *nonce, double timeout,
+		 struct tr_peer **table, char *err, size_t errlen)
+{
+	int nslots = world + 16; /* room for a few strangers (port scanners) next to the ranks */
+	struct tr_peer *tab = calloc(world, sizeof(*tab));
+	struct conn *cs = calloc(nslots, sizeof(*cs));
+	struct pollfd *pf = calloc(nslots + 1, sizeof(*pf));
+	int *slot_of = calloc(nslots + 1, sizeof(int)); /* poll index -> slot */
+	bool *seen = calloc(world, sizeof(bool));
+	int have = 1, rc = -1;
+	if (!tab || !cs || !pf || !slot_of || !seen) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < nslots; i++)
+		cs[i].fd = -1;
+	tab[0] = *me;
+	seen[0] = true;
+	double deadline = tr_now() + timeout;
+	while (have < world) {
+		double left = deadline - tr_now();
+		if (left <= 0) {
+			int miss = 1;
+			while (miss < world && seen[miss])
+				miss++;
+			snprintf(err, errlen, "rendezvous: timed out after %g s: %d of %d ranks registered, rank %d never "
+				 "did (did every rank start?)", timeout, have, world, miss);
+			goto out;
+		}
+		int np = 0, free_slot = -1;
+		for (int i = 0; i < nslots; i++) {
+			if (cs[i].fd < 0 && free_slot < 0)
+				free_slot = i;
+			if (cs[i].fd >= 0 && cs[i].rank < 0) {
+				slot_of[np] = i;
+				pf[np++] = (struct pollfd){ cs[i].fd, POLLIN, 0 };
+			}
+		}
+		if (free_slot >= 0) {
+			slot_of[np] = -1;
+			pf[np++] = (struct pollfd){ master_fd, POLLIN, 0 };
+		}
+		int r = poll(pf, np, (int)(left * 1000) + 1);
+		if (r < 0 && errno != EINTR) {
+			snprintf(err, errlen, "rendezvous: poll: %s", strerror(errno));
+			goto out;
+		}
+		for (int j = 0; r > 0 && j < np; j++) {
+			if (!pf[j].revents)
+				continue;
+			if (slot_of[j] < 0) {
+				int fd = accept4(master_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					cs[free_slot] = (struct conn){ .fd = fd, .rank = -1 };
+				continue;
+			}
+			struct conn *c = &cs[slot_of[j]];
+			ssize_t k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, MSG_DONTWAIT);
+			if (k < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			char *nl = NULL;
+			if (k > 0) {
+				c->len += k;
+				c->buf[c->len] = 0;
+				nl = strchr(c->buf, '\n');
+			}
+			if (k <= 0 || (!nl && c->len == sizeof(c->buf) - 1)) {
+				/* a caller that went away or talks nonsense: drop it, keep serving */
+				close(c->fd);
+				c->fd = -1;
+				continue;
+			}
+			if (!nl)
+				continue;
+			*nl = 0;
+			char why[200];
+			int rank;
+			struct tr_peer pe;
+			if (strncmp(c->buf, "MOE-RDV1 ", 9) != 0) {
+				close(c->fd);
+				c->fd = -1;
+				continue;
+			}
+			if (parse_reg(c->buf, world, &rank, &pe, why, sizeof(why)) != 0) {
+				reply_err(c->fd, why, deadline);
+				snprintf(err, errlen, "rendezvous: %s", why);
+				goto out;
+			}
+			if (seen[rank]) {
+				snprintf(why, sizeof(why), "rank %d registered twice (%s and %s): two jobs on one port?", rank,
+					 tab[rank].addr, pe.addr);
+				reply_err(c->fd, why, deadline);
+				snprintf(err, errlen, "rendezvous: %s", why);
+				goto out;
+			}
+			c->rank = rank;
+			seen[rank] = true;
+			tab[rank] = pe;
+			have++;
+		}
+	}
+	/* Everyone is here: answer them all. */
+	size_t cap = 64 + (size_t)world * (TR_HOST_LEN + TR_ADDR_LEN + 10), n = 0;
+	char *msg = malloc(cap);
+	if (!msg) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	n += snprintf(msg, cap, "MOE-RDV1 OK %d %s\n", world, nonce);
+	for (int i = 0; i < world; i++)
+		n += snprintf(msg + n, cap - n, "%s %s %d\n", tab[i].host, tab[i].addr, tab[i].port);
+	rc = 0;
+	for (int i = 0; i < nslots; i++)
+		if (cs[i].fd >= 0 && cs[i].rank > 0 && send_all(cs[i].fd, msg, n, deadline) != 0) {
+			snprintf(err, errlen, "rendezvous: rank %d (%s) went away before it got the table", cs[i].rank,
+				 tab[cs[i].rank].addr);
+			rc = -1;
+		}
+	free(msg);
+out:
+	if (cs)
+		for (int i = 0; i < nslots; i++)
+			if (cs[i].fd >= 0) {
+				/* on failure, tell waiting ranks why instead of leaving them to time out */
+				if (rc != 0 && cs[i].rank > 0)
+					reply_err(cs[i].fd, err, tr_now() + 1);
+				close(cs[i].fd);
+			}
+	free(cs);
+	free(pf);
+	free(slot_of);
+	free(seen);
+	if (rc == 0)
+		*table = tab;
+	else
+		free(tab);
+	return rc;
+}
+
+static int connect_retry(const char *addr, int port, double deadline, int *out, char *err, size_t errlen)
+{
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai = NULL;
+	double delay = 0.02;
+	int e = 0;
+	for (;;) {
+		int g = getaddrinfo(addr, ps, &hints, &ai);
+		if (g == 0) {
+			int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+				freeaddrinfo(ai);
+				*out = fd;
+				return 0;
+			}
+			e = errno;
+			if (fd >= 0)
+				close(fd);
+			freeaddrinfo(ai);
+		} else if (g != EAI_AGAIN) {
+			snprintf(err, errlen, "rendezvous: cannot resolve rank 0's address '%s': %s", addr, gai_strerror(g));
+			return -1;
+		} else {
+			e = EAGAIN;
+		}
+		if (tr_now() + delay > deadline)
+			break;
+		usleep((useconds_t)(delay * 1e6));
+		if (delay < 1)
+			delay *= 1.5;
+	}
+	snprintf(err, errlen, "rendezvous: cannot reach rank 0 at %s:%d: %s (gave up after the timeout)", addr, port,
+		 strerror(e));
+	return -1;
+}
+
+/* Reads until the reply is complete: status line + world lines. */
+static int read_reply(int fd, int world, double deadline, struct tr_peer **table, char *nonce, char *err,
+		      size_t errlen)
+{
+	size_t cap = 128 + (size_t)world * (TR_HOST_LEN + TR_ADDR_LEN + 10), len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int lines = 0, need = 1;
+	while (lines < need) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		double left = deadline - tr_now();
+		int r = left > 0 ? poll(&pf, 1, (int)(left * 1000) + 1) : 0;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(err, errlen, "rendezvous: timed out waiting for rank 0's table (not every rank registered)");
+			goto bad;
+		}
+		ssize_t k = recv(fd, buf + len, cap - len, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			snprintf(err, errlen, "rendezvous: rank 0 closed the connection before sending the table");
+			goto bad;
+		}
+		for (ssize_t i = 0; i < k; i++)
+			if (buf[len + i] == '\n')
+				lines++;
+		len += k;
+		buf[len] = 0;
+		if (lines >= 1 && need == 1) {
+			if (!strncmp(buf, "MOE-RDV1 ERR ", 13)) {
+				char *nl = strchr(buf, '\n');
+				*nl = 0;
+				snprintf(err, errlen, "rendezvous: rank 0 refused: %s", buf + 13);
+				goto bad;
+			}
+			int w;
+			char nb[64];
+			if (sscanf(buf, "MOE-RDV1 OK %d %63s", &w, nb) != 2 || w != world) {
+				snprintf(err, errlen, "rendezvous: unexpected answer from rank 0");
+				goto bad;
+			}
+			snprintf(nonce, 64, "%s", nb);
+			need = 1 + world;
+		}
+		if (len == cap && lines < need) {
+			snprintf(err, errlen, "rendezvous: rank 0's table is too long");
+			goto bad;
+		}
+	}
+	struct tr_peer *tab = calloc(world, sizeof(*tab));
+	if (!tab) {
+		snprintf(err, errlen, "out of memory");
+		goto bad;
+	}
+	char *p = strchr(buf, '\n') + 1;
+	for (int i = 0; i < world; i++) {
+		char *nl = strchr(p, '\n');
+		*nl = 0;
+		if (sscanf(p, "%63s %63s %d", tab[i].host, tab[i].addr, &tab[i].port) != 3) {
+			snprintf(err, errlen, "rendezvous: rank 0's table line %d is malformed", i);
+			free(tab);
+			goto bad;
+		}
+		p = nl + 1;
+	}
+	free(buf);
+	*table = tab;
+	return 0;
+bad:
+	free(buf);
+	return -1;
+}
+
+int tr_rdv_join(const char *addr, int port, int rank, int world, const char *host, int data_port, double timeout,
+		struct tr_peer **table, char *nonce, char *err, size_t errlen)
+{
+	double deadline = tr_now() + timeout;
+	int fd;
+	if (connect_retry(addr, port, deadline, &fd, err, errlen) != 0)
+		return -1;
+	/* Advertise the local address of the route to rank 0: the one the other nodes can reach. */
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char me[TR_ADDR_LEN] = "";
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		getnameinfo((struct sockaddr *)&ss, sl, me, sizeof(me), NULL, 0, NI_NUMERICHOST);
+	char line[LINE_MAX_RDV];
+	int n = snprintf(line, sizeof(line), "MOE-RDV1 %d %d %s %s %d\n", rank, world, host, me, data_port);
+	int rc = -1;
+	if (send_all(fd, line, n, deadline) != 0)
+		snprintf(err, errlen, "rendezvous: rank 0 at %s:%d closed the connection", addr, port);
+	else
+		rc = read_reply(fd, world, deadline, table, nonce, err, errlen);
+	close(fd);
+	return rc;
+}
+
+static void make_nonce(char *buf, size_t len)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	unsigned long long x = (unsigned long long)ts.tv_sec * 1000000007ull ^ ts.tv_nsec ^ ((unsigned long long)getpid() << 32);
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		unsigned long long r;
+		if (read(fd, &r, sizeof(r)) == sizeof(r))
+			x ^= r;
+		close(fd);
+	}
+	snprintf(buf, len, "%016llx", x);
+}
+
+int tr_rdv_run(const char *master_addr, int master_port, int rank, int world, double timeout, struct tr_world *w,
+	       char *err, size_t errlen)
+{
+	memset(w, 0, sizeof(*w));
+	w->rank = rank;
+	w->size = world;
+	w->timeout = timeout;
+	w->listen_fd = -1;
+	char host[TR_HOST_LEN] = "";
+	gethostname(host, sizeof(host) - 1);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	int g = getaddrinfo(master_addr, NULL, &hints, &ai);
+	if (g != 0) {
+		snprintf(err, errlen, "rendezvous: cannot resolve MOE_MASTER_ADDR '%s': %s", master_addr, gai_strerror(g));
+		return -1;
+	}
+	int family = ai->ai_family;
+	char maddr[TR_ADDR_LEN];
+	getnameinfo(ai->ai_addr, ai->ai_addrlen, maddr, sizeof(maddr), NULL, 0, NI_NUMERICHOST);
+	freeaddrinfo(ai);
+	int dport;
+	if (tr_listen(family, 0, &w->listen_fd, &dport, err, errlen) != 0)
+		return -1;
+	int rc;
+	if (rank == 0) {
+		int mfd, mport;
+		if (tr_listen(family, master_port, &mfd, &mport, err, errlen) != 0) {
+			snprintf(err + strlen(err), errlen - strlen(err), " (rank 0 serves the rendezvous on MOE_MASTER_PORT)");
+			rc = -1;
+		} else {
+			struct tr_peer me = { .port = dport };
+			snprintf(me.host, sizeof(me.host), "%s", host);
+			snprintf(me.addr, sizeof(me.addr), "%s", maddr);
+			make_nonce(w->job, sizeof(w->job));
+			rc = tr_rdv_serve(mfd, world, &me, w->job, timeout, &w->peers, err, errlen);
+			close(mfd);
+		}
+	} else {
+		rc = tr_rdv_join(master_addr, master_port, rank, world, host, dport, timeout, &w->peers, w->job, err,
+				 errlen);
+	}
+	if (rc != 0) {
+		close(w->listen_fd);
+		w->listen_fd = -1;
+	}
+	return rc;
+}

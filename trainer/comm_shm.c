@@ -1,0 +1,375 @@
+/* comm_shm.c - the shm transport: ranks on one node talk through one POSIX shared memory segment.
+ *
+ * The segment holds one single-producer/single-consumer ring per ordered pair of ranks (byte
+ * streams with C11 acquire/release counters) and one "bell" word per rank that producers and
+ * consumers bump after each move.  A rank with nothing to do spins briefly, then sleeps on its bell
+ * with a futex, waking at least every slice to check that the ranks it waits for are still alive.
+ * Rank 0 creates the segment (name from the launch's job nonce); the last rank to map it unlinks
+ * it, so nothing is left in /dev/shm even when ranks crash later.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm_internal.h"
+
+#define SEG_MAGIC 0x4d4f4553u /* "MOES" */
+#define LINE 64
+#define PAGE 4096
+#define CHUNK (256u << 10)  /* bytes moved per call: lets the peer start copying out early */
+#define SPIN_NS 50000       /* busy-wait this long before sleeping */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+struct seg_hdr {
+	_Atomic uint32_t ready;
+	uint32_t size;
+	uint64_t cap;        /* ring bytes, power of two */
+	uint64_t total;      /* segment bytes */
+	_Atomic uint32_t attached;
+};
+
+struct ring {
+	_Alignas(LINE) _Atomic uint64_t head; /* bytes written, by the producer */
+	_Alignas(LINE) _Atomic uint64_t tail; /* bytes read, by the consumer */
+	_Alignas(LINE) char data[];
+};
+
+struct bell {
+	_Alignas(LINE) _Atomic uint32_t seq;
+	_Atomic uint32_t waiters;
+	_Atomic int32_t pid;
+};
+
+struct shm {
+	struct tr_transport t;
+	char name[128];
+	bool unlinked;
+	void *base;
+	size_t total;
+	uint64_t cap;
+	struct seg_hdr *hdr;
+	struct bell *bells;
+	char *rings;
+	size_t ring_stride;
+};
+
+static struct ring *ring_of(struct shm *s, int from, int to)
+{
+	int n = s->t.size;
+	size_t idx = (size_t)from * (n - 1) + (to < from ? to : to - 1);
+	return (struct ring *)(s->rings + idx * s->ring_stride);
+}
+
+static void ring_bell(struct shm *s, int who)
+{
+	struct bell *b = &s->bells[who];
+	atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&b->waiters, memory_order_seq_cst))
+		syscall(SYS_futex, &b->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static ssize_t shm_send(struct tr_transport *t, int peer, const struct iovec *iov, int iovcnt)
+{
+	struct shm *s = (struct shm *)t;
+	struct ring *r = ring_of(s, t->rank, peer);
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+	size_t room = s->cap - (head - tail), moved = 0;
+	if (room > CHUNK)
+		room = CHUNK;
+	for (int i = 0; i < iovcnt && moved < room; i++) {
+		const char *src = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+		if (len > room - moved)
+			len = room - moved;
+		while (len > 0) {
+			size_t at = (head + moved) & (s->cap - 1), n = s->cap - at;
+			if (n > len)
+				n = len;
+			memcpy(r->data + at, src, n);
+			src += n;
+			len -= n;
+			moved += n;
+		}
+	}
+	if (moved) {
+		atomic_store_explicit(&r->head, head + moved, memory_order_release);
+		ring_bell(s, peer);
+	}
+	return moved;
+}
+
+static ssize_t shm_recv(struct tr_transport *t, int peer, void *buf, size_t len)
+{
+	struct shm *s = (struct shm *)t;
+	struct ring *r = ring_of(s, peer, t->rank);
+	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+	size_t avail = head - tail, moved = 0;
+	if (len > avail)
+		len = avail;
+	if (len > CHUNK)
+		len = CHUNK;
+	char *dst = buf;
+	while (moved < len) {
+		size_t at = (tail + moved) & (s->cap - 1), n = s->cap - at;
+		if (n > len - moved)
+			n = len - moved;
+		memcpy(dst + moved, r->data + at, n);
+		moved += n;
+	}
+	if (moved) {
+		atomic_store_explicit(&r->tail, tail + moved, memory_order_release);
+		ring_bell(s, peer);
+	}
+	return moved;
+}
+
+static uint64_t shm_token(struct tr_transport *t)
+{
+	struct shm *s = (struct shm *)t;
+	return atomic_load_explicit(&s->bells[t->rank].seq, memory_order_seq_cst);
+}
+
+/* A rank that exited (or is a zombie nobody reaped yet) no longer makes progress. */
+static bool pid_alive(pid_t pid)
+{
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return false;
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true; /* another pid namespace: trust kill() */
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (k <= 0)
+		return true;
+	buf[k] = 0;
+	const char *p = strrchr(buf, ')');
+	return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
+static int check_peers(struct shm *s, const int *peers, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int pid = atomic_load(&s->bells[peers[i]].pid);
+		if (pid > 0 && !pid_alive(pid)) {
+			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died", peers[i], pid,
+				 s->t.peers ? s->t.peers[peers[i]].host : "this node");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int shm_wait(struct tr_transport *t, uint64_t token, const int *peers, const bool *sending,
+		    const bool *receiving, int n, int ms)
+{
+	struct shm *s = (struct shm *)t;
+	struct bell *b = &s->bells[t->rank];
+	uint32_t tok = (uint32_t)token;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) { /* short spin: on an idle core the peer answers within microseconds */
+		for (int i = 0; i < 64; i++) {
+			if (atomic_load_explicit(&b->seq, memory_order_acquire) != tok)
+				return 0;
+			cpu_relax();
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) > SPIN_NS)
+			break;
+	}
+	atomic_fetch_add_explicit(&b->waiters, 1, memory_order_seq_cst);
+	int rc = 0;
+	if (atomic_load_explicit(&b->seq, memory_order_seq_cst) == tok) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		if (syscall(SYS_futex, &b->seq, FUTEX_WAIT, tok, &ts, NULL, 0) != 0 && errno == ETIMEDOUT)
+			rc = check_peers(s, peers, n);
+	}
+	atomic_fetch_sub_explicit(&b->waiters, 1, memory_order_seq_cst);
+	return rc;
+}
+
+static void shm_destroy(struct tr_transport *t)
+{
+	struct shm *s = (struct shm *)t;
+	if (!s->unlinked)
+		shm_unlink(s->name);
+	if (s->base)
+		munmap(s->base, s->total);
+	free(s);
+}
+
+static const struct tr_transport_ops shm_ops = {
+	.kind = "shm",
+	.send_some = shm_send,
+	.recv_some = shm_recv,
+	.wait_token = shm_token,
+	.wait = shm_wait,
+	.destroy = shm_destroy,
+};
+
+static uint64_t ring_bytes(int n)
+{
+	const char *v = getenv("MOE_SHM_RING_BYTES");
+	uint64_t want = v && *v ? strtoull(v, NULL, 0) : 0;
+	if (!want) {
+		/* about 256 MiB of (lazily touched) rings in all, 64 KiB to 1 MiB each */
+		want = (256ull << 20) / ((uint64_t)n * (n - 1));
+		if (want > (1u << 20))
+			want = 1u << 20;
+	}
+	if (want < (64u << 10))
+		want = 64u << 10;
+	uint64_t cap = 64u << 10;
+	while (cap * 2 <= want && cap < (1ull << 30))
+		cap *= 2;
+	return cap;
+}
+
+static void layout(struct shm *s, int n, uint64_t cap)
+{
+	size_t hdr = (sizeof(struct seg_hdr) + LINE - 1) / LINE * LINE;
+	size_t bells = (size_t)n * sizeof(struct bell);
+	size_t rings_off = (hdr + bells + PAGE - 1) / PAGE * PAGE;
+	s->cap = cap;
+	s->ring_stride = (sizeof(struct ring) + cap + PAGE - 1) / PAGE * PAGE;
+	s->total = rings_off + (size_t)n * (n - 1) * s->ring_stride;
+	s->hdr = s->base;
+	s->bells = (struct bell *)((char *)s->base + hdr);
+	s->rings = (char *)s->base + rings_off;
+}
+
+static int sleep_ms(int ms)
+{
+	struct timespec ts = { 0, ms * 1000000L };
+	return nanosleep(&ts, NULL);
+}
+
+int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)
+{
+	static int opened; /* a process may open several worlds over its life: name each apart */
+	struct shm *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->t.ops = &shm_ops;
+	s->t.size = w->size;
+	s->t.rank = w->rank;
+	snprintf(s->name, sizeof(s->name), "/moe-%s-%d", w->job, opened++);
+	double deadline = tr_now() + w->timeout;
+	int fd = -1;
+	if (w->rank == 0) {
+		uint64_t cap = ring_bytes(w->size);
+		struct shm probe = { .base = NULL };
+		layout(&probe, w->size, cap);
+		fd = shm_open(s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			snprintf(err, errlen, "shm: cannot create %s: %s", s->name, strerror(errno));
+			goto fail;
+		}
+		if (ftruncate(fd, probe.total) != 0) {
+			snprintf(err, errlen, "shm: cannot size %s to %zu bytes: %s (is /dev/shm big enough?)", s->name,
+				 probe.total, strerror(errno));
+			goto fail;
+		}
+		s->base = mmap(NULL, probe.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (s->base == MAP_FAILED) {
+			s->base = NULL;
+			snprintf(err, errlen, "shm: mmap %s: %s", s->name, strerror(errno));
+			goto fail;
+		}
+		layout(s, w->size, cap);
+		s->hdr->size = w->size;
+		s->hdr->cap = cap;
+		s->hdr->total = s->total;
+		atomic_store_explicit(&s->hdr->ready, SEG_MAGIC, memory_order_release);
+	} else {
+		struct stat st;
+		for (;;) { /* wait for rank 0 to create and initialise it */
+			if (fd < 0)
+				fd = shm_open(s->name, O_RDWR | O_CLOEXEC, 0600);
+			if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= PAGE) {
+				struct seg_hdr *h = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+				if (h != MAP_FAILED) {
+					bool ok = atomic_load_explicit(&h->ready, memory_order_acquire) == SEG_MAGIC;
+					uint64_t total = h->total, cap = h->cap;
+					uint32_t size = h->size;
+					munmap(h, PAGE);
+					if (ok) {
+						if (size != (uint32_t)w->size) {
+							snprintf(err, errlen, "shm: segment %s is for %u ranks, this world has %d",
+								 s->name, size, w->size);
+							goto fail;
+						}
+						s->base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+						if (s->base == MAP_FAILED) {
+							s->base = NULL;
+							snprintf(err, errlen, "shm: mmap %s: %s", s->name, strerror(errno));
+							goto fail;
+						}
+						layout(s, w->size, cap);
+						break;
+					}
+				}
+			}
+			if (tr_now() > deadline) {
+				snprintf(err, errlen, "shm: timed out after %g s waiting for rank 0 (%s) to create %s", w->timeout,
+					 w->peers[0].host, s->name);
+				goto fail;
+			}
+			sleep_ms(2);
+		}
+	}
+	close(fd);
+	fd = -1;
+	atomic_store(&s->bells[w->rank].pid, (int32_t)getpid());
+	/* The last rank to map the segment removes its name: from here on it lives only in the mappings. */
+	if (atomic_fetch_add(&s->hdr->attached, 1) + 1 == (uint32_t)w->size) {
+		shm_unlink(s->name);
+		s->unlinked = true;
+	}
+	while (atomic_load(&s->hdr->attached) < (uint32_t)w->size) {
+		if (tr_now() > deadline) {
+			int miss = 0;
+			while (miss < w->size && atomic_load(&s->bells[miss].pid) != 0)
+				miss++;
+			snprintf(err, errlen, "shm: timed out after %g s waiting for rank %d to map %s", w->timeout, miss,
+				 s->name);
+			goto fail;
+		}
+		sleep_ms(1);
+	}
+	s->unlinked = true; /* the last rank did it */
+	*out = &s->t;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	shm_unlink(s->name); /* never leave a name behind, whoever fails */
+	if (s->base)
+		munmap(s->base, s->total);
+	free(s);
+	return -1;
+}
