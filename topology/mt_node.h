@@ -90,7 +90,7 @@ struct mt_node {
 	int *numa_os;              /* os index of each NUMA node */
 	char **numa_cpusets;       /* cpu list of each NUMA node */
 	char *cpuset;              /* all CPUs of the node, list form */
-	int n_cores, n_pus;
+	int n_cores, n_pus;        /* 0 when unknown (NCCL XML gives PUs only) */
 	/* PCIe relation matrix: rows = GPUs, cols = GPUs then NICs: pcie[g * (n_gpus + n_nics) + c] */
 	enum mt_rel *pcie;
 	/* NVLink: links (or bandwidth in GB/s when only that is known) between GPUs, n_gpus^2; NULL = unknown */
@@ -102,20 +102,29 @@ struct mt_node {
 /* Loaders. `flags` is a mask of MT_LOAD_*. */
 enum { MT_LOAD_NO_NVML = 1 << 0, MT_LOAD_NO_VERBS = 1 << 1 };
 int mt_node_load_live(unsigned flags, struct mt_node **out, char *err, size_t errlen);
-/* Reads an hwloc XML or an NCCL topology XML (detected from the root element). */
+/* Reads an hwloc XML (v1.x, 2.x, 3.x) or an NCCL topology XML (detected from the root element).
+ * An NCCL file dumped from several hosts (host_hash) is read for its first host only. */
 int mt_node_load_file(const char *path, struct mt_node **out, char *err, size_t errlen);
 /* Writes the live machine's hwloc XML (with whole I/O) for caching per node. */
 int mt_node_export_live(const char *path, char *err, size_t errlen);
-/* A copy holding only the GPUs whose PCI bus ids are listed (what Slurm allocated), rails kept. */
+/* A copy holding only the GPUs whose PCI bus ids are listed (what Slurm allocated), in node (PCI)
+ * order whatever the order of `pci`; GPU rails, NICs and NIC indices are kept unchanged. */
 int mt_node_subset(const struct mt_node *n, const char *const *pci, int count,
 		   struct mt_node **out, char *err, size_t errlen);
+/* Frees a node and everything it points to with free(): gpus[i].cpuset, gpus, nics, numa_os,
+ * numa_cpusets[i], numa_cpusets, cpuset, pcie, nvlink (any of them may be NULL).  Nodes built in
+ * memory by other code (planner presets) must allocate those members with malloc for this reason. */
 void mt_node_free(struct mt_node *n);
 
 /* Output for `moetopo show`: human table or the documented JSON schema (doc/json-schema.md). */
 void mt_node_print(const struct mt_node *n, FILE *f);
 void mt_node_print_json(const struct mt_node *n, FILE *f);
 
-/* cpu list helpers ("0-3,8,10-11"), shared by the planner and the plugin. */
+/* cpu list helpers ("0-3,8,10-11"), shared by the planner and the plugin.  `mask` is an array of
+ * maxcpu bytes, one per CPU (1 = in the set, 0 = not).
+ * parse: clears mask, sets the listed CPUs; returns how many are set (0 for ""), MT_EPARSE for bad
+ *   syntax or a CPU >= maxcpu, MT_EINVAL for bad arguments.
+ * format: writes the shortest list ("" for none); returns its length, MT_ENOMEM when buf is too small. */
 int mt_cpulist_parse(const char *list, unsigned char *mask, int maxcpu); /* returns count or MT_EPARSE */
 int mt_cpulist_format(const unsigned char *mask, int maxcpu, char *buf, size_t len);
 

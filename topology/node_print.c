@@ -100,7 +100,7 @@ void mt_node_print(const struct mt_node *n, FILE *f)
 			snprintf(r, sizeof(r), g->rail >= 0 ? "%d" : "-", g->rail);
 			snprintf(nu, sizeof(nu), g->numa >= 0 ? "%d" : "N/A", g->numa);
 			fprintf(f, "%-4d %-13s %-6s %-5s %-10s %-5s %-24s %s%s [%04x:%04x]%s\n", i, g->pci, nu, r,
-				g->cuda[0] ? g->cuda : "-", g->nvml[0] ? g->nvml : "-", nl, g->model, g->model[0] ? "" : "?",
+				g->cuda[0] ? g->cuda : "-", g->nvml[0] ? g->nvml : "-", nl, g->model[0] ? g->model : "-", "",
 				g->vendor, g->device, g->supported ? "" : " (unsupported: not NVIDIA)");
 		}
 	}
