@@ -315,7 +315,7 @@ int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c)
 		snprintf(err, sizeof err, "Slurm bound GPUs per task (CUDA_VISIBLE_DEVICES=%.60s of the step's %.60s: "
 			 "--gpus-per-task or --gpu-bind); request --gpus-per-node=N (or --gres=gpu:N) without "
 			 "--gpu-bind and let --" MTP_OPTION " bind", cvd, st.facts.gpu_list);
-		fail(true, "%s", err);
+		fail(false, "%s", err);   /* GRES binds the whole step this way: node 0 reports */
 		st.active = false;
 	}
 	if (st.active) {

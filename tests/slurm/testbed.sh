@@ -53,7 +53,7 @@ ensure_packages() {
 
 plugin_path() {
 	local p=${MOE_PLUGIN:-$top_builddir/plugin/.libs/moe_topology.so}
-	[ -f "$p" ] || die "no plugin at $p (build first, or set MOE_PLUGIN / top_builddir)"
+	[ -f "$p" ] || die "no plugin at $p (build first, or set MOE_PLUGIN or top_builddir)"
 	(cd "$(dirname "$p")" && echo "$(pwd)/$(basename "$p")")
 }
 
@@ -61,9 +61,11 @@ plugin_path() {
 default_args() { echo "domains=$E/topology.conf topology=$TB/topo/%n.xml nvml=off"; }
 
 write_plugstack() {  # write_plugstack ARGS...  (an empty ARGS list means the default arguments)
-	local args="$*"
+	local args="$*" so
+	[ -f "$TB/plugin" ] || die "not up (testbed.sh up first)"
+	so=$(cat "$TB/plugin")
 	[ -z "$args" ] && args=$(default_args)
-	echo "required $(plugin_path) $args" > "$E/plugstack.conf.new"
+	echo "required $so $args" > "$E/plugstack.conf.new"
 	mv "$E/plugstack.conf.new" "$E/plugstack.conf"
 }
 
@@ -140,6 +142,7 @@ EOF
 		echo "Name=gpu Type=h100 File=$TB/dev/nvidia[0-$((GPUS - 1))]"
 	} > "$E/gres.conf"
 	chmod 644 "$E"/*
+	plugin_path > "$TB/plugin"
 	write_plugstack ${MOE_TESTBED_PLUGSTACK:-}
 	echo "$n" > "$TB/nodes"
 }
@@ -202,6 +205,7 @@ do_up() {
 	for i in "${FIXTURES[@]}"; do
 		[ -f "$top_srcdir/tests/fixtures/hwloc/$i" ] || die "missing fixture tests/fixtures/hwloc/$i"
 	done
+	plugin_path >/dev/null || exit 1
 	ensure_packages
 	do_down >/dev/null 2>&1 || true
 	write_configs "$n"

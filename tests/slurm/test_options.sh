@@ -1,0 +1,83 @@
+#!/bin/bash
+# test_options.sh - --moe-topology at submit time on the real testbed: srun, sbatch and salloc accept it,
+# sbatch's value reaches every step and srun overrides it, MOE_TOPOLOGY is a default below the flag,
+# a bad SPEC is refused before any allocation, and an unknown plugstack key is reported.
+. "$top_srcdir/tests/tap.sh"
+. "$top_srcdir/tests/slurm/lib.sh"
+tb_skip_unless_possible
+tb_start 4
+W=$MOE_TESTBED/work
+SHAPE="-N2 --ntasks-per-node=4 --gpus-per-node=4"
+
+# every report line of $out has VAR=WANT (and there are N lines)
+all_are() {  # all_are VAR WANT N
+	local n bad
+	n=$(grep -c '^T ' <<<"$out")
+	bad=$(awk -v k="$1" -v w="$2" '$1 == "T" { v = "<unset>"; for (i = 3; i <= NF; i++) { p = index($i, "=");
+		if (substr($i, 1, p - 1) == k) v = substr($i, p + 1) } if (v != w) print $2 ": " v }' <<<"$out")
+	[ "$n" = "$3" ] && [ -z "$bad" ] || { echo "# $1: $n lines, differing: $bad"; return 1; }
+}
+fails_with() { [ "$rc" != 0 ] && grep -q -- "$1" <<<"$err"; }   # fails_with ERE-PATTERN
+batch_alone() { [ "$(grep -c '^B ' <<<"$out")" = 1 ] && ! grep '^B ' <<<"$out" | grep -q MOE_RANK=; }
+job_id() { $TESTBED run srun -N1 printenv SLURM_JOB_ID; }
+
+run_client srun --moe-topology=help
+ok "srun --moe-topology=help exits 0" [ "$rc" = 0 ]
+ok "help shows the grammar" grep -q 'route-groups=' <<<"$out"
+
+run_client srun $SHAPE --moe-topology=ep=4 "$REPORT"
+ok "srun accepts --moe-topology" [ "$rc" = 0 ]
+ok "srun: every rank got the plan (MOE_EP_SIZE=4)" all_are MOE_EP_SIZE 4 8
+
+rm -f "$W/batch.out"
+run_client sbatch --wait $SHAPE --moe-topology=ep=4 -o "$W/batch.out" --wrap \
+	"$REPORT | sed 's/^T /B /'; srun $REPORT; srun --moe-topology=ep=2 $REPORT | sed 's/^T /O /'; srun --moe-topology=off $REPORT | sed 's/^T /F /'"
+ok "sbatch accepts --moe-topology" [ "$rc" = 0 ]
+out=$(cat "$W/batch.out" 2>/dev/null)
+ok "sbatch's value reaches the job's steps" all_are MOE_EP_SIZE 4 8
+ok "the batch script itself is left alone (one task, no rank)" batch_alone
+out=$(sed -n 's/^O /T /p' "$W/batch.out")
+ok "an srun value overrides sbatch's" all_are MOE_EP_SIZE 2 8
+out=$(sed -n 's/^F /T /p' "$W/batch.out")
+ok "srun --moe-topology=off inside the job turns it off" all_are MOE_RANK "<unset>" 8
+
+run_client salloc $SHAPE --moe-topology=ep=8 srun "$REPORT"
+ok "salloc accepts --moe-topology and its steps get it" all_are MOE_EP_SIZE 8 8
+
+export MOE_TOPOLOGY=ep=2
+run_client srun $SHAPE "$REPORT"
+ok "MOE_TOPOLOGY in the submitting environment is the default" all_are MOE_EP_SIZE 2 8
+run_client srun $SHAPE --moe-topology=ep=8 "$REPORT"
+ok "the flag beats MOE_TOPOLOGY" all_are MOE_EP_SIZE 8 8
+unset MOE_TOPOLOGY
+
+# A bad SPEC fails at submit: no allocation, so the next job gets the very next job id.
+before=$(job_id)
+run_client srun -N1 --moe-topology=ep=banana true
+ok "srun: invalid SPEC exits non-zero" [ "$rc" != 0 ]
+is "$(grep -c 'moe_topology: .*ep=banana.*valid' <<<"$err")" 1 "srun: one line names the bad value and the valid choices"
+run_client sbatch -N1 --moe-topology=gpus=two --wrap true
+ok "sbatch: invalid SPEC exits non-zero, nothing submitted" fails_with 'gpus=two' 
+ok "sbatch: the message lists gpus' choices" grep -q 'gpus=two.*all, single' <<<"$err"
+run_client salloc -N1 --moe-topology=colour=red true
+ok "salloc: unknown key exits non-zero and lists the keys" fails_with "'colour'.*valid keys"
+MOE_TOPOLOGY=cpu=socket run_client srun -N1 true
+ok "srun: invalid MOE_TOPOLOGY is refused at submit" fails_with 'MOE_TOPOLOGY=cpu=socket.*numa, none' 
+after=$(job_id)
+is "$after" "$((before + 1))" "no job was allocated for any invalid SPEC"
+
+# Strict plugstack parsing: an unknown key is an error in the log, the plugin stays out of the way.
+$TESTBED plugstack bogus=1 "topology=$MOE_TESTBED/topo/%n.xml"
+run_client srun -N1 --moe-topology=auto true
+ok "unknown plugstack key: asking for the plugin fails at submit" fails_with "unknown argument 'bogus'"
+run_client srun -N1 "$REPORT"
+ok "unknown plugstack key: jobs that do not ask still run untouched" all_are MOE_RANK "<unset>" 1
+ok "unknown plugstack key: reported in the slurmd log" grep -q "moe_topology: plugstack.conf: unknown argument 'bogus'" "$MOE_TESTBED"/log/slurmd-*.log
+$TESTBED plugstack strict=maybe
+run_client srun -N1 --moe-topology=auto true
+ok "bad plugstack value names the valid ones" grep -q "bad value 'maybe' for strict= (valid: yes, no)" <<<"$err"
+$TESTBED plugstack
+
+run_client sinfo -h -o '%T'
+is "$(sort -u <<<"$out")" "idle" "no node drained or down"
+done_testing
