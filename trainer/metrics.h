@@ -1,0 +1,24 @@
+/* metrics.h - what moe-train reports per step: the progress line on stdout and one JSON object per
+ * line in the --metrics file (schema in doc/trainer.md).  Numbers are printed so that they parse back
+ * exactly (%.17g for the loss, so equal runs give equal text), and a non-finite number is written as JSON null.
+ */
+#ifndef TR_METRICS_H
+#define TR_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct tr_step_report {
+	long step, steps;            /* steps done (1-based) and the target */
+	double loss;                 /* global mean cross-entropy over the step's batch, nats per token */
+	double lr, grad_norm;        /* learning rate used; global gradient norm before clipping */
+	double ms, tokens_per_s;     /* wall time of the step; global tokens / wall time */
+	double max_load_over_mean;   /* router balance (1 = even); 1 for a model without MoE layers */
+	uint64_t a2a_bytes;          /* all-to-all bytes sent by all ranks in this step */
+	uint64_t tokens;             /* global tokens in this step */
+};
+
+void tr_metrics_progress(FILE *f, const struct tr_step_report *r);
+void tr_metrics_json(FILE *f, const struct tr_step_report *r);
+
+#endif

@@ -1,0 +1,520 @@
+/* train_main.c - `moe-train`: the training loop around the model.
+ *
+ * Per step: read this rank's slice of the global batch, forward + backward (model), reduce gradients,
+ * clip by the global norm, AdamW on both parameter segments, update the router bias, then one small
+ * all-reduce that carries the loss, the all-to-all bytes and the stop flag, so every rank reports the
+ * same global figures and all ranks stop (and checkpoint) at the same step after SIGTERM/SIGUSR1.
+ * Runs as one process, or as every rank under moe-launch (rank layout from the MOE_* environment).
+ */
+#include "ckpt.h"
+#include "comm.h"
+#include "data.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+#include "train_opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* integer from the environment; def when unset; -2 (and a message) when malformed */
+static int env_int(const char *name, int def, int lo)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (end == v || *end || errno || x < lo || x > 1 << 24) {
+		fprintf(stderr, "moe-train: %s='%s' is not a whole number >= %d (set by moe-launch or the plugin)\n", name, v,
+			lo);
+		return -2;
+	}
+	return (int)x;
+}
+
+/* Everything one run holds. */
+struct run {
+	struct tr_opts o;
+	struct tr_comm *world, *ep, *dp;
+	struct tr_model *m;
+	struct tr_data data;
+	int rank, nranks;
+	float *mom[2], *vel[2];      /* AdamW moments per segment */
+	size_t n[2];
+	long step;                   /* steps done */
+	uint64_t pos;                /* global sequences consumed */
+	char *config;                /* config text stored in and checked against checkpoints */
+};
+
+/* ---- checkpoints ---- */
+struct ckpt_meta {
+	uint64_t step, data_pos, seed, data_epoch, world, rank;
+};
+
+static int save_ckpt(struct run *r, char *err, size_t errlen)
+{
+	char path[4096];
+	tr_ckpt_path(path, sizeof(path), r->o.ckpt_dir, r->rank);
+	size_t nb;
+	tr_real *bias = tr_model_router_bias(r->m, &nb);
+	/* the shuffle stream of an epoch is seeded from (seed, epoch), so seed + position restore it */
+	struct ckpt_meta meta = {(uint64_t)r->step, r->pos, r->o.seed, r->pos / r->data.nseq, (uint64_t)r->nranks,
+				 (uint64_t)r->rank};
+	struct tr_ckpt_sec s[] = {
+		{"config", r->config, strlen(r->config) + 1},
+		{"meta", &meta, sizeof(meta)},
+		{"params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real)},
+		{"adam_m.replicated", r->mom[0], r->n[0] * sizeof(float)},
+		{"adam_v.replicated", r->vel[0], r->n[0] * sizeof(float)},
+		{"params.expert", tr_model_params(r->m, TR_SEG_EXPERT), r->n[1] * sizeof(tr_real)},
+		{"adam_m.expert", r->mom[1], r->n[1] * sizeof(float)},
+		{"adam_v.expert", r->vel[1], r->n[1] * sizeof(float)},
+		{"router_bias", bias, nb * sizeof(tr_real)},
+	};
+	return tr_ckpt_write(path, s, (int)(sizeof(s) / sizeof(s[0])), err, errlen);
+}
+
+/* value of "key=" in a config text, or NULL */
+static const char *config_value(const char *txt, const char *key, char *buf, size_t n)
+{
+	size_t kl = strlen(key);
+	for (const char *l = txt; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (!strncmp(l, key, kl) && l[kl] == '=') {
+			const char *e = strchr(l, '\n');
+			size_t vl = e ? (size_t)(e - l - kl - 1) : strlen(l + kl + 1);
+			snprintf(buf, n, "%.*s", (int)vl, l + kl + 1);
+			return buf;
+		}
+	return NULL;
+}
+
+/* 0 = loaded, 1 = nothing to resume from (all ranks agree), 2 = bad input, -1 = failure */
+static int load_ckpt(struct run *r, int ep_size, int ep_rank)
+{
+	char path[4096], err[4096 + 256];
+	tr_ckpt_path(path, sizeof(path), r->o.ckpt_dir, r->rank);
+	double have = access(path, F_OK) == 0;
+	if (tr_allreduce_f64(r->world, &have, 1) != 0) {
+		fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, tr_comm_error(r->world));
+		return -1;
+	}
+	if (have == 0)
+		return 1;
+	if ((int)have != r->nranks) {
+		if (r->rank == 0)
+			fprintf(stderr, "moe-train: --resume: %s holds checkpoints of %d of this run's %d ranks (another world size?)\n",
+				r->o.ckpt_dir, (int)have, r->nranks);
+		return 2;
+	}
+	struct tr_ckpt c;
+	int rc = 2;
+	if (tr_ckpt_read(&c, path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train: --resume: %s\n", err);
+		return 2;
+	}
+	const char *saved = tr_ckpt_find(&c, "config", NULL);
+	char v[64], diff[512];
+	struct ckpt_meta meta;
+	if (!saved || !memchr(saved, 0, c.len)) {
+		fprintf(stderr, "moe-train: --resume: %s has no config section\n", path);
+		goto out;
+	}
+	/* a resumed run keeps the schedule it started with unless --lr-steps says otherwise */
+	if (!r->o.set_lr_steps && config_value(saved, "lr_steps", v, sizeof(v)))
+		r->o.lr_steps = atol(v);
+	free(r->config);
+	r->config = tr_opts_config_text(&r->o, r->nranks, r->rank, ep_size, ep_rank, r->data.ntok);
+	if (!r->config) {
+		fprintf(stderr, "moe-train: out of memory\n");
+		rc = -1;
+		goto out;
+	}
+	if (tr_ckpt_config_diff(saved, r->config, diff, sizeof(diff))) {
+		fprintf(stderr, "moe-train: --resume: %s was written by a different configuration: %s\n", path, diff);
+		goto out;
+	}
+	size_t nb;
+	tr_real *bias = tr_model_router_bias(r->m, &nb);
+	if (tr_ckpt_get(&c, "meta", &meta, sizeof(meta), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_m.replicated", r->mom[0], r->n[0] * sizeof(float), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_v.replicated", r->vel[0], r->n[0] * sizeof(float), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "params.expert", tr_model_params(r->m, TR_SEG_EXPERT), r->n[1] * sizeof(tr_real), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_m.expert", r->mom[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_v.expert", r->vel[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "router_bias", bias, nb * sizeof(tr_real), err, sizeof(err))) {
+		fprintf(stderr, "moe-train: --resume: %s\n", err);
+		goto out;
+	}
+	r->step = (long)meta.step;
+	r->pos = meta.data_pos;
+	rc = 0;
+out:
+	tr_ckpt_close(&c);
+	/* every rank must have loaded the same step, or none may go on */
+	int64_t mine = rc == 0 ? (int64_t)r->step : -1, *all = malloc((size_t)r->nranks * sizeof(*all));
+	if (!all || tr_allgather(r->world, &mine, all, sizeof(mine)) != 0) {
+		fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, all ? tr_comm_error(r->world) : "out of memory");
+		free(all);
+		return -1;
+	}
+	for (int i = 0; i < r->nranks && rc == 0; i++) {
+		if (all[i] < 0) {
+			rc = 2; /* that rank refused and said why */
+		} else if (all[i] != all[0]) {
+			if (r->rank == 0)
+				fprintf(stderr, "moe-train: --resume: the checkpoints in %s are of different steps (rank 0: %lld, rank %d: %lld; a torn save?)\n",
+					r->o.ckpt_dir, (long long)all[0], i, (long long)all[i]);
+			rc = 2;
+		}
+	}
+	free(all);
+	return rc;
+}
+
+/* ---- one step ---- */
+static int grad_norm(struct run *r, double *norm)
+{
+	/* replicated grads are identical on every rank after the reduce: count them once; expert grads
+	 * are identical across DP replicas: sum them over the EP group */
+	double ex = tr_sumsq(tr_model_grads(r->m, TR_SEG_EXPERT), r->n[1]);
+	if (tr_allreduce_f64(r->ep, &ex, 1) != 0)
+		return -1;
+	*norm = sqrt(tr_sumsq(tr_model_grads(r->m, TR_SEG_REPLICATED), r->n[0]) + ex);
+	return 0;
+}
+
+static void skew_router(struct run *r)
+{
+	size_t nb;
+	tr_real *b = tr_model_router_bias(r->m, &nb);
+	int E = r->o.cfg.n_experts;
+	for (size_t i = 0; i < nb; i++) {
+		int e = (int)(i % (size_t)E);
+		b[i] = (tr_real)(E > 1 ? r->o.router_skew * (E - 1 - e) / (E - 1) : 0);
+	}
+}
+
+static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par *par)
+{
+	int g = env_int("MOE_EP_GROUP", 0, 0), er = env_int("MOE_EP_RANK", r->rank, 0), dr = env_int("MOE_DP_RANK", 0, 0);
+	int dom = env_int("MOE_DOMAIN", -1, -1), ex = env_int("MOE_EXPERTS", 0, 1), rg = env_int("MOE_ROUTE_GROUPS", -1, 0);
+	if (g < -1 || er < -1 || dr < -1 || dom < -1 || ex < -1 || rg < -1)
+		return 2;
+	if (ex > 0) {
+		if (r->o.set_experts && r->o.cfg.n_experts != ex) {
+			fprintf(stderr, "moe-train: --experts %d disagrees with the launch plan's MOE_EXPERTS=%d; drop --experts or make them equal\n",
+				r->o.cfg.n_experts, ex);
+			return 2;
+		}
+		r->o.cfg.n_experts = ex;
+	}
+	if (rg >= 0 && !r->o.set_group_topk)
+		r->o.cfg.topk_groups = rg;
+	if (tr_comm_split(r->world, g, er, &r->ep) != 0 || tr_comm_split(r->world, er, dr, &r->dp) != 0) {
+		fprintf(stderr, "moe-train: rank %d: cannot form the EP/DP groups: %s\n", r->rank, tr_comm_error(r->world));
+		return 1;
+	}
+	*ep_size = tr_comm_size(r->ep);
+	*ep_rank = tr_comm_rank(r->ep);
+	par->world = r->world;
+	par->ep = r->ep;
+	par->dp = r->dp;
+	par->domain = dom;
+	return 0;
+}
+
+static void banner(struct run *r, int ep_size)
+{
+	const struct tr_config *c = tr_model_config(r->m);
+	int first, count;
+	size_t per;
+	tr_model_local_experts(r->m, &first, &count, &per);
+	double active = (double)r->n[0] + (double)c->top_k * (double)per;
+	printf("moe-train: world %d (ep %d x dp %d, transport %s), %d OpenMP threads\n", r->nranks, ep_size,
+	       r->nranks / ep_size, tr_comm_kind(r->world),
+#ifdef _OPENMP
+	       omp_get_max_threads()
+#else
+	       1
+#endif
+	);
+	printf("moe-train: model d_model %d, %d layers (%d dense), %d heads, %d experts top-%d, params %.3fM total, %.3fM active per token\n",
+	       c->d_model, c->n_layers, c->n_dense_layers, c->n_heads, c->n_experts, c->top_k,
+	       (double)tr_model_nparams_global(r->m) / 1e6, active / 1e6);
+	printf("moe-train: data %llu tokens (%llu sequences of %d), global batch %ld x %d tokens, %ld per rank\n",
+	       (unsigned long long)r->data.ntok, (unsigned long long)r->data.nseq, c->seq_len, r->o.global_batch,
+	       c->seq_len, r->o.batch);
+	fflush(stdout);
+}
+
+static int cmd_prepare(int argc, char **argv)
+{
+	if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+		printf("usage: moe-train prepare IN.txt OUT.bin\n"
+		       "  writes the bytes of IN.txt as a token shard (vocab 256; format in doc/trainer.md)\n");
+		return 0;
+	}
+	if (argc != 4) {
+		fprintf(stderr, "moe-train prepare: needs IN.txt OUT.bin (got %d arguments)\n", argc - 2);
+		return 2;
+	}
+	char err[8192];
+	if (tr_data_prepare(argv[2], argv[3], err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train prepare: %s\n", err);
+		return 2;
+	}
+	struct stat st;
+	if (stat(argv[3], &st) == 0)
+		printf("wrote %lld tokens to %s\n", (long long)(st.st_size - TR_SHARD_HEADER) / 2, argv[3]);
+	return 0;
+}
+
+static int train(struct run *r)
+{
+	struct tr_opts *o = &r->o;
+	char err[8192];
+	struct tr_par par;
+	int ep_size = 1, ep_rank = 0, rc;
+
+	if ((rc = setup_layout(r, &ep_size, &ep_rank, &par)) != 0)
+		return rc;
+	if ((rc = tr_opts_resolve_batch(o, r->nranks)) != 0)
+		return rc;
+	if (tr_data_open(&r->data, o->data, o->cfg.seq_len, o->seed, err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train: %s\n", err);
+		return 2;
+	}
+	if ((int)r->data.vocab > o->cfg.vocab) {
+		fprintf(stderr, "moe-train: --data has vocab %u, the model's is %d\n", r->data.vocab, o->cfg.vocab);
+		return 2;
+	}
+	if (tr_config_check(&o->cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train: %s\n", err);
+		return 2;
+	}
+	if (o->ckpt_dir && mkdir(o->ckpt_dir, 0755) != 0 && errno != EEXIST) {
+		fprintf(stderr, "moe-train: --ckpt-dir %s: %s\n", o->ckpt_dir, strerror(errno));
+		return 2;
+	}
+	if (tr_model_create(&o->cfg, &par, o->seed, &r->m, err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train: %s\n", err);
+		return 2;
+	}
+	for (int s = 0; s < 2; s++) {
+		r->n[s] = tr_model_nparams(r->m, (enum tr_seg)s);
+		r->mom[s] = calloc(r->n[s] + 1, sizeof(float));
+		r->vel[s] = calloc(r->n[s] + 1, sizeof(float));
+		if (!r->mom[s] || !r->vel[s]) {
+			fprintf(stderr, "moe-train: out of memory for the optimizer state\n");
+			return 1;
+		}
+	}
+	if (o->router_skew > 0)
+		skew_router(r);
+	r->config = tr_opts_config_text(o, r->nranks, r->rank, ep_size, ep_rank, r->data.ntok);
+	if (!r->config)
+		return 1;
+	if (o->resume) {
+		rc = load_ckpt(r, ep_size, ep_rank);
+		if (rc == 1 && r->rank == 0)
+			fprintf(stderr, "moe-train: --resume: no checkpoint in %s, starting at step 0\n", o->ckpt_dir);
+		else if (rc == 0 && r->rank == 0)
+			printf("moe-train: resumed from %s at step %ld\n", o->ckpt_dir, r->step);
+		if (rc == 2 || rc == -1)
+			return rc == 2 ? 2 : 1;
+	}
+	FILE *mf = NULL;
+	if (o->metrics && r->rank == 0 && !(mf = fopen(o->metrics, r->step > 0 ? "a" : "w"))) {
+		fprintf(stderr, "moe-train: --metrics %s: %s\n", o->metrics, strerror(errno));
+		return 2;
+	}
+	if (r->rank == 0)
+		banner(r, ep_size);
+
+	const int B = (int)o->batch, T = o->cfg.seq_len;
+	uint16_t *rows = malloc((size_t)B * (T + 1) * sizeof(*rows));
+	if (!rows) {
+		fprintf(stderr, "moe-train: out of memory for the batch\n");
+		return 1;
+	}
+	struct tr_sched sc = {o->lr, o->min_lr, o->warmup, o->lr_steps};
+	struct tr_adamw aw = {(float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->wd};
+	uint64_t a2a_prev = tr_comm_alltoall_bytes(r->ep);
+	long first_step = r->step;
+	double first_loss = NAN, last_loss = NAN, first_load = NAN, last_load = NAN, tsum = 0, tok_sum = 0;
+	uint64_t a2a_total = 0;
+	int stopped = 0;
+	rc = 0;
+	while (r->step < o->steps) {
+		double t0 = now_s();
+		float loss;
+		tr_data_batch(&r->data, r->pos, (uint64_t)r->rank * (uint64_t)B, B, rows);
+		double norm = 0;
+		if (tr_model_step(r->m, rows, B, T, &loss) != 0 || tr_model_reduce_grads(r->m) != 0) {
+			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_model_error(r->m));
+			rc = 1;
+			break;
+		}
+		if (grad_norm(r, &norm) != 0) {
+			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_comm_error(r->ep));
+			rc = 1;
+			break;
+		}
+		double lr = tr_sched_lr(&sc, r->step);
+		float scale = tr_clip_scale(norm, o->clip);
+		for (int s = 0; s < 2; s++)
+			tr_adamw_update(&aw, lr, r->step + 1, scale, tr_model_params(r->m, (enum tr_seg)s),
+					tr_model_grads(r->m, (enum tr_seg)s), r->mom[s], r->vel[s], r->n[s]);
+		if (tr_model_update_bias(r->m) != 0) {
+			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_model_error(r->m));
+			rc = 1;
+			break;
+		}
+		uint64_t a2a_now = tr_comm_alltoall_bytes(r->ep);
+		double red[3] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0};
+		a2a_prev = a2a_now;
+		if (tr_allreduce_f64(r->world, red, 3) != 0) {
+			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_comm_error(r->world));
+			rc = 1;
+			break;
+		}
+		r->step++;
+		r->pos += (uint64_t)o->global_batch;
+		double dt = now_s() - t0;
+		struct tr_moe_stats st;
+		tr_model_stats(r->m, &st);
+		struct tr_step_report rep = {
+			.step = r->step, .steps = o->steps, .loss = red[0] / r->nranks, .lr = lr, .grad_norm = norm,
+			.ms = dt * 1e3, .tokens = (uint64_t)o->global_batch * (uint64_t)T,
+			.max_load_over_mean = st.n_moe_layers > 0 ? st.max_over_mean : 1.0, .a2a_bytes = (uint64_t)red[1]};
+		rep.tokens_per_s = (double)rep.tokens / dt;
+		if (r->step == first_step + 1) {
+			first_loss = rep.loss;
+			first_load = rep.max_load_over_mean;
+		}
+		last_loss = rep.loss;
+		last_load = rep.max_load_over_mean;
+		tsum += dt;
+		tok_sum += (double)rep.tokens;
+		a2a_total += rep.a2a_bytes;
+		if (r->rank == 0) {
+			if (!o->quiet && (r->step % o->log_every == 0 || r->step == o->steps))
+				tr_metrics_progress(stdout, &rep);
+			if (mf)
+				tr_metrics_json(mf, &rep);
+		}
+		if (!isfinite(rep.loss)) {
+			if (r->rank == 0)
+				fprintf(stderr, "moe-train: loss is %g at step %ld; lower --lr or raise --warmup\n", rep.loss, r->step);
+			rc = 1;
+			break;
+		}
+		stopped = red[2] > 0;
+		int periodic = o->ckpt_every > 0 && r->step % o->ckpt_every == 0;
+		if (o->ckpt_dir && (stopped || periodic || r->step == o->steps)) {
+			int bad = save_ckpt(r, err, sizeof(err)) != 0;
+			if (bad)
+				fprintf(stderr, "moe-train: rank %d: checkpoint: %s\n", r->rank, err);
+			double b = bad;
+			if (tr_allreduce_f64(r->world, &b, 1) != 0 || b > 0) {
+				rc = 1;
+				break;
+			}
+			if (r->rank == 0 && (stopped || !o->quiet))
+				printf("moe-train: checkpoint of step %ld written to %s\n", r->step, o->ckpt_dir);
+		}
+		if (stopped) {
+			if (r->rank == 0)
+				printf("moe-train: stopping after step %ld on a signal\n", r->step);
+			break;
+		}
+	}
+	if (rc == 0 && r->rank == 0) {
+		long done = r->step - first_step;
+		if (done > 0)
+			printf("done: steps %ld..%ld of %ld, loss %.4f -> %.4f, %.1f ms/step, %.0f tokens/s, max/mean load %.3f -> %.3f, a2a %llu bytes%s\n",
+			       first_step + 1, r->step, o->steps, first_loss, last_loss, tsum * 1e3 / done, tok_sum / tsum,
+			       first_load, last_load, (unsigned long long)a2a_total, stopped ? " (stopped by a signal)" : "");
+		else
+			printf("done: already at step %ld of %ld, nothing to do\n", r->step, o->steps);
+	}
+	if (mf && fclose(mf) != 0 && rc == 0) {
+		fprintf(stderr, "moe-train: --metrics %s: %s\n", o->metrics, strerror(errno));
+		rc = 1;
+	}
+	free(rows);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "prepare"))
+		return cmd_prepare(argc, argv);
+	struct run r;
+	memset(&r, 0, sizeof(r));
+	tr_opts_defaults(&r.o);
+	int rc = tr_opts_parse(&r.o, argc - 1, argv + 1);
+	if (rc == 1)
+		return 0;
+	if (rc)
+		return rc;
+#ifdef _OPENMP
+	if (r.o.threads > 0)
+		omp_set_num_threads((int)r.o.threads);
+#endif
+	/* a signal only sets a flag: the step finishes, then every rank checkpoints the same step */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+
+	char err[1024];
+	if (tr_comm_init(r.o.transport, &r.world, err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train: %s\n", err);
+		return 1;
+	}
+	r.rank = tr_comm_rank(r.world);
+	r.nranks = tr_comm_size(r.world);
+	rc = train(&r);
+	if (r.m)
+		tr_model_free(r.m);
+	tr_data_close(&r.data);
+	for (int s = 0; s < 2; s++) {
+		free(r.mom[s]);
+		free(r.vel[s]);
+	}
+	free(r.config);
+	if (r.dp)
+		tr_comm_free(r.dp);
+	if (r.ep)
+		tr_comm_free(r.ep);
+	tr_comm_free(r.world);
+	return rc;
+}
