@@ -48,10 +48,17 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 /* NULL when the node is not in the map. */
 const char *mt_domains_lookup(const struct mt_domains *d, const char *node);
 void mt_domains_free(struct mt_domains *d);
+int mt_domains_count(const struct mt_domains *d); /* domains in the map */
+/* Builds a map in memory (tests, benchmarks, callers with their own source of domains). */
+struct mt_domains *mt_domains_new(void);
+/* Adds the nodes of a hostlist to a domain; a node already mapped is an error. */
+int mt_domains_add(struct mt_domains *d, const char *nodes, const char *domain, char *err, size_t errlen);
+int mt_domains_nodes(const struct mt_domains *d); /* nodes in the map */
 
 /* ---- node presets for planning at scale */
 int mt_preset_node(const char *name, struct mt_node **out, char *err, size_t errlen);
 const char *mt_preset_names(void); /* "dgx-h100, gb300-nvl72-tray, ..." */
+const char *mt_preset_describe(const char *name); /* one line of the preset's facts, NULL if unknown */
 int mt_preset_domain_size(const char *name); /* nodes per NVLink domain for the preset (1 = node) */
 
 /* ---- the job */
@@ -109,6 +116,8 @@ struct mt_plan {
 	int experts_per_rank;           /* 0 when experts unset */
 	/* routing groups of EP group g: domain d's experts are experts of ranks in d (see mt_plan_expert_owner) */
 	struct mt_summary summary;
+	int *node_domain;               /* domain index of each job node */
+	char **node_names;              /* copy of the job's node names */
 };
 
 int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, size_t errlen);
@@ -117,6 +126,33 @@ void mt_plan_free(struct mt_plan *p);
 int mt_plan_expert_owner(const struct mt_plan *p, int expert);
 void mt_plan_print(const struct mt_plan *p, FILE *f);      /* per-rank table + summary */
 void mt_plan_print_json(const struct mt_plan *p, FILE *f); /* doc/json-schema.md */
+/* Routing group k of EP group g (k < groups[g].n_domains): its domain and expert range [*lo, *hi). */
+int mt_plan_routing_group(const struct mt_plan *p, int g, int k, int *domain, int *lo, int *hi);
+
+/* ---- `moetopo simulate`: estimated all-to-all time per MoE layer (model in doc/planner.md) */
+struct mt_sim_params {
+	double tokens;      /* tokens per GPU per micro-batch */
+	double hidden;      /* hidden size */
+	double topk;        /* routed experts per token */
+	double bytes;       /* bytes per element on the wire */
+	double nvlink_gbs;  /* NVLink GB/s per GPU per direction */
+	double nic_gbs;     /* NIC GB/s per rail per direction */
+	double oversub;     /* spine oversubscription (>= 1): rail-crossing bytes go this much slower */
+	int route_groups;   /* 0 = uniform routing; M = group-limited to M domains */
+};
+struct mt_sim_result {
+	double dispatch_us, combine_us, total_us;
+	double net_bytes_max, nvl_bytes_max;  /* per rank, the slowest rank's */
+	struct mt_summary summary;
+};
+void mt_sim_default_params(struct mt_sim_params *sp);
+/* Our plan. */
+int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
+		size_t errlen);
+/* Slurm's default layout of the same job: rank = SLURM_PROCID, local task t on GPU t in PCI order,
+ * EP groups of consecutive ranks (Megatron order with tp), same domains as the plan. */
+int mt_sim_default(const struct mt_job *job, const struct mt_plan *p, const struct mt_sim_params *sp,
+		   struct mt_sim_result *res, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

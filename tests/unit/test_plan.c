@@ -1,0 +1,214 @@
+/* test_plan.c - mt_plan_build on hand-checked job shapes: rank order, GPU/rail/NIC/CPU binding,
+ * EP groups packed into NVLink domains, expert placement, CPU-only jobs, and the errors for
+ * impossible specs.  Expected values come from the preset facts (topology/presets.c, which cites
+ * its sources) and are worked out in the comments. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mt_plan.h"
+#include "tap.h"
+
+struct jobbuf {
+	struct mt_job job;
+	char **names;
+	int n;
+	int *tasks;
+	const struct mt_node **models;
+};
+
+static void job_make(struct jobbuf *jb, const char *hosts, int tasks_per_node, const struct mt_node *m,
+		     const struct mt_domains *dom, const char *spec)
+{
+	char err[MT_ERRLEN];
+	memset(jb, 0, sizeof(*jb));
+	if (mt_hostlist_expand(hosts, &jb->names, &jb->n, err, sizeof(err)))
+		abort();
+	jb->tasks = malloc(sizeof(int) * (size_t)jb->n);
+	jb->models = malloc(sizeof(*jb->models) * (size_t)jb->n);
+	for (int i = 0; i < jb->n; i++) {
+		jb->tasks[i] = tasks_per_node;
+		jb->models[i] = m;
+	}
+	jb->job.n_nodes = jb->n;
+	jb->job.nodes = (const char *const *)jb->names;
+	jb->job.tasks = jb->tasks;
+	jb->job.models = jb->models;
+	jb->job.domains = dom;
+	if (mt_spec_parse(spec, &jb->job.spec, err, sizeof(err)))
+		abort();
+}
+
+static void job_free(struct jobbuf *jb)
+{
+	mt_hostlist_free(jb->names, jb->n);
+	free(jb->tasks);
+	free(jb->models);
+}
+
+static const struct mt_rank *by_rank(const struct mt_plan *p, int r)
+{
+	return &p->ranks[p->by_rank[r]];
+}
+
+int main(void)
+{
+	char err[MT_ERRLEN];
+	struct mt_node *dgx, *gb, *cpu;
+	struct mt_plan *p;
+	struct jobbuf jb;
+
+	TAP_INT(mt_preset_node("dgx-h100", &dgx, err, sizeof(err)), 0, "dgx-h100 preset");
+	TAP_INT(mt_preset_node("gb300-nvl72-tray", &gb, err, sizeof(err)), 0, "gb300-nvl72-tray preset");
+	TAP_INT(mt_preset_node("cpu-2socket", &cpu, err, sizeof(err)), 0, "cpu-2socket preset");
+	TAP_INT(dgx->n_gpus, 8, "dgx-h100: 8 GPUs");
+	TAP_INT(dgx->n_nics, 8, "dgx-h100: 8 rail NICs");
+	TAP_INT(dgx->n_numa, 2, "dgx-h100: 2 NUMA nodes");
+	TAP_INT(gb->n_gpus, 4, "gb300 tray: 4 GPUs");
+	TAP_INT(mt_preset_domain_size("gb300-nvl72-tray"), 18, "gb300: 18 trays per NVLink domain");
+	TAP_INT(mt_preset_domain_size("dgx-h100"), 1, "dgx-h100: the node is the domain");
+	struct mt_node *none = (struct mt_node *)1;
+	TAP_INT(mt_preset_node("dgx-a100", &none, err, sizeof(err)), MT_EINVAL, "unknown preset is an error");
+	tap_ok(!none && strstr(err, "dgx-h100, gb300-nvl72-tray"), "names the valid presets: %s", err);
+
+	/* 4 DGX H100, 8 tasks each, ep=8: each node is its own domain, so each node is one EP group. */
+	job_make(&jb, "dgx[1-4]", 8, dgx, NULL, "ep=8,experts=64");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "4x DGX ep=8 plans (%s)", err);
+	TAP_INT(p->world, 32, "world 32");
+	TAP_INT(p->n_groups, 4, "4 EP groups");
+	TAP_INT(p->summary.ep_groups_local, 4, "all 4 groups NVLink-local");
+	tap_ok(p->summary.nvlink_local_fraction == 1.0, "all EP bytes inside NVLink domains");
+	TAP_INT(p->experts_per_rank, 8, "64 experts / ep 8 = 8 per rank");
+	TAP_INT(mt_plan_expert_owner(p, 63), 7, "expert 63 on EP rank 7");
+	TAP_INT(mt_plan_expert_owner(p, 64), -1, "expert 64 does not exist");
+	/* preset: GPU i sits beside rail i, GPUs 0-3 on NUMA 0 (cpus 0-55,112-167).  Four ranks share NUMA 0,
+	 * each run of 56 cpus cut in four: rank 1 gets 14-27 and their SMT siblings 126-139. */
+	const struct mt_rank *R = by_rank(p, 1);
+	TAP_INT(R->local_rank, 1, "rank 1 is local rank 1 on dgx1");
+	TAP_INT(R->gpu, 1, "local rank 1 -> GPU of rail 1");
+	TAP_STR(R->gpu_pci, "0000:43:00.0", "GPU 1 PCI id");
+	TAP_STR(R->nics, "mlx5_1", "rail-1 NIC");
+	TAP_STR(R->cpuset, "14-27,126-139", "cpuset: second quarter of NUMA 0 with SMT siblings");
+	TAP_STR(by_rank(p, 7)->cpuset, "98-111,210-223", "rank 7: last quarter of NUMA 1");
+	TAP_STR(p->domain_names[R->domain], "dgx1", "without a map the node is the domain");
+	mt_plan_free(p);
+
+	/* cpu=none leaves cpusets empty; tp=2 keeps TP pairs on a node */
+	jb.job.spec.cpu = MT_CPU_NONE;
+	jb.job.spec.tp = 2;
+	jb.job.spec.ep = 4;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "tp=2 ep=4 plans (%s)", err);
+	TAP_STR(by_rank(p, 0)->cpuset, "", "cpu=none: empty cpuset");
+	int tp_ok = 1;
+	for (int r = 0; r < p->world; r += 2)
+		tp_ok &= by_rank(p, r)->node == by_rank(p, r + 1)->node && by_rank(p, r)->tp_rank == 0 &&
+			 by_rank(p, r + 1)->tp_rank == 1;
+	tap_ok(tp_ok, "TP groups are consecutive ranks on one node");
+	/* Megatron order: rank = tp + 2*(ep + 4*dp_block); EP group 1 = ranks 1,3,5,7 (tp rank 1) */
+	TAP_INT(p->groups[1].members[0], 1, "EP group 1 starts at rank 1");
+	TAP_INT(p->groups[1].members[3], 7, "EP group 1 ends at rank 7");
+	TAP_INT(p->summary.ep_groups_local, 8, "8 EP groups of 4, all inside a node");
+	mt_plan_free(p);
+	job_free(&jb);
+
+	/* GB300 trays: in PCI order the GPUs sit beside rails 1, 0, 3, 2 (fixture oci-hpc__GB300MP.xml:
+	 * 0008:06:00.0 shares its switch with rdma_vf_rail1, 0009:06:00.0 with rail0).  Local rank 0 must
+	 * get rail 0's GPU, i.e. the second GPU in PCI order. */
+	struct mt_domains *dom = mt_domains_new();
+	mt_domains_add(dom, "r1n[01-16]", "rack1", err, sizeof(err));
+	mt_domains_add(dom, "r2n[01-18]", "rack2", err, sizeof(err));
+	mt_domains_add(dom, "r3n[01-17]", "rack3", err, sizeof(err));
+	/* Slurm order interleaves the racks: the default layout would mix them */
+	job_make(&jb, "r1n[01-16],r2n[01-18],r3n[01-17]", 4, gb, dom, "ep=4,experts=256");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "51 GB300 trays, ep=4 (%s)", err);
+	R = by_rank(p, 0);
+	TAP_INT(R->gpu, 1, "local rank 0 -> GPU index 1 (rail 0)");
+	TAP_STR(R->gpu_pci, "0009:06:00.0", "rail 0 GPU is 0009:06:00.0");
+	TAP_INT(R->rail, 0, "rail 0");
+	TAP_STR(R->nics, "mlx5_0", "rail 0 NIC");
+	TAP_STR(R->cpuset, "0-35", "two ranks share Grace 0 (0-71): first half");
+	TAP_INT(by_rank(p, 2)->gpu, 3, "local rank 2 -> GPU index 3 (rail 2)");
+	mt_plan_free(p);
+	/* 51 trays = 204 GPUs: ep=32 cannot divide it */
+	jb.job.spec.ep = 32;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EIMPOSSIBLE, "ep=32 on 204 GPUs is refused");
+	tap_ok(strstr(err, "204") && strstr(err, "valid ep: 1, 2, 3, 4, 6, 12, 17, 34, 51, 68, 102, 204"),
+	       "lists the divisors of 204: %s", err);
+	job_free(&jb);
+
+	/* 200 GPUs: racks 64, 72, 64.  ep=40: floor(64/40)+floor(72/40)+floor(64/40) = 3 local groups; the
+	 * leftovers 24+32+24 = 80 form 2 groups, each spanning 2 racks. */
+	job_make(&jb, "r1n[01-16],r2n[01-18],r3n[01-16]", 4, gb, dom, "ep=40");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "ep=40 on racks of 64/72/64 (%s)", err);
+	TAP_INT(p->summary.ep_groups, 5, "5 groups");
+	TAP_INT(p->summary.ep_groups_local, 3, "3 NVLink-local groups (the optimum)");
+	TAP_INT(p->summary.max_domains_per_group, 2, "leftover groups span 2 racks");
+	mt_plan_free(p);
+	job_free(&jb);
+
+	/* domain map missing a node */
+	job_make(&jb, "r1n[01-16],r4n01", 4, gb, dom, "ep=4");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EINVAL, "node missing from the map is an error");
+	tap_ok(!p && strstr(err, "'r4n01'") && strstr(err, "domain map"), "names the node: %s", err);
+	job_free(&jb);
+
+	/* impossible specs */
+	job_make(&jb, "dgx[1-3]", 8, dgx, NULL, "ep=16");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EIMPOSSIBLE, "ep=16 does not divide 24");
+	tap_ok(strstr(err, "ep=16") && strstr(err, "valid ep: 1, 2, 3, 4, 6, 8, 12, 24"), "lists valid ep: %s", err);
+	jb.job.spec.ep = 8;
+	jb.job.spec.experts = 20;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EINVAL, "experts=20 not divisible by ep=8");
+	tap_ok(strstr(err, "experts=20") && strstr(err, "multiple of 8"), "names experts and ep: %s", err);
+	jb.job.spec.experts = 0;
+	jb.job.spec.tp = 3;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EIMPOSSIBLE, "tp=3 does not divide 8 tasks");
+	tap_ok(strstr(err, "tp=3") && strstr(err, "valid tp: 1, 2, 4, 8"), "lists valid tp: %s", err);
+	jb.job.spec.tp = 1;
+	jb.tasks[1] = 9;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EIMPOSSIBLE, "9 tasks on an 8-GPU node");
+	tap_ok(strstr(err, "dgx2") && strstr(err, "9 tasks") && strstr(err, "8 GPUs"), "names node and counts: %s", err);
+	jb.tasks[1] = 8;
+	jb.names[2][3] = '1'; /* dgx1 twice */
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EINVAL, "a node listed twice is an error");
+	jb.names[2][3] = '3';
+	jb.job.spec.mode = MT_MODE_OFF;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EINVAL, "spec off asks for no plan");
+	jb.job.spec.mode = MT_MODE_AUTO;
+	jb.job.spec.ep = 0;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "ep=auto plans");
+	TAP_INT(p->spec.ep, 8, "auto: ep = 8, the largest size local to every node-domain");
+	mt_plan_free(p);
+	job_free(&jb);
+
+	/* CPU-only: 2 nodes x 4 tasks on 2 NUMA nodes: tasks 0-1 on NUMA 0, 2-3 on NUMA 1, disjoint halves
+	 * (NUMA 0 = 0-31,64-95 -> 0-15,64-79 and 16-31,80-95). No GPU fields are invented. */
+	job_make(&jb, "c[1-2]", 4, cpu, NULL, "ep=8");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "CPU-only job plans (%s)", err);
+	R = by_rank(p, 1);
+	TAP_INT(R->gpu, -1, "no GPU index");
+	TAP_STR(R->gpu_pci, "", "no GPU PCI id");
+	TAP_STR(R->nics, "", "no NIC");
+	TAP_INT(R->rail, -1, "no rail");
+	TAP_INT(R->numa, 0, "local rank 1 on NUMA 0");
+	TAP_STR(R->cpuset, "16-31,80-95", "second half of NUMA 0");
+	TAP_INT(by_rank(p, 2)->numa, 1, "local rank 2 on NUMA 1");
+	TAP_STR(by_rank(p, 3)->cpuset, "48-63,112-127", "local rank 3: second half of NUMA 1");
+	TAP_INT(p->summary.ep_groups_local, 0, "ep=8 over two single-node domains: no local group");
+	TAP_INT(p->groups[0].n_domains, 2, "the group spans 2 domains, 4 ranks each");
+	mt_plan_free(p);
+	/* allowed cpus restrict the slices */
+	const char *allowed[2] = {"0-7,32-39", NULL};
+	jb.job.allowed_cpus = allowed;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "allowed cpus plan");
+	TAP_STR(by_rank(p, 0)->cpuset, "0-3", "node c1 rank 0: half of the allowed NUMA-0 cpus");
+	TAP_STR(by_rank(p, 3)->cpuset, "36-39", "node c1 rank 3: half of the allowed NUMA-1 cpus");
+	TAP_STR(by_rank(p, 4)->cpuset, "0-15,64-79", "node c2 has no restriction");
+	mt_plan_free(p);
+	job_free(&jb);
+
+	mt_domains_free(dom);
+	mt_node_free(dgx);
+	mt_node_free(gb);
+	mt_node_free(cpu);
+	return tap_done();
+}

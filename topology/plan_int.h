@@ -1,0 +1,44 @@
+/* plan_int.h - helpers shared by the planner's source files (not installed, not public API). */
+#ifndef MT_PLAN_INT_H
+#define MT_PLAN_INT_H
+
+#include <stdint.h>
+
+#include "mt_plan.h"
+
+/* Open-addressing string -> int map.  Keys are borrowed: they must outlive the map. */
+struct mt_strmap {
+	const char **keys;
+	int *vals;
+	size_t cap, n;
+};
+int mt_strmap_init(struct mt_strmap *m, size_t expect);
+/* Returns the existing value, or inserts val and returns it; MT_ENOMEM on failure. */
+int mt_strmap_put(struct mt_strmap *m, const char *key, int val);
+int mt_strmap_get(const struct mt_strmap *m, const char *key); /* -1 when absent */
+void mt_strmap_free(struct mt_strmap *m);
+
+/* printf-style error into err (may be NULL), returns code. */
+int mt_plan_err(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A layout reduced to what the traffic metrics need: per rank (indexed by rank) its EP group,
+ * node, NVLink domain and rail.  Both the plan and Slurm's default layout are described this way,
+ * so `simulate` compares them with one model. */
+struct mt_layout {
+	int world, ep, n_groups, n_domains;
+	const int *group;  /* group of rank r; members of a group are listed in `members` */
+	const int *node;
+	const int *domain;
+	const int *rail;   /* -1 none */
+	const int *members; /* n_groups * ep ranks, group-major */
+};
+void mt_layout_summary(const struct mt_layout *l, struct mt_summary *s);
+
+/* plan_pack.c: global slot of each TP unit's first task, in rank order (malloc'd), NULL on error. */
+int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
+		  int T, int E, int *rc, char *err, size_t errlen);
+/* plan_bind.c: fills ranks, bindings, groups and summary of p from the packed order. */
+int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, const int *first, const int *slot_of,
+		 int T, int E, int D, char *err, size_t errlen);
+
+#endif
