@@ -76,8 +76,9 @@ void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
 int tr_peers_parse(const char *text, int size, struct tr_peer **out, char *err, size_t errlen);
 /* Formats the table as MOE_COMM_PEERS text (malloc'd). */
 char *tr_peers_format(const struct tr_peer *peers, int size);
-/* Opens a TCP listen socket on the wildcard address of `family` (AF_INET/AF_INET6), port 0 or given. */
-int tr_listen(int family, int port, int *fd, int *bound_port, char *err, size_t errlen);
+/* Opens a TCP listen socket of `family` (AF_INET/AF_INET6) on port (0 = any) of the wildcard
+ * address, or of loopback only (one-machine jobs). */
+int tr_listen(int family, int port, bool loopback, int *fd, int *bound_port, char *err, size_t errlen);
 /* Rank 0: serves the rendezvous on master_fd until every rank registered, then answers each with
  * the table and the job nonce.  me is rank 0's own entry. */
 int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char *nonce,

@@ -90,7 +90,7 @@ char *tr_peers_format(const struct tr_peer *peers, int size)
 	return s;
 }
 
-int tr_listen(int family, int port, int *fd, int *bound_port, char *err, size_t errlen)
+int tr_listen(int family, int port, bool loopback, int *fd, int *bound_port, char *err, size_t errlen)
 {
 	int s = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
@@ -105,13 +105,13 @@ int tr_listen(int family, int port, int *fd, int *bound_port, char *err, size_t 
 	if (family == AF_INET6) {
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
 		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_any;
+		a->sin6_addr = loopback ? in6addr_loopback : in6addr_any;
 		a->sin6_port = htons(port);
 		sl = sizeof(*a);
 	} else {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
 		a->sin_family = AF_INET;
-		a->sin_addr.s_addr = htonl(INADDR_ANY);
+		a->sin_addr.s_addr = htonl(loopback ? INADDR_LOOPBACK : INADDR_ANY);
 		a->sin_port = htons(port);
 		sl = sizeof(*a);
 	}
@@ -498,12 +498,12 @@ int tr_rdv_run(const char *master_addr, int master_port, int rank, int world, do
 	getnameinfo(ai->ai_addr, ai->ai_addrlen, maddr, sizeof(maddr), NULL, 0, NI_NUMERICHOST);
 	freeaddrinfo(ai);
 	int dport;
-	if (tr_listen(family, 0, &w->listen_fd, &dport, err, errlen) != 0)
+	if (tr_listen(family, 0, false, &w->listen_fd, &dport, err, errlen) != 0)
 		return -1;
 	int rc;
 	if (rank == 0) {
 		int mfd, mport;
-		if (tr_listen(family, master_port, &mfd, &mport, err, errlen) != 0) {
+		if (tr_listen(family, master_port, false, &mfd, &mport, err, errlen) != 0) {
 			snprintf(err + strlen(err), errlen - strlen(err), " (rank 0 serves the rendezvous on MOE_MASTER_PORT)");
 			rc = -1;
 		} else {

@@ -252,7 +252,7 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 	struct tr_peer *peers = calloc(n, sizeof(*peers));
 	char err[512];
 	for (int r = 0; r < n && !master_port; r++) {
-		if (tr_listen(AF_INET, 0, &lfd[r], &peers[r].port, err, sizeof(err)) != 0) {
+		if (tr_listen(AF_INET, 0, true, &lfd[r], &peers[r].port, err, sizeof(err)) != 0) {
 			printf("Bail out! %s\n", err);
 			exit(1);
 		}
@@ -362,7 +362,7 @@ static int free_port(void)
 {
 	int fd, port;
 	char err[256];
-	if (tr_listen(AF_INET, 0, &fd, &port, err, sizeof(err)) != 0)
+	if (tr_listen(AF_INET, 0, true, &fd, &port, err, sizeof(err)) != 0)
 		return 0;
 	close(fd);
 	return port;

@@ -1,0 +1,328 @@
+/* standalone.c - `moe-launch --nproc N`: N ranks on this machine, no Slurm.
+ *
+ * Plans with the same planner as the plugin, on this machine's live node model (a node without GPUs
+ * gives a CPU-only plan: ranks bound to NUMA nodes/cores), opens each rank's data socket and hands
+ * the table over in the environment (no rendezvous needed: the launcher knows every endpoint), then
+ * supervises like torchrun: signals are forwarded, the first rank to fail stops the others (SIGTERM,
+ * SIGKILL after --grace), and its exit code (128+signal when killed) is moe-launch's.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm_internal.h"
+#include "launcher.h"
+
+struct rank_proc {
+	pid_t pid;
+	bool alive;
+	int listen_fd;
+	char *cpus;       /* binding, NULL = none */
+	struct ml_env env;
+};
+
+static const int fwd_signals[] = { SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT };
+
+static void make_job_id(char *buf, size_t len)
+{
+	unsigned long long x = (unsigned long long)getpid() << 20;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	x ^= (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 30);
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		unsigned long long r;
+		if (read(fd, &r, sizeof(r)) == sizeof(r))
+			x ^= r;
+		close(fd);
+	}
+	snprintf(buf, len, "s%012llx", x & 0xffffffffffffull);
+}
+
+/* Ranks unlink their segment once all mapped it; this catches a job killed before that point. */
+static void remove_shm(const char *job)
+{
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "moe-%s-", job);
+	DIR *d = opendir("/dev/shm");
+	for (struct dirent *e; d && (e = readdir(d));)
+		if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+			char name[300];
+			snprintf(name, sizeof(name), "/%s", e->d_name);
+			shm_unlink(name);
+		}
+	if (d)
+		closedir(d);
+}
+
+static void describe(int status, char *buf, size_t len, int *code)
+{
+	if (WIFSIGNALED(status)) {
+		*code = 128 + WTERMSIG(status);
+		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	} else {
+		*code = WEXITSTATUS(status);
+		snprintf(buf, len, "exited with code %d", *code);
+	}
+}
+
+static void signal_all(struct rank_proc *rp, int n, int sig)
+{
+	for (int r = 0; r < n; r++)
+		if (rp[r].alive)
+			kill(-rp[r].pid, sig); /* the rank's process group: its own children too */
+}
+
+static void child(const struct ml_opts *o, struct rank_proc *rp, int n, int r, const sigset_t *old)
+{
+	for (int q = 0; q < n; q++)
+		if (q != r && rp[q].listen_fd >= 0)
+			close(rp[q].listen_fd);
+	setpgid(0, 0);
+	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
+		signal(fwd_signals[i], SIG_DFL);
+	sigprocmask(SIG_SETMASK, old, NULL);
+	char err[ML_ERRLEN];
+	if (rp[r].cpus && rp[r].cpus[0] && ml_bind_cpus(rp[r].cpus, err, sizeof(err)) != 0) {
+		ml_warn("rank %d: %s", r, err);
+		_exit(126);
+	}
+	fcntl(rp[r].listen_fd, F_SETFD, 0); /* the one fd the trainer inherits */
+	if (ml_env_apply(&rp[r].env) != 0) {
+		ml_warn("rank %d: cannot set the environment: %s", r, strerror(errno));
+		_exit(126);
+	}
+	execvp(o->argv[0], o->argv);
+	ml_warn("cannot run '%s': %s", o->argv[0], strerror(errno));
+	_exit(errno == ENOENT ? 127 : 126);
+}
+
+static int supervise(const struct ml_opts *o, struct rank_proc *rp, int n, const sigset_t *set)
+{
+	int alive = n, exit_code = 0, first = -1;
+	double kill_at = 0; /* > 0: SIGKILL whoever is left at this time */
+	while (alive > 0) {
+		struct timespec ts = { 1, 0 };
+		if (kill_at > 0) {
+			double left = kill_at - tr_now();
+			if (left < 0)
+				left = 0;
+			ts.tv_sec = (time_t)left;
+			ts.tv_nsec = (long)((left - ts.tv_sec) * 1e9);
+		}
+		siginfo_t si;
+		int sig = sigtimedwait(set, &si, &ts);
+		if (sig > 0 && sig != SIGCHLD) {
+			if (o->verbose)
+				ml_warn("forwarding %s to %d rank%s", strsignal(sig), alive, alive == 1 ? "" : "s");
+			signal_all(rp, n, sig);
+			if (sig != SIGUSR1 && sig != SIGUSR2 && kill_at == 0)
+				kill_at = tr_now() + o->grace;
+		}
+		int st;
+		pid_t pid;
+		while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+			int r = 0;
+			while (r < n && rp[r].pid != pid)
+				r++;
+			if (r == n || !rp[r].alive)
+				continue;
+			rp[r].alive = false;
+			alive--;
+			char what[128];
+			int code;
+			describe(st, what, sizeof(what), &code);
+			if (code != 0 && first < 0) {
+				first = r;
+				exit_code = code;
+				if (alive > 0)
+					ml_warn("rank %d (pid %d) %s; stopping the other %d rank%s", r, (int)pid, what, alive,
+						alive == 1 ? "" : "s");
+				else
+					ml_warn("rank %d (pid %d) %s", r, (int)pid, what);
+				signal_all(rp, n, SIGTERM);
+				if (kill_at == 0)
+					kill_at = tr_now() + o->grace;
+			} else if (o->verbose) {
+				ml_warn("rank %d (pid %d) %s", r, (int)pid, what);
+			}
+		}
+		if (kill_at > 0 && tr_now() >= kill_at && alive > 0) {
+			ml_warn("%d rank%s still running after %g s: killing", alive, alive == 1 ? "" : "s", o->grace);
+			signal_all(rp, n, SIGKILL);
+			kill_at = tr_now() + 3600; /* SIGKILL cannot be ignored: just reap */
+		}
+	}
+	return exit_code;
+}
+
+int ml_standalone(const struct ml_opts *o)
+{
+	int n = o->nproc, rc = 1;
+	char err[MT_ERRLEN];
+	const char *text = o->spec ? o->spec : getenv("MOE_TOPOLOGY");
+	if (!text || !*text)
+		text = "auto";
+	struct mt_spec spec;
+	mt_spec_default(&spec);
+	if (mt_spec_parse(text, &spec, err, sizeof(err)) != 0) {
+		ml_warn("%s", err);
+		return 2;
+	}
+	if (spec.mode == MT_MODE_HELP) {
+		printf("%s", mt_spec_help());
+		return 0;
+	}
+	char host[TR_HOST_LEN] = "localhost";
+	gethostname(host, sizeof(host) - 1);
+	struct mt_node *node = NULL;
+	struct mt_plan *plan = NULL;
+	char *allowed = NULL;
+	struct rank_proc *rp = calloc(n, sizeof(*rp));
+	struct tr_peer *peers = calloc(n, sizeof(*peers));
+	char *table = NULL;
+	if (!rp || !peers) {
+		ml_warn("out of memory");
+		goto out;
+	}
+	for (int r = 0; r < n; r++)
+		rp[r].listen_fd = -1;
+	if (spec.mode != MT_MODE_OFF) {
+		if (mt_node_load_live(0, &node, err, sizeof(err)) != 0) {
+			ml_warn("cannot read this machine's topology: %s", err);
+			goto out;
+		}
+		allowed = ml_allowed_cpus();
+		const char *nodes[1] = { host };
+		const char *allowed_l[1] = { allowed };
+		const struct mt_node *models[1] = { node };
+		int tasks[1] = { n };
+		struct mt_job job = { .n_nodes = 1, .nodes = nodes, .tasks = tasks, .models = models,
+				      .allowed_cpus = allowed_l, .spec = spec };
+		if (mt_plan_build(&job, &plan, err, sizeof(err)) != 0) {
+			ml_warn("%s", err);
+			rc = 2;
+			goto out;
+		}
+		if (o->verbose)
+			mt_plan_print(plan, stderr);
+	}
+	char job[32];
+	make_job_id(job, sizeof(job));
+	int master_port = 0, mfd;
+	/* a free port for MOE_MASTER_PORT/MASTER_PORT: programs that run their own rendezvous use it */
+	if (tr_listen(AF_INET, 0, true, &mfd, &master_port, err, sizeof(err)) == 0)
+		close(mfd);
+	for (int r = 0; r < n; r++) {
+		if (tr_listen(AF_INET, 0, true, &rp[r].listen_fd, &peers[r].port, err, sizeof(err)) != 0) {
+			ml_warn("rank %d: %s", r, err);
+			goto out;
+		}
+		snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
+		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
+	}
+	table = tr_peers_format(peers, n);
+	for (int r = 0; r < n; r++) {
+		struct ml_env *e = &rp[r].env;
+		if (plan) {
+			int procid = plan->by_rank[r];
+			ml_contract_from_plan(e, plan, node, procid, n, "127.0.0.1", master_port);
+			if (spec.cpu == MT_CPU_NUMA && plan->ranks[procid].cpuset)
+				rp[r].cpus = strdup(plan->ranks[procid].cpuset);
+		} else { /* spec=off: the plain contract, no binding */
+			ml_env_set(e, "MOE_RANK", "%d", r);
+			ml_env_set(e, "MOE_WORLD_SIZE", "%d", n);
+			ml_env_set(e, "MOE_LOCAL_RANK", "%d", r);
+			ml_env_set(e, "MOE_LOCAL_SIZE", "%d", n);
+			ml_env_set(e, "MOE_NODE_RANK", "0");
+			ml_env_set(e, "MOE_EP_SIZE", "%d", n);
+			ml_env_set(e, "MOE_EP_RANK", "%d", r);
+			ml_env_set(e, "MOE_EP_GROUP", "0");
+			ml_env_set(e, "MOE_DP_RANK", "0");
+			ml_env_set(e, "MOE_DOMAIN", "%s", host);
+			ml_env_set(e, "MOE_MASTER_ADDR", "127.0.0.1");
+			ml_env_set(e, "MOE_MASTER_PORT", "%d", master_port);
+		}
+		ml_env_set(e, "MOE_COMM_FD", "%d", rp[r].listen_fd);
+		ml_env_set(e, "MOE_COMM_PEERS", "%s", table);
+		ml_env_set(e, "MOE_COMM_JOB", "%s", job);
+		ml_env_set(e, "MOE_LAUNCHER", "standalone");
+		if (o->transport)
+			ml_env_set(e, "MOE_TRANSPORT", "%s", o->transport);
+		if (o->timeout_set)
+			ml_env_set(e, "MOE_COMM_TIMEOUT", "%g", o->timeout);
+	}
+	if (o->dry_run) {
+		for (int r = 0; r < n; r++) {
+			printf("rank %d cpus %s\n", r, rp[r].cpus && rp[r].cpus[0] ? rp[r].cpus : "-");
+			for (int i = 0; i < rp[r].env.n; i++)
+				printf("  %s\n", rp[r].env.kv[i]);
+		}
+		rc = 0;
+		goto out;
+	}
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
+		sigaddset(&set, fwd_signals[i]);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	fflush(NULL);
+	int started = 0;
+	for (int r = 0; r < n; r++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			ml_warn("cannot start rank %d: %s", r, strerror(errno));
+			break;
+		}
+		if (pid == 0)
+			child(o, rp, n, r, &old);
+		setpgid(pid, pid); /* also here: no window where a signal to the group misses it */
+		rp[r].pid = pid;
+		rp[r].alive = true;
+		started++;
+		if (o->verbose)
+			ml_warn("rank %d: pid %d, cpus %s", r, (int)pid, rp[r].cpus && rp[r].cpus[0] ? rp[r].cpus : "-");
+	}
+	for (int r = 0; r < n; r++) { /* the ranks own their sockets now */
+		close(rp[r].listen_fd);
+		rp[r].listen_fd = -1;
+	}
+	if (started < n) {
+		signal_all(rp, n, SIGKILL);
+		for (int r = 0; r < n; r++)
+			if (rp[r].alive)
+				waitpid(rp[r].pid, NULL, 0);
+		rc = 1;
+	} else {
+		rc = supervise(o, rp, n, &set);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	remove_shm(job);
+out:
+	if (rp)
+		for (int r = 0; r < n; r++) {
+			if (rp[r].listen_fd >= 0)
+				close(rp[r].listen_fd);
+			free(rp[r].cpus);
+			ml_env_free(&rp[r].env);
+		}
+	free(rp);
+	free(peers);
+	free(table);
+	free(allowed);
+	mt_plan_free(plan);
+	mt_node_free(node);
+	return rc;
+}
