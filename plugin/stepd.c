@@ -134,7 +134,10 @@ static int load_models(const struct mtp_config *c, char *err, size_t errlen)
 		struct mt_node *full = NULL;
 		if (i == me)
 			continue;
-		rc = c->topology ? load_model(c, f->nodes[i], false, &full, err, errlen) : 1;
+		/* With a domain map, the other nodes' models only feed checks those nodes make themselves: this
+		 * node's ranks depend on them through names, task counts and domains alone, so skip the parse.
+		 * Without one, their NVML fabric cliques may define the domains, so read their cached files. */
+		rc = c->topology && !c->domains ? load_model(c, f->nodes[i], false, &full, err, errlen) : 1;
 		if (rc < 0)
 			return -1;
 		if (rc > 0)

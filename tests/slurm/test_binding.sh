@@ -2,6 +2,7 @@
 # test_binding.sh - what each task of a real step gets: the per-rank variables equal `moetopo plan --json`
 # for the same job shape, CPU affinity is really applied (Cpus_allowed_list read inside the task), GPU
 # lists and NIC variables follow the plan, export=torch, verbose, and the strict=no/yes failure policy.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
 tb_skip_unless_possible

@@ -2,6 +2,7 @@
 # test_options.sh - --moe-topology at submit time on the real testbed: srun, sbatch and salloc accept it,
 # sbatch's value reaches every step and srun overrides it, MOE_TOPOLOGY is a default below the flag,
 # a bad SPEC is refused before any allocation, and an unknown plugstack key is reported.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
 tb_skip_unless_possible
