@@ -251,8 +251,13 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 		while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 			buf[--len] = '\0';
 		bool cont = !hash && len && buf[len - 1] == '\\';
-		if (cont)
-			buf[--len] = ' ';
+		if (cont) /* "Nodes=a[1-2],\ + b3" joins to "Nodes=a[1-2],b3"; else words stay apart */
+			buf[len - 1] = len > 1 && (buf[len - 2] == ',' || buf[len - 2] == '=') ? '\0' : ' ';
+		char *text = buf;
+		if (llen) /* a continuation line: its indentation is layout, not content */
+			while (*text == ' ' || *text == '\t')
+				text++;
+		len = strlen(text);
 		if (llen + len + 2 > lcap) {
 			lcap = (llen + len + 2) * 2;
 			char *nl = realloc(logical, lcap);
@@ -262,7 +267,7 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 			}
 			logical = nl;
 		}
-		memcpy(logical + llen, buf, len);
+		memcpy(logical + llen, text, len);
 		llen += len;
 		logical[llen] = '\0';
 		if (cont)
