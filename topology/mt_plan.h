@@ -141,7 +141,8 @@ struct mt_sim_params {
 	int route_groups;   /* 0 = uniform routing; M = group-limited to M domains */
 };
 struct mt_sim_result {
-	double dispatch_us, combine_us, total_us;
+	double dispatch_us, combine_us, total_us; /* the slowest EP group: it gates the training step */
+	double mean_group_us;                    /* dispatch + combine averaged over EP groups */
 	double net_bytes_max, nvl_bytes_max;  /* per rank, the slowest rank's */
 	struct mt_summary summary;
 };

@@ -5,8 +5,9 @@
  * network once per remote NVLink domain it needs, on the sender's rail, to the group member of that
  * domain on the same rail, and fans out over NVLink from there.  When that domain has no member on
  * the sender's rail the bytes cross the spine and go `oversub` times slower.  Per rank, time =
- * max(network bytes / NIC bandwidth, NVLink bytes / NVLink bandwidth); the layer waits for the
- * slowest rank; combine mirrors dispatch.  No latency, no congestion beyond the spine factor.
+ * max(network bytes / NIC bandwidth, NVLink bytes / NVLink bandwidth); an EP group waits for its
+ * slowest rank and the training step for the slowest group (also reported: the mean over groups,
+ * i.e. the fabric load); combine mirrors dispatch.  No latency, no congestion beyond the spine factor.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		free(touched);
 		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
 	}
-	double E = l->ep, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0;
+	double E = l->ep, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0, sum = 0;
 	for (int g = 0; g < l->n_groups; g++) {
 		const int *m = l->members + (size_t)g * l->ep;
 		int nt = 0;
@@ -56,6 +57,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 				mask[d] |= 1ull << r;
 		}
 		int M = sp->route_groups;
+		double gworst = 0;
 		bool limited = M > 0 && M < nt;
 		for (int e = 0; e < l->ep; e++) {
 			int d0 = l->domain[m[e]], r = l->rail[m[e]];
@@ -73,17 +75,22 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 			}
 			double t_net = net * tok_bytes / (sp->nic_gbs * 1e9), t_nvl = nvl * tok_bytes / (sp->nvlink_gbs * 1e9);
 			double t = t_net > t_nvl ? t_net : t_nvl;
+			if (t > gworst)
+				gworst = t;
 			if (t > worst) {
 				worst = t;
 				res->net_bytes_max = net * tok_bytes;
 				res->nvl_bytes_max = nvl * tok_bytes;
 			}
 		}
+		sum += gworst;
 		for (int j = 0; j < nt; j++) {
 			cnt[touched[j]] = 0;
 			mask[touched[j]] = 0;
 		}
 	}
+	if (l->n_groups)
+		res->mean_group_us = 2 * sum / l->n_groups * 1e6;
 	free(cnt);
 	free(mask);
 	free(touched);
