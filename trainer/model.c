@@ -53,6 +53,16 @@ int tr_config_check(const struct tr_config *c, char *err, size_t errlen)
 #undef BAD
 }
 
+int tr_domain_id(const char *name)
+{
+	if (!name || !*name)
+		return -1;
+	uint32_t h = 2166136261u; /* FNV-1a, folded to a non-negative int */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return (int)(h & 0x7fffffff);
+}
+
 int tr_model_fail(struct tr_model *m, const char *fmt, ...)
 {
 	va_list ap;

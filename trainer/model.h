@@ -73,6 +73,10 @@ struct tr_par {
 	int domain;         /* MOE_DOMAIN of this rank (NVLink domain index); -1 = unknown (all the same) */
 };
 
+/* A stable id for an NVLink domain name (MOE_DOMAIN is a name, e.g. "rack07"), for tr_par.domain:
+ * equal names give equal ids on every rank; NULL or "" gives -1. */
+int tr_domain_id(const char *name);
+
 /* Collective over par->ep (allgathers the domains).  n_experts must be a multiple of the EP size. */
 int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint64_t seed,
 		    struct tr_model **out, char *err, size_t errlen);
