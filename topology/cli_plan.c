@@ -68,9 +68,8 @@ static int load_models(struct cli_job *c, const char *cmd, const char *xml)
 		if (k < 0) {
 			struct mt_node *m;
 			if (mt_node_load_file(path, &m, err, sizeof(err))) {
-				fprintf(stderr, "moetopo %s: %s%s%s\n", cmd, pattern ? "node " : "",
-					pattern ? c->names[i] : "", pattern ? ": " : "");
-				fprintf(stderr, "moetopo %s: %s\n", cmd, err);
+				fprintf(stderr, "moetopo %s: %s%s%s%s\n", cmd, pattern ? "node " : "",
+					pattern ? c->names[i] : "", pattern ? ": " : "", err);
 				rc = 2;
 				break;
 			}
