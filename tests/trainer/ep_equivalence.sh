@@ -26,20 +26,20 @@ is "$? $(wc -l < "$tmp/ep1.jsonl")" "0 20" "EP=1 (one process) trains 20 steps"
 # field NAME of every line of a metrics file, one per line
 field() { grep -o "\"$1\":\(\[[^]]*\]\|[^,}]*\)" "$2" | cut -d: -f2-; }
 
-# compare: same step count, loss within 1e-5 relative at each step, identical routing figures
+# compare FILE WHAT [BASELINE]: same step count, loss within 1e-5 relative at each step, identical routing figures
 compare() {
-	local f=$1 what=$2
+	local f=$1 what=$2 base=${3:-$tmp/ep1.jsonl}
 	is "$(wc -l < "$f")" 20 "$what: 20 steps of metrics"
 	local worst
-	worst=$(paste <(field loss "$tmp/ep1.jsonl") <(field loss "$f") |
+	worst=$(paste <(field loss "$base") <(field loss "$f") |
 		awk '{ d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > w) w = r }
 		     END { printf "%.2e", w + 0 }')
 	ok "$what: loss at every step within 1e-5 relative of EP=1 (worst $worst)" \
 		awk -v w="$worst" 'BEGIN { exit !(w + 0 <= 1e-5) }'
-	is "$(field max_load_over_mean "$f" | md5sum)" "$(field max_load_over_mean "$tmp/ep1.jsonl" | md5sum)" \
+	is "$(field max_load_over_mean "$f" | md5sum)" "$(field max_load_over_mean "$base" | md5sum)" \
 		"$what: max/mean expert load identical at every step"
-	if grep -q '"load":\[' "$tmp/ep1.jsonl"; then
-		is "$(field load "$f" | md5sum)" "$(field load "$tmp/ep1.jsonl" | md5sum)" \
+	if grep -q '"load":\[' "$base"; then
+		is "$(field load "$f" | md5sum)" "$(field load "$base" | md5sum)" \
 			"$what: per-expert routing counts identical at every step"
 	fi
 }
@@ -57,6 +57,19 @@ for run in "2 ep=2 shm" "4 ep=4 shm" "2 ep=2 tcp" "4 ep=4 tcp" "4 ep=2 shm"; do
 	ok "$name: the banner shows the layout" grep -q "ep ${2#ep=} x dp $(($1 / ${2#ep=}))" "$out.out"
 	[ -s "$out.jsonl" ] && compare "$out.jsonl" "$name"
 done
+# routing groups from NVLink domains (--groups 0): EP=4 with EP ranks {0,1} in one domain and {2,3} in
+# another routes exactly like one process with 2 forced groups of 4 experts; --group-topk 1 keeps every
+# token inside one domain.  The domains are set per rank by a shell between the launcher and the trainer.
+"$TRAIN" "${args[@]}" --groups 2 --group-topk 1 --metrics "$tmp/g2.jsonl" > "$tmp/g2.out" 2>&1
+is "$?" 0 "EP=1 with 2 forced routing groups, 1 group per token"
+"$ML" --nproc 4 --spec ep=4,experts=8 --transport shm -- \
+	sh -c 'MOE_DOMAIN=$((MOE_EP_RANK / 2)) exec "$0" "$@"' "$TRAIN" "${args[@]}" --groups 0 --group-topk 1 \
+	--metrics "$tmp/dom.jsonl" > "$tmp/dom.out" 2>&1
+is "$?" 0 "EP=4 over two NVLink domains, groups from the domains"
+[ -s "$tmp/dom.jsonl" ] && compare "$tmp/dom.jsonl" "groups from 2 domains" "$tmp/g2.jsonl"
+ok "group limits change the routing (M=1 of 2 groups differs from M=2 of 4)" \
+	test "$(field max_load_over_mean "$tmp/g2.jsonl" | md5sum)" != "$(field max_load_over_mean "$tmp/ep1.jsonl" | md5sum)"
+
 # the exchanges really moved rows between ranks
 a2a=$(field a2a_bytes "$tmp/run-4-ep=4-tcp.jsonl" | head -1)
 ok "EP=4 moved expert rows between ranks (step 1: $a2a bytes)" test "${a2a:-0}" -gt 0
