@@ -38,7 +38,7 @@ ok "a 4-node step with the plugin runs" [ "$rc" = 0 ]
 is "$(procids)" "$(seq -s ' ' 0 15) " "16 ranks reported"
 tasks=$(from_tasks)
 plan=$("$MOETOPO" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 4 --node-xml "$MOE_TESTBED/topo/%n.xml" \
-	--domains "$E/topology.conf" --allowed-cpus "$machine_cpus" --spec "$SPEC" | from_plan)
+	--domains "$E/topology.conf" --cpus "$machine_cpus" --spec "$SPEC" | from_plan)
 ok "moetopo plan gives a plan for the same shape" [ "$(wc -l <<<"$plan")" = 16 ]
 is "$tasks" "$plan" "per-rank rank, GPU, NIC, CPUs, EP group/rank, DP rank, domain equal moetopo plan"
 ok "affinity applied: Cpus_allowed_list in each task is its planned CPU list" cpus_ok
@@ -62,7 +62,7 @@ own_first() {  # the first entry is the GPU the plan gave the rank: index of MOE
 	[ -z "$bad" ] || { echo "#$bad"; return 1; }
 }
 planjson=$("$MOETOPO" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 4 --node-xml "$MOE_TESTBED/topo/%n.xml" \
-	--domains "$E/topology.conf" --allowed-cpus "$machine_cpus" --spec "$SPEC")
+	--domains "$E/topology.conf" --cpus "$machine_cpus" --spec "$SPEC")
 ok "each rank's own GPU comes first in CUDA_VISIBLE_DEVICES" own_first
 
 contract_ok() {

@@ -14,7 +14,8 @@
 # domain-local grouping shows in the plans.  Runs as root.
 #
 # Environment:
-#   MOE_TESTBED     state folder (default /run/moetopo-testbed; short, because it holds a unix socket)
+#   MOE_TESTBED     state folder (default /run/moetopo-testbed; short, because it holds a unix socket);
+#                   testbeds with different folders are independent and may run at the same time
 #   top_builddir    build tree holding plugin/.libs/moe_topology.so and the tools (set by `make check`)
 #   MOE_PLUGIN      the plugin to load (default $top_builddir/plugin/.libs/moe_topology.so)
 #   MOE_TESTBED_CPUS   CPUs each node claims (default 8; more than the machine has, so task/none)
@@ -27,7 +28,9 @@ TB=${MOE_TESTBED:-/run/moetopo-testbed}
 E=$TB/etc
 CPUS=${MOE_TESTBED_CPUS:-8}
 GPUS=4
-NS=moetb          # prefix of every network namespace this script creates
+# Prefix of every network namespace this testbed creates, derived from its state folder so that two
+# testbeds (two MOE_TESTBED folders) never touch each other's namespaces or processes.
+NS=${MOE_TESTBED_NS:-mtb$(printf '%s' "$TB" | cksum | cut -c1-4)}
 export SLURM_CONF=$E/slurm.conf
 
 # One fixture per node, each a different real machine with 4 NVIDIA GPUs (tests/fixtures/hwloc).
