@@ -44,13 +44,15 @@ static const struct preset presets[] = {
 	  {"0000:d1:00.0", 1, 6, "0000:ce:00.0"}, {"0000:df:00.0", 1, 7, "0000:dc:00.0"}},
 	 "mlx5_", MT_LL_IB, 2, {"0-55,112-167", "56-111,168-223"}, "0-223", 112, 224, 18},
 	/* GB300 NVL72 compute tray, from a real NCCL topology dump of one (tests/fixtures/nccl/
-	 * oci-hpc__GB300MP.xml): in PCI order the GPUs sit beside rails 1, 0, 3, 2. */
+	 * oci-hpc__GB300MP.xml): each GPU shares a PCIe switch with one ConnectX-8.  Rails are numbered
+	 * in GPU PCI order, as the node model numbers them when it reads that XML, so a plan from the
+	 * preset and one from the captured XML bind the same GPUs. */
 	{"gb300-nvl72-tray",
 	 "GB300 NVL72 compute tray: 4x GB300, 4x ConnectX-8 800G (one rail per GPU), 2 Grace CPUs; "
 	 "18 trays per NVLink domain",
 	 18, 0x31c2, "NVIDIA GB300", 4,
-	 {{"0008:06:00.0", 0, 1, "0008:03:00.0"}, {"0009:06:00.0", 0, 0, "0009:03:00.0"},
-	  {"0018:06:00.0", 1, 3, "0018:03:00.0"}, {"0019:06:00.0", 1, 2, "0019:03:00.0"}},
+	 {{"0008:06:00.0", 0, 0, "0008:03:00.0"}, {"0009:06:00.0", 0, 1, "0009:03:00.0"},
+	  {"0018:06:00.0", 1, 2, "0018:03:00.0"}, {"0019:06:00.0", 1, 3, "0019:03:00.0"}},
 	 "mlx5_", MT_LL_IB, 2, {"0-71", "72-143"}, "0-143", 144, 144, 18},
 	/* GB200 NVL72 tray: GPU addresses and device id from the AWS p6e-gb200 capture
 	 * (tests/fixtures/hwloc); NIC addresses are placed beside each GPU (not captured). */

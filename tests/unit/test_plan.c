@@ -110,9 +110,8 @@ int main(void)
 	mt_plan_free(p);
 	job_free(&jb);
 
-	/* GB300 trays: in PCI order the GPUs sit beside rails 1, 0, 3, 2 (fixture oci-hpc__GB300MP.xml:
-	 * 0008:06:00.0 shares its switch with rdma_vf_rail1, 0009:06:00.0 with rail0).  Local rank 0 must
-	 * get rail 0's GPU, i.e. the second GPU in PCI order. */
+	/* GB300 trays (preset from oci-hpc__GB300MP.xml): GPU i in PCI order sits beside rail i's NIC;
+	 * GPUs 0-1 on Grace 0 (cpus 0-71), 2-3 on Grace 1 (72-143). */
 	struct mt_domains *dom = mt_domains_new();
 	mt_domains_add(dom, "r1n[01-16]", "rack1", err, sizeof(err));
 	mt_domains_add(dom, "r2n[01-18]", "rack2", err, sizeof(err));
@@ -121,12 +120,13 @@ int main(void)
 	job_make(&jb, "r1n[01-16],r2n[01-18],r3n[01-17]", 4, gb, dom, "ep=4,experts=256");
 	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "51 GB300 trays, ep=4 (%s)", err);
 	R = by_rank(p, 0);
-	TAP_INT(R->gpu, 1, "local rank 0 -> GPU index 1 (rail 0)");
-	TAP_STR(R->gpu_pci, "0009:06:00.0", "rail 0 GPU is 0009:06:00.0");
+	TAP_INT(R->gpu, 0, "local rank 0 -> GPU of rail 0");
+	TAP_STR(R->gpu_pci, "0008:06:00.0", "rail 0 GPU is 0008:06:00.0");
 	TAP_INT(R->rail, 0, "rail 0");
 	TAP_STR(R->nics, "mlx5_0", "rail 0 NIC");
 	TAP_STR(R->cpuset, "0-35", "two ranks share Grace 0 (0-71): first half");
-	TAP_INT(by_rank(p, 2)->gpu, 3, "local rank 2 -> GPU index 3 (rail 2)");
+	TAP_INT(by_rank(p, 2)->gpu, 2, "local rank 2 -> GPU of rail 2");
+	TAP_STR(by_rank(p, 2)->cpuset, "72-107", "local rank 2: first half of Grace 1 (72-143)");
 	mt_plan_free(p);
 	/* 51 trays = 204 GPUs: ep=32 cannot divide it */
 	jb.job.spec.ep = 32;
@@ -204,6 +204,54 @@ int main(void)
 	TAP_STR(by_rank(p, 3)->cpuset, "36-39", "node c1 rank 3: half of the allowed NUMA-1 cpus");
 	TAP_STR(by_rank(p, 4)->cpuset, "0-15,64-79", "node c2 has no restriction");
 	mt_plan_free(p);
+	job_free(&jb);
+
+	/* NVML fabric cliques: without a map, nodes whose GPUs report the same clusterUuid + cliqueId share
+	 * a domain.  Trays t1, t3 in clique 1 and t2, t4 in clique 2 -> ep=8 gives two local groups. */
+	struct mt_node *ca, *cb;
+	mt_preset_node("gb300-nvl72-tray", &ca, err, sizeof(err));
+	mt_preset_node("gb300-nvl72-tray", &cb, err, sizeof(err));
+	for (int g = 0; g < 4; g++) {
+		ca->gpus[g].has_fabric = cb->gpus[g].has_fabric = true;
+		strcpy(ca->gpus[g].fabric_uuid, "6c2f1a7e-0000-4000-8000-000000000001");
+		strcpy(cb->gpus[g].fabric_uuid, "6c2f1a7e-0000-4000-8000-000000000001");
+		ca->gpus[g].clique = 1;
+		cb->gpus[g].clique = 2;
+	}
+	job_make(&jb, "t[1-4]", 4, ca, NULL, "ep=8");
+	jb.models[1] = jb.models[3] = cb;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "fabric cliques plan (%s)", err);
+	TAP_INT(p->n_domains, 2, "two cliques -> two domains");
+	TAP_INT(p->summary.ep_groups_local, 2, "both EP groups inside a clique");
+	TAP_INT(by_rank(p, 4)->node, 2, "rank 4 is on t3, t1's clique peer");
+	mt_plan_free(p);
+	cb->gpus[0].has_fabric = false; /* one node without fabric info: fall back to node = domain */
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "partial fabric info plans");
+	TAP_INT(p->n_domains, 4, "without fabric info on every node, each node is a domain");
+	mt_plan_free(p);
+	job_free(&jb);
+	mt_node_free(ca);
+	mt_node_free(cb);
+
+	/* Cyclic task distribution (srun -m cyclic): procid = t * 2 + node.  The plan still puts node 1's
+	 * tasks into one EP group: procid 1 (node 1, local task 0) becomes rank 8, local rank 0, rail 0. */
+	job_make(&jb, "dgx[1-2]", 8, dgx, NULL, "ep=8");
+	int pid_rows[2][8];
+	const int *pids[2] = {pid_rows[0], pid_rows[1]};
+	for (int i = 0; i < 2; i++)
+		for (int t = 0; t < 8; t++)
+			pid_rows[i][t] = t * 2 + i;
+	jb.job.procids = pids;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "cyclic distribution plans");
+	TAP_INT(p->ranks[1].rank, 8, "procid 1 -> rank 8");
+	TAP_INT(p->ranks[1].node, 1, "procid 1 on dgx2");
+	TAP_INT(p->ranks[1].local_rank, 0, "procid 1 is local rank 0");
+	TAP_INT(p->ranks[1].rail, 0, "procid 1 on rail 0");
+	TAP_INT(p->summary.ep_groups_local, 2, "both groups node-local");
+	mt_plan_free(p);
+	pid_rows[1][7] = 0; /* procid 0 twice */
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), MT_EINVAL, "task ids that are not a permutation");
+	tap_ok(strstr(err, "permutation") != NULL, "says so: %s", err);
 	job_free(&jb);
 
 	mt_domains_free(dom);
