@@ -261,6 +261,58 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	free(a.hostlist);
 }
 
+/* DGX H100 nodes (NVLink domain = node) where Slurm gave some nodes only 4 of 8 GPUs (shared nodes):
+ * consecutive-rank EP groups then straddle nodes. */
+static void traffic_dgx(int nodes, int ep, double oversub)
+{
+	char err[MT_ERRLEN];
+	struct mt_node *m;
+	if (mt_preset_node("dgx-h100", &m, err, sizeof(err)))
+		exit(1);
+	char hl[64];
+	snprintf(hl, sizeof(hl), "dgx[%04d-%04d]", 1, nodes);
+	struct job j;
+	struct alloc a = {hl, NULL, 0, 0};
+	job_from(&j, &a, m, ep);
+	rng = 777;
+	int half = 0;
+	for (int i = 0; i < j.n; i++)
+		if (rnd(4) == 0) {
+			j.tasks[i] = 4;
+			half++;
+		}
+	if (half % 2) /* keep the world a multiple of 8 */
+		for (int i = 0; i < j.n; i++)
+			if (j.tasks[i] == 8) {
+				j.tasks[i] = 4;
+				half++;
+				break;
+			}
+	struct mt_plan *p;
+	if (mt_plan_build(&j.job, &p, err, sizeof(err))) {
+		fprintf(stderr, "bench: %s\n", err);
+		exit(1);
+	}
+	struct mt_sim_params sp;
+	struct mt_sim_result x, y;
+	mt_sim_default_params(&sp); /* H100: NVLink 450 GB/s, ConnectX-7 50 GB/s */
+	sp.oversub = oversub;
+	mt_sim_plan(p, &sp, &x, err, sizeof(err));
+	mt_sim_default(&j.job, p, &sp, &y, err, sizeof(err));
+	printf("  %d DGX H100 nodes (%d with 4 of 8 GPUs), %d GPUs, ep=%d, oversub %.0f, uniform:\n"
+	       "    plan    local %d/%d, NVLink bytes %3.0f%%, rail-aligned %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
+	       "    default local %d/%d, NVLink bytes %3.0f%%, rail-aligned %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
+	       "    default/plan: slowest group %.2fx, mean group %.2fx\n",
+	       j.n, half, p->world, ep, oversub, x.summary.ep_groups_local, x.summary.ep_groups,
+	       100 * x.summary.nvlink_local_fraction, 100 * x.summary.rail_aligned_fraction, x.total_us, x.mean_group_us,
+	       y.summary.ep_groups_local, y.summary.ep_groups, 100 * y.summary.nvlink_local_fraction,
+	       100 * y.summary.rail_aligned_fraction, y.total_us, y.mean_group_us, y.total_us / x.total_us,
+	       y.mean_group_us / x.mean_group_us);
+	mt_plan_free(p);
+	job_free(&j);
+	mt_node_free(m);
+}
+
 int main(int argc, char **argv)
 {
 	char err[MT_ERRLEN];
@@ -279,6 +331,9 @@ int main(int argc, char **argv)
 	traffic(gb, 8192, 64, 1, 2, 0);
 	traffic(gb, 8192, 64, 1, 2, 2);
 	traffic(gb, 8192, 32, 1, 2, 0);
+	printf("simulated MoE all-to-all per layer, DGX H100 (NVLink 450 GB/s, NIC 50 GB/s):\n");
+	traffic_dgx(256, 8, 2);
+	traffic_dgx(256, 16, 2);
 	mt_node_free(gb);
 	return 0;
 }
