@@ -170,6 +170,14 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double min
 	return 0;
 }
 
+/* A positive int, or -1. */
+static int parse_int(const char *v)
+{
+	char *end;
+	long x = strtol(v, &end, 10);
+	return *v >= '0' && *v <= '9' && !*end && x >= 1 && x <= 1 << 20 ? (int)x : -1;
+}
+
 static int run(int argc, char **argv, bool simulate_cmd)
 {
 	const char *cmd = simulate_cmd ? "simulate" : "plan";
@@ -184,13 +192,11 @@ static int run(int argc, char **argv, bool simulate_cmd)
 	opterr = 0;
 	int c, rc;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		double x;
 		switch (c) {
 		case O_NODES: nodes = optarg; break;
 		case O_TPN:
-			if (parse_num(cmd, "--tasks-per-node", optarg, 1, &x) || x != (int)x)
-				return bad(cmd, "--tasks-per-node wants a positive integer, got '%s'", optarg);
-			tpn = (int)x;
+			if ((tpn = parse_int(optarg)) < 1)
+				return bad(cmd, "bad value --tasks-per-node=%s (valid: a positive integer)", optarg);
 			break;
 		case O_XML: xml = optarg; break;
 		case O_PRESET: preset = optarg; break;
@@ -215,9 +221,8 @@ static int run(int argc, char **argv, bool simulate_cmd)
 			sim_opt = true;
 			break;
 		case O_RG:
-			if (parse_num(cmd, "--route-groups", optarg, 1, &x) || x != (int)x)
-				return bad(cmd, "--route-groups wants a positive integer, got '%s'", optarg);
-			rg = (int)x;
+			if ((rg = parse_int(optarg)) < 1)
+				return bad(cmd, "bad value --route-groups=%s (valid: a positive integer)", optarg);
 			sim_opt = true;
 			break;
 		default:

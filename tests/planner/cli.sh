@@ -27,6 +27,9 @@ bad "missing node XML" "nonexistent.xml" plan --nodes n1 --node-xml "$T/nonexist
 bad "missing node XML through %n" "node n1: .*n1.xml" plan --nodes 'n[1-2]' --node-xml "$FX/hwloc/%n.xml"
 bad "bad --cpus" "bad --cpus" plan --nodes n1 --preset dgx-h100 --cpus 3-1
 bad "unknown option" "unknown or incomplete option" plan --nodes n1 --preset dgx-h100 --frobnicate
+bad "bad --tasks-per-node" "valid: a positive integer" plan --nodes n1 --preset dgx-h100 --tasks-per-node 2x
+bad "bad --topk" "valid: a number >= 1" simulate --nodes n1 --preset dgx-h100 --topk 0
+bad "simulation option without --simulate" "need --simulate" plan --nodes n1 --preset dgx-h100 --topk 4
 bad "bad routing" "valid: uniform, group" simulate --nodes n1 --preset dgx-h100 --routing random
 printf 'BlockName=b1 Nodes=n[1-2]\n' >"$T/short.conf"
 bad "node missing from the domain map" "'n3' is not in the NVLink domain map" \

@@ -122,8 +122,17 @@ int main(void)
 				free(names[i]);
 				continue;
 			}
-			if (m->n_gpus == 0) {
-				tap_ok(1, "%s has no GPU: covered by the CPU-only tests", names[i]);
+			if (m->n_gpus == 0) { /* plan it as a CPU-only node: one task per NUMA node */
+				const char *nodes[1] = {"fx1"};
+				int tk[1] = {m->n_numa > 0 ? m->n_numa : 1};
+				const struct mt_node *models[1] = {m};
+				struct mt_job job = {.n_nodes = 1, .nodes = nodes, .tasks = tk, .models = models};
+				struct mt_plan *p = NULL;
+				mt_spec_default(&job.spec);
+				int rc = mt_plan_build(&job, &p, err, sizeof(err));
+				tap_ok(!rc && p->ranks[0].gpu == -1 && p->ranks[0].cpuset[0], "%s: CPU-only plan (%s)",
+				       names[i], err);
+				mt_plan_free(p);
 			} else {
 				tap_ok(check(names[i], m, m->n_gpus), "%s: %d tasks per node on %d GPUs", names[i],
 				       m->n_gpus, m->n_gpus);
