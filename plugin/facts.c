@@ -22,85 +22,6 @@ static int getenv_s(spank_t sp, const char *name, char *buf, int len)
 	return spank_getenv(sp, name, buf, len) == ESPANK_SUCCESS ? 0 : -1;
 }
 
-int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen)
-{
-	int *t = calloc(n_nodes > 0 ? n_nodes : 1, sizeof *t), n = 0;
-	const char *p = text;
-
-	if (!t) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	while (*p) {
-		char *end;
-		long count = strtol(p, &end, 10), rep = 1;
-		if (end == p || count < 0 || count > 100000)
-			goto bad;
-		p = end;
-		if (!strncmp(p, "(x", 2)) {
-			rep = strtol(p + 2, &end, 10);
-			if (end == p + 2 || *end != ')' || rep < 1 || rep > n_nodes)
-				goto bad;
-			p = end + 1;
-		}
-		for (long i = 0; i < rep; i++) {
-			if (n >= n_nodes)
-				goto bad;
-			t[n++] = (int)count;
-		}
-		if (*p == ',')
-			p++;
-		else if (*p)
-			goto bad;
-	}
-	if (n != n_nodes)
-		goto bad;
-	*tasks = t;
-	return 0;
-bad:
-	snprintf(err, errlen, "cannot read SLURM_STEP_TASKS_PER_NODE='%s' for %d nodes", text, n_nodes);
-	free(t);
-	return -1;
-}
-
-/* A node name becomes part of a file name (topology=.../%n.xml): letters, digits, '.', '-', '_' only. */
-static bool node_name_ok(const char *s)
-{
-	if (!*s || *s == '.' || strlen(s) >= MT_NAME_LEN)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
-			return false;
-	return true;
-}
-
-/* Cyclic over nodes: procid k goes to the next node (round robin) that still has room. */
-static int **cyclic_procids(const int *tasks, int n_nodes, int world)
-{
-	int **ids = calloc(n_nodes, sizeof *ids), *fill = calloc(n_nodes, sizeof *fill), node = 0;
-
-	if (!ids || !fill)
-		goto fail;
-	for (int i = 0; i < n_nodes; i++)
-		if (!(ids[i] = calloc(tasks[i] > 0 ? tasks[i] : 1, sizeof **ids)))
-			goto fail;
-	for (int k = 0; k < world; k++) {
-		int tries = 0;
-		while (fill[node] >= tasks[node] && tries++ < n_nodes)
-			node = (node + 1) % n_nodes;
-		ids[node][fill[node]++] = k;
-		node = (node + 1) % n_nodes;
-	}
-	free(fill);
-	return ids;
-fail:
-	for (int i = 0; ids && i < n_nodes; i++)
-		free(ids[i]);
-	free(ids);
-	free(fill);
-	return NULL;
-}
-
 static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
 	char *buf = malloc(ENVLEN), dist[64];
@@ -123,7 +44,7 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 		goto out;
 	}
 	for (int i = 0; i < count; i++)
-		if (!node_name_ok(f->nodes[i])) {
+		if (!mtp_node_name_ok(f->nodes[i])) {
 			snprintf(err, errlen, "node name '%s' is not usable", f->nodes[i]);
 			goto out;
 		}
@@ -153,7 +74,7 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 	 * distribution and check that ours agree. */
 	getenv_s(sp, "SLURM_DISTRIBUTION", dist, sizeof dist);
 	if (!strncmp(dist, "cyclic", 6)) {
-		if (!(f->procids = cyclic_procids(f->tasks, f->n_nodes, f->world)))
+		if (!(f->procids = mtp_cyclic_procids(f->tasks, f->n_nodes, f->world)))
 			goto out;
 		for (int t = 0; t < f->n_local; t++)
 			if ((uint32_t)f->procids[f->node_id][t] != f->local_ids[t])

@@ -71,8 +71,13 @@ struct mtp_facts {
 };
 int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen);
 void mtp_facts_free(struct mtp_facts *f);
-/* Parses "2(x3),1" into *tasks (malloc'd). */
+/* ---- pure layout helpers (layout.c) */
+/* Parses SLURM_STEP_TASKS_PER_NODE ("2(x3),1") for n_nodes nodes into *tasks (malloc'd). */
 int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen);
+/* Task ids of each node under -m cyclic: round robin over the nodes that still have room. */
+int **mtp_cyclic_procids(const int *tasks, int n_nodes, int world);
+/* True when a node name is safe inside a file name: letters, digits, '.', '-', '_', not starting with '.'. */
+bool mtp_node_name_ok(const char *s);
 
 /* ---- one rank (apply.c) */
 struct mtp_node_ctx {

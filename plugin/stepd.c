@@ -36,6 +36,7 @@ static struct {
 	struct mt_plan *plan;
 	char *nccl_ib_hca;
 	int node_rank;
+	int node_id;          /* known even when the facts could not be gathered: who reports */
 } st;
 
 static void fail(bool node_only, const char *fmt, const char *detail)
@@ -231,11 +232,13 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 {
 	char err[MT_ERRLEN] = "", *env = NULL;
 	const char *origin, *text;
-	uint32_t step = 0;
+	uint32_t step = 0, nid = 0;
 	spank_err_t erc;
 	int rc = -1;
 
 	memset(&st, 0, sizeof st);
+	if (spank_get_item(sp, S_JOB_NODEID, &nid) == ESPANK_SUCCESS)
+		st.node_id = (int)nid;
 	if (spank_get_item(sp, S_JOB_STEPID, &step) == ESPANK_SUCCESS &&
 	    (step == STEP_BATCH || step == STEP_EXTERN || step == STEP_INTERACTIVE))
 		return 0;   /* the batch script and the job's own steps are not ranks: only srun steps are planned */
@@ -291,7 +294,7 @@ out:
 /* One report per step: node 0 speaks for failures every node shares, each node for its own. */
 static void report(const struct mtp_config *c, int local_task)
 {
-	if (local_task != 0 || (!st.node_only && st.facts.node_id != 0 && st.facts.n_nodes))
+	if (local_task != 0 || (!st.node_only && st.node_id != 0))
 		return;
 	if (c->strict)
 		mtp_error("%s (strict=yes: the step fails)", st.err);

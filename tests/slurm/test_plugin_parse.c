@@ -1,0 +1,142 @@
+/* test_plugin_parse.c - the plugin's pure parsers without Slurm: the strict plugstack.conf arguments,
+ * the trusted-file rule for files read as root, Slurm's tasks-per-node syntax, cyclic task ids and the
+ * node names allowed into file names.  The sources are compiled in directly (they are static-free but
+ * only linked into the plugin otherwise).
+ */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "config.c"
+#include "layout.c"
+
+static int parse(struct mtp_config *c, const char *a0, const char *a1, const char *a2)
+{
+	char *av[3] = {(char *)a0, (char *)a1, (char *)a2};
+	int ac = a2 ? 3 : a1 ? 2 : a0 ? 1 : 0;
+	return mtp_config_parse(ac, av, c);
+}
+
+static void test_config(void)
+{
+	struct mtp_config c;
+
+	TAP_INT(parse(&c, NULL, NULL, NULL), 0, "no arguments: valid");
+	tap_ok(!c.default_spec && !c.domains && !c.topology && c.nvml == MTP_NVML_AUTO && !c.strict,
+	       "defaults: no default spec, no map, live topology, nvml=auto, strict=no");
+	mtp_config_free(&c);
+
+	TAP_INT(parse(&c, "default=ep=8,gpus=single", "topology=/c/%n.xml", "strict=yes"), 0, "three valid arguments");
+	TAP_STR(c.default_spec, "ep=8,gpus=single", "default= kept verbatim");
+	TAP_STR(c.topology, "/c/%n.xml", "topology= kept");
+	tap_ok(c.strict, "strict=yes read");
+	mtp_config_free(&c);
+
+	TAP_INT(parse(&c, "domains=/etc/slurm/topology.conf", "bogus=1", NULL), -1, "unknown key is an error");
+	tap_ok(strstr(c.error, "unknown argument 'bogus'") && strstr(c.error, "strict=yes|no"),
+	       "the error names the key and the valid ones: %s", c.error);
+	mtp_config_free(&c);
+
+	TAP_INT(parse(&c, "strict=maybe", NULL, NULL), -1, "bad strict value");
+	tap_ok(strstr(c.error, "(valid: yes, no)") != NULL, "lists yes, no: %s", c.error);
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "nvml=on", NULL, NULL), -1, "bad nvml value");
+	tap_ok(strstr(c.error, "(valid: auto, off)") != NULL, "lists auto, off: %s", c.error);
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "nvml=off", "nvml=auto", NULL), -1, "repeated key is an error");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "domains=", NULL, NULL), -1, "empty path is an error");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "topology=/var/cache/node.xml", NULL, NULL), -1, "topology= without %%n is an error");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "default=ep=banana", NULL, NULL), -1, "default= is checked with the SPEC grammar");
+	tap_ok(strstr(c.error, "ep=banana") != NULL, "and the planner's message is kept: %s", c.error);
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "strict", NULL, NULL), -1, "a key without '=' is an error");
+	mtp_config_free(&c);
+}
+
+static void test_trusted(void)
+{
+	char dir[] = BUILDDIR "/tests/slurm-trust-XXXXXX", path[512], err[MT_ERRLEN];
+	FILE *f;
+
+	if (!mkdtemp(dir)) {
+		tap_ok(0, "mkdtemp");
+		return;
+	}
+	chmod(dir, 0755);
+	snprintf(path, sizeof path, "%s/map", dir);
+	f = fopen(path, "w");
+	fputs("n1 r1\n", f);
+	fclose(f);
+	chmod(path, 0644);
+	TAP_INT(mtp_trusted_file(path, err, sizeof err), 0, "own file, mode 644, folder 755: trusted");
+	chmod(path, 0666);
+	TAP_INT(mtp_trusted_file(path, err, sizeof err), -1, "world-writable file refused");
+	tap_ok(strstr(err, "refused") != NULL, "with a reason: %s", err);
+	chmod(path, 0664);
+	TAP_INT(mtp_trusted_file(path, err, sizeof err), -1, "group-writable file refused");
+	chmod(path, 0644);
+	chmod(dir, 0777);
+	TAP_INT(mtp_trusted_file(path, err, sizeof err), -1, "file in a world-writable folder refused");
+	chmod(dir, 01777);
+	TAP_INT(mtp_trusted_file(path, err, sizeof err), 0, "sticky folder (like /tmp) accepted");
+	chmod(dir, 0755);
+	TAP_INT(mtp_trusted_file(dir, err, sizeof err), -1, "a folder is not a file");
+	snprintf(path, sizeof path, "%s/missing", dir);
+	TAP_INT(mtp_trusted_file(path, err, sizeof err), -1, "missing file reported");
+	tap_ok(strstr(err, "No such file") != NULL, "with errno text: %s", err);
+	snprintf(path, sizeof path, "%s/map", dir);
+	if (getuid() == 0 && chown(path, 1234, 1234) == 0)
+		TAP_INT(mtp_trusted_file(path, err, sizeof err), -1, "file owned by another user refused");
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_layout(void)
+{
+	char err[MT_ERRLEN];
+	int *t = NULL, **ids;
+
+	TAP_INT(mtp_tasks_per_node_parse("2(x3),1", 4, &t, err, sizeof err), 0, "2(x3),1 for 4 nodes");
+	tap_ok(t && t[0] == 2 && t[1] == 2 && t[2] == 2 && t[3] == 1, "gives 2 2 2 1");
+	free(t);
+	TAP_INT(mtp_tasks_per_node_parse("8", 1, &t, err, sizeof err), 0, "single node");
+	free(t);
+	TAP_INT(mtp_tasks_per_node_parse("2(x3)", 4, &t, err, sizeof err), -1, "too few nodes listed");
+	TAP_INT(mtp_tasks_per_node_parse("2(x5)", 4, &t, err, sizeof err), -1, "too many nodes listed");
+	TAP_INT(mtp_tasks_per_node_parse("2(x",  1, &t, err, sizeof err), -1, "truncated repeat");
+	TAP_INT(mtp_tasks_per_node_parse("a,b", 2, &t, err, sizeof err), -1, "not numbers");
+	tap_ok(strstr(err, "SLURM_STEP_TASKS_PER_NODE='a,b'") != NULL, "error quotes the text: %s", err);
+
+	/* srun -n5 -N2 -m cyclic: node 0 gets 0,2,4 and node 1 gets 1,3 */
+	int tasks[] = {3, 2};
+	ids = mtp_cyclic_procids(tasks, 2, 5);
+	tap_ok(ids && ids[0][0] == 0 && ids[0][1] == 2 && ids[0][2] == 4 && ids[1][0] == 1 && ids[1][1] == 3,
+	       "cyclic 3+2: node 0 = 0 2 4, node 1 = 1 3");
+	for (int i = 0; ids && i < 2; i++)
+		free(ids[i]);
+	free(ids);
+	/* uneven: 1 + 3 tasks, the full node is skipped: node 0 = 0, node 1 = 1 2 3 */
+	int tasks2[] = {1, 3};
+	ids = mtp_cyclic_procids(tasks2, 2, 4);
+	tap_ok(ids && ids[0][0] == 0 && ids[1][0] == 1 && ids[1][1] == 2 && ids[1][2] == 3,
+	       "cyclic 1+3: a full node is skipped");
+	for (int i = 0; ids && i < 2; i++)
+		free(ids[i]);
+	free(ids);
+
+	tap_ok(mtp_node_name_ok("gpu-r1-n1") && mtp_node_name_ok("node_07.cluster"), "plain node names accepted");
+	tap_ok(!mtp_node_name_ok("../etc/passwd") && !mtp_node_name_ok("a/b") && !mtp_node_name_ok(".hidden") &&
+	       !mtp_node_name_ok("") && !mtp_node_name_ok("a b"), "names with '/', leading '.', spaces or empty refused");
+}
+
+int main(void)
+{
+	test_config();
+	test_trusted();
+	test_layout();
+	return tap_done();
+}
