@@ -139,6 +139,15 @@ ok "--gpus-per-task: the step runs with Slurm's binding" [ "$rc" = 0 ]
 is "$(grep -c 'moe_topology: warning: Slurm bound GPUs per task.*--gpus-per-node' <<<"$err")" 1 \
 	"--gpus-per-task: one warning says what to request instead"
 
+# Caches are read as root: a file others can write is refused, on that node only, with one warning.
+chmod 666 "$MOE_TESTBED/topo/gpu-r2-n1.xml"
+run_client srun -N4 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
+chmod 644 "$MOE_TESTBED/topo/gpu-r2-n1.xml"
+ok "untrusted cache: the step still runs (strict=no)" [ "$rc" = 0 ]
+is "$(grep -c 'moe_topology: warning: .*gpu-r2-n1.xml: refused' <<<"$err")" 1 "untrusted cache: one warning names the file"
+is "$(awk '$1 == "T" && $3 == "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 0 "untrusted cache: that node's tasks keep Slurm's binding"
+is "$(awk '$1 == "T" && $3 != "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 12 "untrusted cache: the other nodes' tasks are planned"
+
 run_client sinfo -h -o '%T'
 is "$(sort -u <<<"$out")" "idle" "no node drained or down"
 done_testing

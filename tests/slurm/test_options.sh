@@ -74,6 +74,11 @@ ok "unknown plugstack key: asking for the plugin fails at submit" fails_with "un
 run_client srun -N1 "$REPORT"
 ok "unknown plugstack key: jobs that do not ask still run untouched" all_are MOE_RANK "<unset>" 1
 ok "unknown plugstack key: reported in the slurmd log" grep -q "moe_topology: plugstack.conf: unknown argument 'bogus'" "$MOE_TESTBED"/log/slurmd-*.log
+$TESTBED plugstack "default=ep=4" "domains=$MOE_TESTBED/etc/topology.conf" "topology=$MOE_TESTBED/topo/%n.xml"
+run_client srun $SHAPE "$REPORT"
+ok "plugstack default= applies when the user gives nothing" all_are MOE_EP_SIZE 4 8
+MOE_TOPOLOGY=ep=2 run_client srun $SHAPE "$REPORT"
+ok "MOE_TOPOLOGY beats the site default" all_are MOE_EP_SIZE 2 8
 $TESTBED plugstack strict=maybe
 run_client srun -N1 --moe-topology=auto true
 ok "bad plugstack value names the valid ones" grep -q "bad value 'maybe' for strict= (valid: yes, no)" <<<"$err"
