@@ -3,7 +3,8 @@
  * Local rank i on a node gets the GPU of rail i (PCI order where rails are unknown), so EP peers on
  * different nodes talk rail to rail.  CPU sets are the cores local to the rank's GPU (its NUMA node
  * on CPU-only nodes), within the step's allowed CPUs, cut into disjoint even slices among the ranks
- * that share them.  Nodes with the same model, allowed CPUs and task count share one computation.
+ * that share them.  Consecutive nodes with the same binding facts, allowed CPUs and task count share
+ * one computation.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -191,9 +192,32 @@ static void cache_drop(struct bind_cache *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* Two models bind alike when GPU rails, NUMA and CPU lists agree: callers such as the plugin pass
+ * one restricted copy per node, so equal content must hit the cache, not only equal pointers. */
+static bool same_binding_facts(const struct mt_node *a, const struct mt_node *b)
+{
+	if (a == b)
+		return true;
+	if (!a || !b || a->n_gpus != b->n_gpus || a->n_numa != b->n_numa || !same_str(a->cpuset, b->cpuset))
+		return false;
+	for (int g = 0; g < a->n_gpus; g++)
+		if (a->gpus[g].rail != b->gpus[g].rail || a->gpus[g].numa != b->gpus[g].numa ||
+		    !same_str(a->gpus[g].cpuset, b->gpus[g].cpuset))
+			return false;
+	for (int i = 0; i < a->n_numa; i++)
+		if (a->numa_os[i] != b->numa_os[i] || !same_str(a->numa_cpusets[i], b->numa_cpusets[i]))
+			return false;
+	return true;
+}
+
 static int cache_get(struct bind_cache *c, const struct mt_node *m, const char *allowed, int tasks, enum mt_cpu mode)
 {
-	if (c->model == m && c->tasks == tasks && c->order &&
+	if (c->order && c->tasks == tasks && same_binding_facts(c->model, m) &&
 	    (c->allowed == allowed || (c->allowed && allowed && !strcmp(c->allowed, allowed))))
 		return 0;
 	cache_drop(c);
