@@ -8,7 +8,7 @@
 #include "mt_plan.h"
 #include "tap.h"
 
-static char path[] = "/tmp/test_domains_XXXXXX";
+static char path[1024];
 
 static int load(const char *text, struct mt_domains **d, char *err)
 {
@@ -22,6 +22,7 @@ int main(void)
 {
 	struct mt_domains *d;
 	char err[MT_ERRLEN];
+	snprintf(path, sizeof(path), "%s/tests/test_domains_XXXXXX", BUILDDIR); /* scratch in the build tree */
 	int fd = mkstemp(path);
 	close(fd);
 
