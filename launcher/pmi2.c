@@ -135,8 +135,10 @@ int ml_pmi2_init(struct ml_pmi2 **out, int *rank, int *size, char *err, size_t e
 		snprintf(err, errlen, "pmi2: init refused: %.100s", line);
 		goto bad;
 	}
-	char cmd[128], v[64];
-	snprintf(cmd, sizeof(cmd), "cmd=fullinit;pmirank=%d;threaded=FALSE;", rs ? atoi(rs) : 0);
+	char cmd[256], v[64];
+	const char *job = getenv("PMI_JOBID"); /* Slurm's server insists on it */
+	snprintf(cmd, sizeof(cmd), "cmd=fullinit;pmijobid=%s;pmirank=%d;threaded=FALSE;", job ? job : "",
+		 rs ? atoi(rs) : 0);
 	if (call(p, cmd, "fullinit-response", err, errlen))
 		goto bad;
 	if (field(p, "rank", v, sizeof(v)) || (*rank = atoi(v), field(p, "size", v, sizeof(v)))) {
