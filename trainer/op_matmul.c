@@ -12,8 +12,16 @@
 #define RB 4  /* rows of a tile */
 #define JB 16 /* columns of a tile */
 
+/* x86-64: an AVX2 clone picked at load time where the CPU has it.  AVX2 without FMA rounds every
+ * multiply and add exactly like the SSE2 baseline, so both clones give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TR_CLONES
+#endif
+
 /* Y[n][j] = (acc ? Y[n][j] : 0) + sum_r A(n, r) B[r][j], r ascending; A(n, r) = A[n*ars + r*acs] */
-static void gemm(tr_real *Y, size_t ldy, const tr_real *A, size_t ars, size_t acs, const tr_real *Bm, size_t ldb,
+TR_CLONES static void gemm(tr_real *Y, size_t ldy, const tr_real *A, size_t ars, size_t acs, const tr_real *Bm, size_t ldb,
 		 int N, int R, int J, int acc)
 {
 #pragma omp parallel for schedule(static)
