@@ -14,7 +14,6 @@
 SPANK_PLUGIN(moe_topology, 1);
 
 static struct mtp_config config;
-static bool config_reported;
 
 static bool option_context(spank_context_t ctx)
 {
@@ -30,7 +29,6 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	if (mtp_config_parse(ac, av, &config) && ctx == S_CTX_REMOTE) {
 		/* the step's log: where the admin looks; the user hears about it once, from the step */
 		mtp_error("%s; plugin inactive", config.error);
-		config_reported = true;
 	}
 	if (mtp_option_register(sp))
 		return ctx == S_CTX_REMOTE ? 0 : -1;
@@ -67,6 +65,5 @@ int slurm_spank_exit(spank_t sp, int ac, char **av)
 		mtp_stepd_exit();
 	mtp_option_free();
 	mtp_config_free(&config);
-	(void)config_reported;
 	return 0;
 }

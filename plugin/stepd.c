@@ -151,7 +151,7 @@ static int load_models(const struct mtp_config *c, char *err, size_t errlen)
 	return 0;
 }
 
-static int build_plan(const struct mtp_config *c, char *err, size_t errlen)
+static int build_plan(char *err, size_t errlen)
 {
 	const struct mtp_facts *f = &st.facts;
 	const struct mt_node **models = calloc(f->n_nodes, sizeof *models);
@@ -179,7 +179,6 @@ static int build_plan(const struct mtp_config *c, char *err, size_t errlen)
 out:
 	free(models);
 	free(allowed);
-	(void)c;
 	return rc;
 }
 
@@ -272,7 +271,7 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 	if (c->domains && (mtp_trusted_file(c->domains, err, sizeof err) ||
 			   mt_domains_load(c->domains, &st.domains, err, sizeof err)))
 		goto failed;
-	if (build_plan(c, err, sizeof err))
+	if (build_plan(err, sizeof err))
 		goto failed;
 	st.nccl_ib_hca = nccl_hca_list(st.own_full);
 	st.node_rank = node_rank_of(st.plan, st.facts.node_id);
