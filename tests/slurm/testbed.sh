@@ -36,7 +36,7 @@ export SLURM_CONF=$E/slurm.conf
 # One fixture per node, each a different real machine with 4 NVIDIA GPUs (tests/fixtures/hwloc).
 FIXTURES=(flux-core__ipa20.xml mpibind__coral-lassen.xml psmgmt__topo.jrc0323.xml psmgmt__topo.mel2001.xml)
 
-pkgs="slurmctld slurmd slurm-client munge iproute2 hwloc"
+pkgs="slurmctld slurmd slurm-client munge iproute2 procps util-linux hwloc"
 
 die() { echo "testbed: $*" >&2; exit 1; }
 
