@@ -202,7 +202,8 @@ static int gather_cpus(struct mtp_facts *f, char *err, size_t errlen)
 	return f->allowed_cpus ? 0 : -1;
 }
 
-/* One port per job step, the same on every node: Slurm's reserved port when MpiParams=ports gives one. */
+/* One port per job step, the same on every node: Slurm's reserved port when MpiParams=ports gives one,
+ * else one derived from the job and step ids in 20000-29999 (below Linux's ephemeral range). */
 static void gather_port(spank_t sp, struct mtp_facts *f)
 {
 	char buf[64];
@@ -214,7 +215,7 @@ static void gather_port(spank_t sp, struct mtp_facts *f)
 		return;
 	}
 	snprintf(f->master_port, sizeof f->master_port, "%u",
-		 20000u + (unsigned)((f->job_id * 131u + f->step_id) % 20000u));
+		 20000u + (unsigned)((f->job_id * 131u + f->step_id) % 10000u));
 }
 
 int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
