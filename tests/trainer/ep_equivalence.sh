@@ -70,6 +70,29 @@ is "$?" 0 "EP=4 over two NVLink domains, groups from the domains"
 ok "group limits change the routing (M=1 of 2 groups differs from M=2 of 4)" \
 	test "$(field max_load_over_mean "$tmp/g2.jsonl" | md5sum)" != "$(field max_load_over_mean "$tmp/ep1.jsonl" | md5sum)"
 
+# the model API alone (ep_probe: SGD, no driver) prints every step's per-expert routing counts: they
+# must be identical at every EP size, and the loss within 1e-5 relative
+PROBE=$top_builddir/tests/trainer/ep_probe
+if [ -x "$PROBE" ]; then
+	OMP_NUM_THREADS=1 "$PROBE" "$tmp/data.txt" 20 > "$tmp/p1.out" 2> "$tmp/p1.err"
+	is "$? $(wc -l < "$tmp/p1.out")" "0 20" "ep_probe EP=1: 20 steps"
+	for run in "2 ep=2 shm" "4 ep=4 tcp" "4 ep=2 tcp"; do
+		set -- $run
+		out=$tmp/probe-$1-$2-$3.out
+		OMP_NUM_THREADS=1 "$ML" --nproc "$1" --spec "$2,experts=8" --transport "$3" -- "$PROBE" "$tmp/data.txt" 20 \
+			> "$out" 2> "$out.err"
+		is "$?" 0 "ep_probe nproc $1 $2 over $3: exit 0"
+		is "$(sed 's/.*routing//' "$out" | md5sum)" "$(sed 's/.*routing//' "$tmp/p1.out" | md5sum)" \
+			"ep_probe nproc $1 $2 over $3: per-expert routing counts identical at all 20 steps"
+		worst=$(paste <(awk '{ print $4 }' "$tmp/p1.out") <(awk '{ print $4 }' "$out") |
+			awk '{ d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > w) w = r } END { printf "%.2e", w + 0 }')
+		ok "ep_probe nproc $1 $2 over $3: loss within 1e-5 relative at every step (worst $worst)" \
+			awk -v w="$worst" 'BEGIN { exit !(w + 0 <= 1e-5) }'
+	done
+	ok "ep_probe: routing moves between steps (the bias and the router learn)" \
+		test "$(sed -n 1p "$tmp/p1.out" | sed 's/.*routing//')" != "$(sed -n 20p "$tmp/p1.out" | sed 's/.*routing//')"
+fi
+
 # the exchanges really moved rows between ranks
 a2a=$(field a2a_bytes "$tmp/run-4-ep=4-tcp.jsonl" | head -1)
 ok "EP=4 moved expert rows between ranks (step 1: $a2a bytes)" test "${a2a:-0}" -gt 0
