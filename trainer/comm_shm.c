@@ -7,6 +7,7 @@
  * Rank 0 creates the segment (name from the launch's job nonce); the last rank to map it unlinks
  * it, so nothing is left in /dev/shm even when ranks crash later.
  */
+#define _GNU_SOURCE /* process_vm_readv */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,7 +19,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,11 +47,20 @@ struct seg_hdr {
 	uint64_t cap;        /* ring bytes, power of two */
 	uint64_t total;      /* segment bytes */
 	_Atomic uint32_t attached;
+	_Atomic uint32_t probed;  /* ranks that tried reading every peer's memory */
+	_Atomic uint32_t cma_off; /* some rank could not: no single-copy path in this world */
 };
 
+/* A ring also carries a mailbox for single-copy messages: instead of copying a large payload in,
+ * the producer posts where it lies in its own memory at stream position zc_pos, and the consumer
+ * copies it straight into its destination with process_vm_readv, then acknowledges. */
 struct ring {
 	_Alignas(LINE) _Atomic uint64_t head; /* bytes written, by the producer */
 	_Alignas(LINE) _Atomic uint64_t tail; /* bytes read, by the consumer */
+	_Alignas(LINE) _Atomic uint64_t zc_posted; /* producer: mailbox posts so far */
+	uint64_t zc_pos, zc_addr, zc_len;
+	_Alignas(LINE) _Atomic uint64_t zc_acked;  /* consumer: posts fully copied */
+	uint64_t zc_done;
 	_Alignas(LINE) char data[];
 };
 
@@ -56,6 +68,7 @@ struct bell {
 	_Alignas(LINE) _Atomic uint32_t seq;
 	_Atomic uint32_t waiters;
 	_Atomic int32_t pid;
+	uint64_t canary_addr; /* where this rank keeps CANARY: peers test process_vm_readv on it */
 };
 
 struct shm {
@@ -69,7 +82,14 @@ struct shm {
 	struct bell *bells;
 	char *rings;
 	size_t ring_stride;
+	size_t zc_min;       /* payloads this large go single-copy; 0 = never */
+	size_t *zc_wait;     /* per peer: bytes of a posted payload not yet acknowledged */
+	bool *pid_ok;        /* per peer: its pid is visible here (same pid namespace) */
 };
+
+#define CANARY 0x6d6f652d63616e61ull
+static const volatile uint64_t canary = CANARY;
+#define ZC_MAX_CALL (8u << 20) /* bytes per process_vm_readv: progress shows in between */
 
 static struct ring *ring_of(struct shm *s, int from, int to)
 {
@@ -90,6 +110,14 @@ static ssize_t shm_send(struct tr_transport *t, int peer, const struct iovec *io
 {
 	struct shm *s = (struct shm *)t;
 	struct ring *r = ring_of(s, t->rank, peer);
+	if (s->zc_wait[peer]) { /* a posted payload: done when the peer acknowledged it */
+		if (atomic_load_explicit(&r->zc_acked, memory_order_acquire) !=
+		    atomic_load_explicit(&r->zc_posted, memory_order_relaxed))
+			return 0;
+		size_t n = s->zc_wait[peer];
+		s->zc_wait[peer] = 0;
+		return n;
+	}
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 	size_t room = s->cap - (head - tail), moved = 0;
@@ -98,6 +126,18 @@ static ssize_t shm_send(struct tr_transport *t, int peer, const struct iovec *io
 	for (int i = 0; i < iovcnt && moved < room; i++) {
 		const char *src = iov[i].iov_base;
 		size_t len = iov[i].iov_len;
+		if (s->zc_min && len >= s->zc_min) {
+			/* everything before it is in the ring: post the payload and stop here */
+			if (moved)
+				atomic_store_explicit(&r->head, head + moved, memory_order_release);
+			r->zc_pos = head + moved;
+			r->zc_addr = (uint64_t)(uintptr_t)src;
+			r->zc_len = len;
+			atomic_fetch_add_explicit(&r->zc_posted, 1, memory_order_release);
+			s->zc_wait[peer] = len;
+			ring_bell(s, peer);
+			return moved;
+		}
 		if (len > room - moved)
 			len = room - moved;
 		while (len > 0) {
@@ -117,6 +157,35 @@ static ssize_t shm_send(struct tr_transport *t, int peer, const struct iovec *io
 	return moved;
 }
 
+/* The consumer's half of a single-copy message: read from the producer's memory, then acknowledge. */
+static ssize_t zc_copy(struct shm *s, struct ring *r, int peer, void *buf, size_t len)
+{
+	size_t left = r->zc_len - r->zc_done;
+	if (len > left)
+		len = left;
+	if (len > ZC_MAX_CALL)
+		len = ZC_MAX_CALL;
+	struct iovec local = { buf, len };
+	struct iovec remote = { (void *)(uintptr_t)(r->zc_addr + r->zc_done), len };
+	ssize_t k = process_vm_readv(atomic_load(&s->bells[peer].pid), &local, 1, &remote, 1, 0);
+	if (k < 0) {
+		if (errno == ESRCH)
+			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died", peer,
+				 (int)atomic_load(&s->bells[peer].pid), s->t.peers ? s->t.peers[peer].host : "this node");
+		else
+			snprintf(s->t.err, sizeof(s->t.err), "shm: cannot read rank %d's message: %s", peer, strerror(errno));
+		return -1;
+	}
+	r->zc_done += k;
+	if (r->zc_done == r->zc_len) {
+		r->zc_done = 0;
+		atomic_store_explicit(&r->zc_acked, atomic_load_explicit(&r->zc_posted, memory_order_relaxed),
+				      memory_order_release);
+		ring_bell(s, peer);
+	}
+	return k;
+}
+
 static ssize_t shm_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 {
 	struct shm *s = (struct shm *)t;
@@ -124,6 +193,9 @@ static ssize_t shm_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
 	size_t avail = head - tail, moved = 0;
+	if (avail == 0 && atomic_load_explicit(&r->zc_posted, memory_order_acquire) !=
+				  atomic_load_explicit(&r->zc_acked, memory_order_relaxed) && r->zc_pos == tail)
+		return zc_copy(s, r, peer, buf, len);
 	if (len > avail)
 		len = avail;
 	if (len > CHUNK)
@@ -172,7 +244,7 @@ static int check_peers(struct shm *s, const int *peers, int n)
 {
 	for (int i = 0; i < n; i++) {
 		int pid = atomic_load(&s->bells[peers[i]].pid);
-		if (pid > 0 && !pid_alive(pid)) {
+		if (pid > 0 && s->pid_ok[peers[i]] && !pid_alive(pid)) {
 			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died", peers[i], pid,
 				 s->t.peers ? s->t.peers[peers[i]].host : "this node");
 			return -1;
@@ -217,6 +289,8 @@ static void shm_destroy(struct tr_transport *t)
 		shm_unlink(s->name);
 	if (s->base)
 		munmap(s->base, s->total);
+	free(s->zc_wait);
+	free(s->pid_ok);
 	free(s);
 }
 
@@ -278,6 +352,17 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 	s->t.ops = &shm_ops;
 	s->t.size = w->size;
 	s->t.rank = w->rank;
+	s->zc_wait = calloc(w->size, sizeof(size_t));
+	s->pid_ok = calloc(w->size, sizeof(bool));
+	if (!s->zc_wait || !s->pid_ok) {
+		free(s->zc_wait);
+		free(s->pid_ok);
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	const char *zc = getenv("MOE_SHM_SINGLE_COPY_BYTES");
+	s->zc_min = zc && *zc ? strtoull(zc, NULL, 0) : 256u << 10;
 	snprintf(s->name, sizeof(s->name), "/moe-%s-%d", w->job, opened++);
 	double deadline = tr_now() + w->timeout;
 	int fd = -1;
@@ -345,6 +430,7 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 	}
 	close(fd);
 	fd = -1;
+	s->bells[w->rank].canary_addr = (uint64_t)(uintptr_t)&canary;
 	atomic_store(&s->bells[w->rank].pid, (int32_t)getpid());
 	/* The last rank to map the segment removes its name: from here on it lives only in the mappings. */
 	if (atomic_fetch_add(&s->hdr->attached, 1) + 1 == (uint32_t)w->size) {
@@ -363,6 +449,32 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 		sleep_ms(1);
 	}
 	s->unlinked = true; /* the last rank did it */
+	/* Single copy needs every rank to read every other's memory (same pid namespace, ptrace
+	 * permission); one failure turns it off for the whole world, decided before any message. */
+	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); /* Yama: let sibling ranks read us */
+	bool cma = true;
+	for (int p = 0; p < w->size; p++) {
+		if (p == w->rank)
+			continue;
+		pid_t pid = atomic_load(&s->bells[p].pid);
+		s->pid_ok[p] = kill(pid, 0) == 0 || errno == EPERM;
+		uint64_t v = 0;
+		struct iovec local = { &v, sizeof(v) }, remote = { (void *)(uintptr_t)s->bells[p].canary_addr, sizeof(v) };
+		if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(v) || v != CANARY)
+			cma = false;
+	}
+	if (!cma)
+		atomic_store(&s->hdr->cma_off, 1);
+	atomic_fetch_add(&s->hdr->probed, 1);
+	while (atomic_load(&s->hdr->probed) < (uint32_t)w->size) {
+		if (tr_now() > deadline) {
+			snprintf(err, errlen, "shm: timed out after %g s waiting for the other ranks to start", w->timeout);
+			goto fail;
+		}
+		sleep_ms(1);
+	}
+	if (atomic_load(&s->hdr->cma_off))
+		s->zc_min = 0;
 	*out = &s->t;
 	return 0;
 fail:
@@ -371,6 +483,8 @@ fail:
 	shm_unlink(s->name); /* never leave a name behind, whoever fails */
 	if (s->base)
 		munmap(s->base, s->total);
+	free(s->zc_wait);
+	free(s->pid_ok);
 	free(s);
 	return -1;
 }

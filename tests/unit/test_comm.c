@@ -426,6 +426,10 @@ int main(void)
 	run_case("tcp-4", "tcp", 4, M_SUITE, NULL, 0, "20");
 	run_case("shm-2", "shm", 2, M_SUITE, NULL, 0, "20");
 	run_case("shm-3", "shm", 3, M_SUITE, NULL, 0, "20");
+	/* the same through the rings only (large payloads normally go single-copy) */
+	setenv("MOE_SHM_SINGLE_COPY_BYTES", "0", 1);
+	run_case("shm-3-rings-only", "shm", 3, M_SUITE, NULL, 0, "20");
+	unsetenv("MOE_SHM_SINGLE_COPY_BYTES");
 	run_case("rendezvous-tcp-3", "tcp", 3, M_SUITE, NULL, free_port(), "20");
 	run_case("rendezvous-auto-3", "auto", 3, M_SUITE, NULL, free_port(), "20");
 	run_case("tcp-kill", "tcp", 3, M_KILL, "closed the connection", 0, "10");
