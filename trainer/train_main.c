@@ -221,9 +221,10 @@ static void skew_router(struct run *r)
 static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par *par)
 {
 	int g = env_int("MOE_EP_GROUP", 0, 0), er = env_int("MOE_EP_RANK", r->rank, 0), dr = env_int("MOE_DP_RANK", 0, 0);
-	int dom = env_int("MOE_DOMAIN", -1, -1), ex = env_int("MOE_EXPERTS", 0, 1), rg = env_int("MOE_ROUTE_GROUPS", -1, 0);
-	if (g < -1 || er < -1 || dr < -1 || dom < -1 || ex < -1 || rg < -1)
+	int es = env_int("MOE_EP_SIZE", 0, 0), ex = env_int("MOE_EXPERTS", 0, 0), rg = env_int("MOE_ROUTE_GROUPS", -1, 0);
+	if (g < 0 || er < 0 || dr < 0 || es < 0 || ex < 0 || rg < -1)
 		return 2;
+	/* MOE_EXPERTS=0 and MOE_ROUTE_GROUPS=0 mean "unset" and "unlimited" in the launch contract */
 	if (ex > 0) {
 		if (r->o.set_experts && r->o.cfg.n_experts != ex) {
 			fprintf(stderr, "moe-train: --experts %d disagrees with the launch plan's MOE_EXPERTS=%d; drop --experts or make them equal\n",
@@ -239,11 +240,16 @@ static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par
 		return 1;
 	}
 	*ep_size = tr_comm_size(r->ep);
+	if (es > 0 && es != *ep_size) {
+		fprintf(stderr, "moe-train: rank %d: MOE_EP_SIZE=%d but %d ranks share MOE_EP_GROUP=%d (inconsistent launch environment)\n",
+			r->rank, es, *ep_size, g);
+		return 2;
+	}
 	*ep_rank = tr_comm_rank(r->ep);
 	par->world = r->world;
 	par->ep = r->ep;
 	par->dp = r->dp;
-	par->domain = dom;
+	par->domain = tr_domain_id(getenv("MOE_DOMAIN"));
 	return 0;
 }
 
