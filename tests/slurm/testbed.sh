@@ -234,7 +234,10 @@ do_down() {
 	for ns in $(ip netns list 2>/dev/null | awk -v p="^$NS-" '$1 ~ p {print $1}'); do
 		pids="$pids $(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
 	done
-	[ -f "$TB/munge/munged.pid" ] && pids="$pids $(cat "$TB/munge/munged.pid")"
+	# and the daemons' own pid files, should a namespace have gone missing under them
+	for f in "$TB"/run/*.pid "$TB/munge/munged.pid"; do
+		[ -f "$f" ] && pids="$pids $(cat "$f")"
+	done
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	for ((f = 0; f < 50; f++)); do
 		alive=""
