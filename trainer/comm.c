@@ -20,6 +20,7 @@
 #include "comm_internal.h"
 
 #define HDR_MAGIC 0x4d4f4531u /* "MOE1" */
+#define ABORT_MAGIC 0x4d4f4541u /* "MOEA": a failing rank's last word, followed by its error text */
 #define WAIT_SLICE_MS 100     /* longest sleep between liveness checks */
 
 enum op { OP_ALLTOALLV = 1, OP_ALLTOALL, OP_ALLREDUCE_RS, OP_ALLREDUCE_AG, OP_ALLGATHER, OP_BARRIER, OP_SPLIT };
@@ -44,6 +45,9 @@ struct tr_comm {
 	uint32_t splits;
 	uint64_t a2a_bytes;
 	bool broken;         /* after a failure the streams are out of step: every later call fails */
+	bool told;           /* the failure came from a peer's abort notice: do not pass it on */
+	struct xfer *cur;    /* the operation in flight (for abort notices), NULL between operations */
+	int cur_n;
 	char err[TR_ERRLEN];
 	void *scratch;
 	size_t scratch_len;
@@ -78,6 +82,46 @@ void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
 		snprintf(buf, len, "%s", p->host);
 }
 
+/* Tells every peer whose stream is at a message boundary why this rank gives up, so that ranks
+ * further away report the cause instead of "rank R closed the connection".  Best effort: a short
+ * deadline, and peers in the middle of a message are skipped (the frame would corrupt it). */
+static void notify_abort(struct tr_comm *c)
+{
+	struct tr_transport *t = c->t;
+	struct hdr h = { ABORT_MAGIC, c->tag, 0, c->seq, strlen(c->err) };
+	double deadline = tr_now() + 0.2;
+	for (int p = 0; p < t->size; p++) {
+		if (p == t->rank)
+			continue;
+		bool mid = false;
+		for (int i = 0; i < c->cur_n; i++)
+			if (c->world[c->cur[i].peer] == p && c->cur[i].sending && c->cur[i].sdone > 0)
+				mid = true;
+		if (mid)
+			continue;
+		size_t done = 0, total = sizeof(h) + h.len;
+		while (done < total && tr_now() < deadline) {
+			struct iovec iov[2] = { { &h, sizeof(h) }, { c->err, h.len } };
+			struct iovec rest[2];
+			int cnt = 0;
+			size_t skip = done;
+			for (int k = 0; k < 2; k++) {
+				if (skip >= iov[k].iov_len) {
+					skip -= iov[k].iov_len;
+					continue;
+				}
+				rest[cnt].iov_base = (char *)iov[k].iov_base + skip;
+				rest[cnt++].iov_len = iov[k].iov_len - skip;
+				skip = 0;
+			}
+			ssize_t k = t->ops->send_some(t, p, rest, cnt);
+			if (k < 0)
+				break; /* that peer is gone too */
+			done += k;
+		}
+	}
+}
+
 static int fail(struct tr_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(struct tr_comm *c, const char *fmt, ...)
 {
@@ -85,8 +129,30 @@ static int fail(struct tr_comm *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->err, sizeof(c->err), fmt, ap);
 	va_end(ap);
+	bool first = !c->broken;
 	c->broken = true;
+	if (first && !c->told && c->t->size > 1)
+		notify_abort(c);
 	return -1;
+}
+
+/* A peer's abort notice: its error text follows the header. */
+static int peer_aborted(struct tr_comm *c, const struct xfer *x)
+{
+	struct tr_transport *t = c->t;
+	int wr = c->world[x->peer];
+	char why[TR_ERRLEN] = "";
+	size_t len = x->rhdr.len < sizeof(why) - 1 ? x->rhdr.len : sizeof(why) - 1, got = 0;
+	double deadline = tr_now() + 0.5;
+	while (got < len && tr_now() < deadline) {
+		ssize_t k = t->ops->recv_some(t, wr, why + got, len - got);
+		if (k < 0)
+			break;
+		got += k;
+	}
+	why[got] = 0;
+	c->told = true;
+	return fail(c, "rank %d failed: %s", wr, got ? why : "(no reason given)");
 }
 
 static int check_hdr(struct tr_comm *c, const struct xfer *x, uint32_t op)
@@ -95,6 +161,8 @@ static int check_hdr(struct tr_comm *c, const struct xfer *x, uint32_t op)
 	int wr = c->world[x->peer];
 	char who[TR_HOST_LEN + TR_ADDR_LEN + 16];
 	tr_peer_name(c->t, wr, who, sizeof(who));
+	if (h->magic == ABORT_MAGIC)
+		return peer_aborted(c, x);
 	if (h->magic != HDR_MAGIC)
 		return fail(c, "%s: rank %d (%s) sent garbage (bad message header)", c->t->ops->kind, wr, who);
 	if (h->tag != c->tag || h->op != op || h->seq != c->seq)
@@ -121,6 +189,8 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 	}
 	int *wpeers = NULL;
 	bool *ws = NULL, *wr = NULL;
+	c->cur = xs;
+	c->cur_n = n;
 	double deadline = tr_now() + t->timeout;
 	int rc = 0;
 	while (pending > 0) {
@@ -216,6 +286,8 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 	free(wpeers);
 	free(ws);
 	free(wr);
+	c->cur = NULL;
+	c->cur_n = 0;
 	c->seq++;
 	return rc;
 }

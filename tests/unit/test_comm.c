@@ -237,9 +237,8 @@ static void fail_case(struct tr_comm *c, enum mode m, const char *want)
 	      "rc %d after %.1f s: %s", rc, tr_now() - t0, e);
 	/* later calls keep failing with the first cause instead of hanging */
 	check(tr_barrier(c) != 0 && tr_comm_error(c) == e, "the communicator stays failed", "%s", tr_comm_error(c));
-	/* A real trainer exits here, and its peers then see it close too; linger so that each survivor
-	 * reports the rank that actually died. */
-	usleep(500000);
+	/* exit at once, as a trainer would: the abort notice must let the other survivors name the
+	 * rank that actually died (not this one closing its connections) */
 }
 
 /* Forks n ranks for one case; returns after all exit.  master_port > 0: rendezvous through env. */
