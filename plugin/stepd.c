@@ -303,7 +303,7 @@ static void report(const struct mtp_config *c, int local_task)
 
 int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c)
 {
-	char err[MT_ERRLEN], cvd[1024];
+	char err[MT_ERRLEN], cvd[1024] = "";
 	struct mtp_node_ctx n;
 	int task = 0;
 
