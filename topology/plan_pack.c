@@ -2,64 +2,52 @@
  *
  * Each NVLink domain first gives floor(units/ep) whole blocks from the front of its unit list: that
  * count is the most NVLink-local blocks any layout can have.  The leftover tails (each shorter than
- * a block) are then combined, largest first; a tail that completes the block exactly is preferred,
- * then the largest that still fits, and only when nothing fits is one tail split.  This keeps the
- * leftover blocks to as few domains as the greedy can find, in O(units + ep) with count buckets.
+ * a block) are then combined into the remaining blocks, two ways, keeping the better:
+ *  - exact: largest tail first, then a tail that completes the block exactly, else the largest that
+ *    still fits, and only when nothing fits one tail is split (fewest pieces when sizes match up);
+ *  - spread: tails in decreasing size, each into the emptiest block, split when it does not fit
+ *    (worst-fit decreasing: big tails land in different blocks, so no block collects only small ones).
+ * The better packing leaves fewer cross-domain member pairs without a same-rail peer (guarantee 2),
+ * then has the fewer domains in its widest leftover block (the slowest EP group), then fewer pieces.
+ * Both are O(units + ep + blocks log blocks).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "plan_int.h"
 
-struct piece {
-	int d, start, cnt;
+struct alloc {
+	int bin, d, cnt;
+	int start; /* first unit in the domain-sorted list, set by packing_cost */
 };
 
-static int piece_cmp(const void *a, const void *b)
+static int by_domain(const void *a, const void *b)
 {
-	const struct piece *x = a, *y = b;
+	const struct alloc *x = a, *y = b;
+	if (x->d != y->d)
+		return (x->d > y->d) - (x->d < y->d);
+	return (x->bin > y->bin) - (x->bin < y->bin);
+}
+
+struct piece {
+	struct alloc a;
+	int start; /* index into the domain-sorted unit list */
+};
+
+/* Block order, and by domain inside a block so each domain's EP ranks are contiguous. */
+static int piece_by_bin(const void *a, const void *b)
+{
+	const struct alloc *x = &((const struct piece *)a)->a, *y = &((const struct piece *)b)->a;
+	if (x->bin != y->bin)
+		return (x->bin > y->bin) - (x->bin < y->bin);
 	return (x->d > y->d) - (x->d < y->d);
 }
 
-int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
-		  int T, int E, int *rc, char *err, size_t errlen)
+/* Tails -> blocks, "exact" strategy.  head/next: size buckets (lowest domain pops first). */
+static int pack_exact(int nd, const int *rem0, int E, int L, int *head, int *next, int *rem, struct alloc *out)
 {
-	int U = 0;
-	for (int d = 0; d < nd; d++)
-		U += dunits[d];
-	int *dstart = malloc(sizeof(int) * (size_t)(nd + 1));
-	int *fill = malloc(sizeof(int) * (size_t)nd);
-	int *dlist = malloc(sizeof(int) * (size_t)U);
-	int *seq = malloc(sizeof(int) * (size_t)U);
-	int *head = malloc(sizeof(int) * (size_t)E);
-	int *next = malloc(sizeof(int) * (size_t)nd);
-	int *rem = malloc(sizeof(int) * (size_t)nd);
-	int *pos = malloc(sizeof(int) * (size_t)nd);
-	struct piece *pieces = malloc(sizeof(*pieces) * (size_t)E);
 	int n = 0;
-	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !pos || !pieces) {
-		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
-		goto fail;
-	}
-	/* counting sort of units by domain, keeping Slurm's node order inside a domain */
-	dstart[0] = 0;
-	for (int d = 0; d < nd; d++)
-		dstart[d + 1] = dstart[d] + dunits[d];
-	memcpy(fill, dstart, sizeof(int) * (size_t)nd);
-	for (int i = 0; i < job->n_nodes; i++) {
-		int d = node_domain[i];
-		for (int u = 0; u < job->tasks[i] / T; u++)
-			dlist[fill[d]++] = first[i] + u * T;
-	}
-	/* whole blocks inside each domain */
-	for (int d = 0; d < nd; d++) {
-		int whole = dunits[d] / E * E;
-		memcpy(seq + n, dlist + dstart[d], sizeof(int) * (size_t)whole);
-		n += whole;
-		pos[d] = dstart[d] + whole;
-		rem[d] = dunits[d] - whole;
-	}
-	/* leftover tails in buckets by size; pushed in descending domain order so the lowest pops first */
+	memcpy(rem, rem0, sizeof(int) * (size_t)nd);
 	for (int c = 0; c < E; c++)
 		head[c] = -1;
 	for (int d = nd - 1; d >= 0; d--)
@@ -68,15 +56,15 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 			head[rem[d]] = d;
 		}
 	int top = E - 1;
-	while (n < U) {
-		int np = 0, need = E, d;
+	for (int b = 0; b < L; b++) {
+		int need = E, d;
 		while (top > 0 && head[top] < 0)
 			top--;
 		if (top <= 0)
-			break; /* cannot happen: leftovers always sum to whole blocks */
+			return -1; /* cannot happen: tails always sum to whole blocks */
 		d = head[top];
 		head[top] = next[d];
-		pieces[np++] = (struct piece){d, pos[d], rem[d]};
+		out[n++] = (struct alloc){b, d, rem[d], 0};
 		need -= rem[d];
 		rem[d] = 0;
 		int scan = need - 1;
@@ -92,7 +80,7 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 			if (c > 0) { /* a whole tail that fits */
 				d = head[c];
 				head[c] = next[d];
-				pieces[np++] = (struct piece){d, pos[d], c};
+				out[n++] = (struct alloc){b, d, c, 0};
 				rem[d] = 0;
 				need -= c;
 				continue;
@@ -101,23 +89,237 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 			while (top > 0 && head[top] < 0)
 				top--;
 			if (top <= need)
-				break;
+				return -1;
 			d = head[top];
 			head[top] = next[d];
-			pieces[np++] = (struct piece){d, pos[d], need};
-			pos[d] += need;
+			out[n++] = (struct alloc){b, d, need, 0};
 			rem[d] -= need;
 			next[d] = head[rem[d]];
 			head[rem[d]] = d;
 			need = 0;
 		}
-		if (need > 0)
-			break;
-		qsort(pieces, (size_t)np, sizeof(*pieces), piece_cmp);
-		for (int k = 0; k < np; k++) {
-			memcpy(seq + n, dlist + pieces[k].start, sizeof(int) * (size_t)pieces[k].cnt);
-			n += pieces[k].cnt;
+	}
+	return n;
+}
+
+/* max-heap of blocks by free capacity, ties to the lower block index */
+static bool above(const int *cap, int a, int b)
+{
+	return cap[a] > cap[b] || (cap[a] == cap[b] && a < b);
+}
+
+static void sift_down(int *h, int n, const int *cap, int i)
+{
+	for (;;) {
+		int l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && above(cap, h[l], h[m]))
+			m = l;
+		if (r < n && above(cap, h[r], h[m]))
+			m = r;
+		if (m == i)
+			return;
+		int t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/* Tails -> blocks, "spread" strategy (worst-fit decreasing with splitting). */
+static int pack_spread(int nd, const int *rem0, int E, int L, int *head, int *next, int *heap, int *cap,
+		       struct alloc *out)
+{
+	int n = 0, hn = L;
+	for (int c = 0; c < E; c++)
+		head[c] = -1;
+	for (int d = nd - 1; d >= 0; d--)
+		if (rem0[d]) {
+			next[d] = head[rem0[d]];
+			head[rem0[d]] = d;
 		}
+	for (int b = 0; b < L; b++) {
+		heap[b] = b;
+		cap[b] = E;
+	}
+	for (int c = E - 1; c > 0; c--)
+		for (int d = head[c]; d >= 0; d = next[d]) {
+			int left = c;
+			while (left > 0) {
+				if (!hn)
+					return -1;
+				int b = heap[0], take = left < cap[b] ? left : cap[b];
+				out[n++] = (struct alloc){b, d, take, 0};
+				left -= take;
+				cap[b] -= take;
+				if (!cap[b]) /* full: drop it from the heap */
+					heap[0] = heap[--hn];
+				sift_down(heap, hn, cap, 0);
+			}
+		}
+	return hn ? -1 : n;
+}
+
+static int node_of_slot(const int *first, int n_nodes, int slot)
+{
+	int lo = 0, hi = n_nodes - 1;
+	while (lo < hi) {
+		int mid = (lo + hi + 1) / 2;
+		if (first[mid] <= slot)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/* Cost of a packing, compared lexicographically: member pairs of a leftover block in different
+ * domains where the receiver's domain has no member on the sender's rail (local slot i = rail i;
+ * mixing a whole node with half nodes, or cutting a node, leaves peers without their rail), then
+ * the widest block in domains (the slowest EP group), then the pieces in all.  Sorts `a`. */
+struct cost {
+	double unaligned;
+	int widest, pieces;
+};
+
+static int by_bin_only(const void *a, const void *b)
+{
+	const struct alloc *x = a, *y = b;
+	if (x->bin != y->bin)
+		return (x->bin > y->bin) - (x->bin < y->bin);
+	return (x->d > y->d) - (x->d < y->d);
+}
+
+static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, const int *dlist, const int *first,
+				int n_nodes)
+{
+	struct cost c = {0, 0, n};
+	/* each piece's start: a domain's pieces take its tail front to back in block order */
+	qsort(a, (size_t)n, sizeof(*a), by_domain);
+	for (int i = 0, at = 0; i < n; i++) {
+		if (!i || a[i].d != a[i - 1].d)
+			at = tail[a[i].d];
+		a[i].start = at;
+		at += a[i].cnt;
+	}
+	qsort(a, (size_t)n, sizeof(*a), by_bin_only);
+	for (int i = 0; i < n;) {
+		int j = i;
+		double C[64] = {0}, S[64] = {0}, tot = 0;
+		for (; j < n && a[j].bin == a[i].bin; j++) {
+			double own[64] = {0};
+			for (int u = a[j].start; u < a[j].start + a[j].cnt; u++) {
+				int node = node_of_slot(first, n_nodes, dlist[u]);
+				for (int t = 0; t < T; t++) {
+					int loc = dlist[u] + t - first[node];
+					if (loc < 64)
+						own[loc]++;
+				}
+			}
+			double members = (double)a[j].cnt * T;
+			tot += members;
+			for (int r = 0; r < 64; r++)
+				if (own[r] > 0) {
+					C[r] += own[r];
+					S[r] += members;
+				}
+		}
+		for (int r = 0; r < 64; r++)
+			c.unaligned += C[r] * (tot - S[r]);
+		if (j - i > c.widest)
+			c.widest = j - i;
+		i = j;
+	}
+	return c;
+}
+
+static bool cheaper(struct cost x, struct cost y)
+{
+	if (x.unaligned != y.unaligned)
+		return x.unaligned < y.unaligned;
+	if (x.widest != y.widest)
+		return x.widest < y.widest;
+	return x.pieces < y.pieces;
+}
+
+int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
+		  int T, int E, int *rc, char *err, size_t errlen)
+{
+	int U = 0, R = 0;
+	for (int d = 0; d < nd; d++) {
+		U += dunits[d];
+		R += dunits[d] % E;
+	}
+	int L = R / E; /* leftover blocks */
+	size_t na = (size_t)nd + (size_t)L + 1;
+	int *dstart = malloc(sizeof(int) * (size_t)(nd + 1));
+	int *fill = malloc(sizeof(int) * (size_t)nd);
+	int *dlist = malloc(sizeof(int) * (size_t)U);
+	int *seq = malloc(sizeof(int) * (size_t)U);
+	int *head = malloc(sizeof(int) * (size_t)E);
+	int *next = malloc(sizeof(int) * (size_t)nd);
+	int *rem = malloc(sizeof(int) * (size_t)nd);
+	int *tmp = malloc(sizeof(int) * (size_t)nd);
+	int *heap = malloc(sizeof(int) * (size_t)(L + 1)), *cap = malloc(sizeof(int) * (size_t)(L + 1));
+	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na);
+	int n = 0;
+	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2) {
+		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+		goto fail;
+	}
+	/* counting sort of units by domain, keeping Slurm's node order inside a domain */
+	dstart[0] = 0;
+	for (int d = 0; d < nd; d++)
+		dstart[d + 1] = dstart[d] + dunits[d];
+	memcpy(fill, dstart, sizeof(int) * (size_t)nd);
+	for (int i = 0; i < job->n_nodes; i++) {
+		int d = node_domain[i];
+		for (int u = 0; u < job->tasks[i] / T; u++)
+			dlist[fill[d]++] = first[i] + u * T;
+	}
+	/* whole blocks inside each domain; fill[d] becomes the start of d's tail */
+	for (int d = 0; d < nd; d++) {
+		int whole = dunits[d] / E * E;
+		memcpy(seq + n, dlist + dstart[d], sizeof(int) * (size_t)whole);
+		n += whole;
+		fill[d] = dstart[d] + whole;
+		rem[d] = dunits[d] - whole;
+	}
+	if (L > 0) {
+		int n1 = pack_exact(nd, rem, E, L, head, next, tmp, a1);
+		int n2 = pack_spread(nd, rem, E, L, head, next, heap, cap, a2);
+		if (n1 < 0 && n2 < 0) {
+			*rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE, "internal error: leftover units do not fill blocks");
+			goto fail;
+		}
+		struct alloc *a = n1 >= 0 ? a1 : a2;
+		int na_used = n1 >= 0 ? n1 : n2;
+		if (n1 >= 0 && n2 >= 0) {
+			struct cost c1 = packing_cost(a1, n1, T, fill, dlist, first, job->n_nodes);
+			struct cost c2 = packing_cost(a2, n2, T, fill, dlist, first, job->n_nodes);
+			if (cheaper(c2, c1)) {
+				a = a2;
+				na_used = n2;
+			}
+		}
+		/* a domain's tail is handed out front to back in block order, so on every node the ranks
+		 * keep the order of its task slots */
+		qsort(a, (size_t)na_used, sizeof(*a), by_domain);
+		struct piece *pc = malloc(sizeof(*pc) * (size_t)na_used);
+		if (!pc) {
+			*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+			goto fail;
+		}
+		for (int i = 0; i < na_used; i++) {
+			pc[i].a = a[i];
+			pc[i].start = fill[a[i].d];
+			fill[a[i].d] += a[i].cnt;
+		}
+		qsort(pc, (size_t)na_used, sizeof(*pc), piece_by_bin);
+		for (int i = 0; i < na_used; i++) {
+			memcpy(seq + n, dlist + pc[i].start, sizeof(int) * (size_t)pc[i].a.cnt);
+			n += pc[i].a.cnt;
+		}
+		free(pc);
 	}
 	if (n != U) {
 		*rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE, "internal error: packed %d of %d units", n, U);
@@ -134,7 +336,10 @@ out:
 	free(head);
 	free(next);
 	free(rem);
-	free(pos);
-	free(pieces);
+	free(tmp);
+	free(heap);
+	free(cap);
+	free(a1);
+	free(a2);
 	return seq;
 }

@@ -296,12 +296,13 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	mt_sim_plan(p, &sp, &x, err, sizeof(err));
 	mt_sim_default(&j.job, p, &sp, &y, err, sizeof(err));
 	printf("  %d GB300, %s order, ep=%d, oversub %.0f, %s:\n"
-	       "    plan    local %d/%d, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
-	       "    default local %d/%d, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
+	       "    plan    local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
+	       "    default local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
 	       "    default/plan: slowest group %.2fx, mean group %.2fx\n",
 	       p->world, interleave ? "interleaved" : "rack", ep, oversub, rg ? "group-limited M=2" : "uniform",
-	       x.summary.ep_groups_local, x.summary.ep_groups, 100 * x.summary.nvlink_local_fraction, x.total_us,
-	       x.mean_group_us, y.summary.ep_groups_local, y.summary.ep_groups, 100 * y.summary.nvlink_local_fraction,
+	       x.summary.ep_groups_local, x.summary.ep_groups, x.summary.max_domains_per_group,
+	       100 * x.summary.nvlink_local_fraction, x.total_us, x.mean_group_us, y.summary.ep_groups_local,
+	       y.summary.ep_groups, y.summary.max_domains_per_group, 100 * y.summary.nvlink_local_fraction,
 	       y.total_us, y.mean_group_us, y.total_us / x.total_us, y.mean_group_us / x.mean_group_us);
 	mt_plan_free(p);
 	job_free(&j);

@@ -5,7 +5,7 @@
  * random valid ep, and checks on the plan:
  *   1. NVLink-local groups == sum over domains of floor(tasks_in_domain / ep), computed here from the
  *      generator's own rack sizes (the optimum for tp=pp=1); leftover groups keep each domain's ranks
- *      contiguous (one routing group per domain) and never span more domains than needed pieces;
+ *      contiguous (one routing group per domain);
  *   2. local rank i sits on the GPU of rail i; local ranks follow global rank order on each node;
  *   3. the same job described in another order (domain map written backwards, separate node model
  *      copies) gives the identical plan;
@@ -301,6 +301,57 @@ int main(void)
 	mt_plan_free(p);
 	mt_hostlist_free(names, n);
 	mt_domains_free(dm);
+
+	/* Narrow leftover groups: 4 racks of 6 trays (24 GPUs) and 8 racks of 5 trays (20 GPUs), ep=16.
+	 * Each rack gives 1 local group; the tails are 8 GPUs (2 trays) x 4 and 4 GPUs (1 tray) x 8 = 4
+	 * groups.  Pairing equal tails gives two 2-rack and two 4-rack groups; mixing one 8 with two 4s
+	 * gives four 3-rack groups, still whole trays (rail-aligned): the slowest group spans 3 racks. */
+	dm = mt_domains_new();
+	char hl[512] = "";
+	for (int r = 1; r <= 12; r++) {
+		char one[32], dn[16];
+		int trays = r <= 4 ? 6 : 5;
+		snprintf(one, sizeof(one), "%sq%02dn[1-%d]", r > 1 ? "," : "", r, trays);
+		strcat(hl, one);
+		snprintf(one, sizeof(one), "q%02dn[1-%d]", r, trays);
+		snprintf(dn, sizeof(dn), "rack%02d", r);
+		mt_domains_add(dm, one, dn, err, sizeof(err));
+	}
+	mt_hostlist_expand(hl, &names, &n, err, sizeof(err));
+	int t2[64];
+	const struct mt_node *m2[64];
+	for (int i = 0; i < n; i++) {
+		t2[i] = 4;
+		m2[i] = gb;
+	}
+	struct mt_job j2 = {.n_nodes = n, .nodes = (const char *const *)names, .tasks = t2, .models = m2, .domains = dm};
+	mt_spec_parse("ep=16", &j2.spec, err, sizeof(err));
+	TAP_INT(mt_plan_build(&j2, &p, err, sizeof(err)), 0, "racks of 6 and 5 trays, ep=16 (%s)", err);
+	TAP_INT(p->summary.ep_groups_local, 12, "one local group per rack");
+	TAP_INT(p->summary.max_domains_per_group, 3, "leftover groups mix one 2-tray and two 1-tray tails: 3 racks");
+	tap_ok(p->summary.rail_aligned_fraction == 1.0, "still rail-aligned");
+	mt_plan_free(p);
+	mt_hostlist_free(names, n);
+	mt_domains_free(dm);
 	mt_node_free(gb);
+
+	/* ...but not at the cost of rails: DGX H100, 2 full nodes and 4 nodes with 4 of 8 GPUs, ep=16.
+	 * Mixing a full node with two half nodes would be narrower (3 nodes), but the full node's ranks on
+	 * rails 4-7 would find no same-rail peer on the half nodes; pairing full with full and the four
+	 * halves together keeps every cross-node pair rail to rail. */
+	struct mt_node *dgx;
+	mt_preset_node("dgx-h100", &dgx, err, sizeof(err));
+	mt_hostlist_expand("h[1-6]", &names, &n, err, sizeof(err));
+	int t3[6] = {8, 4, 8, 4, 4, 4};
+	const struct mt_node *m3[6] = {dgx, dgx, dgx, dgx, dgx, dgx};
+	struct mt_job j3 = {.n_nodes = n, .nodes = (const char *const *)names, .tasks = t3, .models = m3};
+	mt_spec_parse("ep=16", &j3.spec, err, sizeof(err));
+	TAP_INT(mt_plan_build(&j3, &p, err, sizeof(err)), 0, "2 full + 4 half DGX nodes, ep=16 (%s)", err);
+	tap_ok(p->summary.rail_aligned_fraction == 1.0, "every cross-node EP pair is rail to rail (%.3f)",
+	       p->summary.rail_aligned_fraction);
+	TAP_INT(p->summary.max_domains_per_group, 4, "the half nodes form one 4-node group");
+	mt_plan_free(p);
+	mt_hostlist_free(names, n);
+	mt_node_free(dgx);
 	return tap_done();
 }
