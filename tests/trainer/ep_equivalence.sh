@@ -44,12 +44,12 @@ compare() {
 	fi
 }
 
-# every rank in one NVLink domain, as for the single process (the routing groups come from --groups)
+# moe-launch puts every rank of this machine in one NVLink domain; the routing groups come from --groups
 for run in "2 ep=2 shm" "4 ep=4 shm" "2 ep=2 tcp" "4 ep=4 tcp" "4 ep=2 shm"; do
 	set -- $run
 	name="nproc $1 $2 over $3"
 	out=$tmp/run-$1-$2-$3
-	"$ML" --nproc "$1" --spec "$2,experts=8" --transport "$3" -- env MOE_DOMAIN=0 \
+	"$ML" --nproc "$1" --spec "$2,experts=8" --transport "$3" -- \
 		"$TRAIN" "${args[@]}" --metrics "$out.jsonl" > "$out.out" 2>&1
 	rc=$?
 	is "$rc" 0 "$name: moe-launch + moe-train exit 0"
