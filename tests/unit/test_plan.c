@@ -254,6 +254,47 @@ int main(void)
 	tap_ok(strstr(err, "permutation") != NULL, "says so: %s", err);
 	job_free(&jb);
 
+	/* Metrics by hand: DGX nodes running 4, 8 and 4 tasks, ep=8, each node its own domain.
+	 * Plan: dgx2 is one local group; dgx1 + dgx3 (4 + 4, both on rails 0-3) the other.
+	 *   same-domain ordered pairs: 8*7 + 4*3 + 4*3 = 80 of 2*8*7 = 112 -> nvlink_local 80/112;
+	 *   cross-domain pairs 32, every sender finds its rail on the other node -> rail_aligned 1.
+	 * Slurm's default: ranks 0-7 = dgx1 (rails 0-3) + dgx2 tasks 0-3 (rails 0-3), ranks 8-15 =
+	 *   dgx2 tasks 4-7 (rails 4-7) + dgx3 (rails 0-3): 4 groups of 4 -> 4*12 = 48 local pairs of 112;
+	 *   of the 64 cross pairs only group 0's 32 find their rail -> rail_aligned 0.5. */
+	job_make(&jb, "dgx[1-3]", 8, dgx, NULL, "ep=8");
+	jb.tasks[0] = jb.tasks[2] = 4;
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "4/8/4 tasks plan (%s)", err);
+	tap_ok(p->summary.nvlink_local_fraction > 80.0 / 112 - 1e-12 && p->summary.nvlink_local_fraction < 80.0 / 112 + 1e-12,
+	       "plan nvlink_local_fraction = 80/112 (%.4f)", p->summary.nvlink_local_fraction);
+	tap_ok(p->summary.rail_aligned_fraction == 1.0, "plan rail_aligned_fraction = 1");
+	TAP_INT(p->summary.ep_groups_local, 1, "plan: dgx2 is one local group");
+	struct mt_sim_params sp;
+	struct mt_sim_result def, mine;
+	mt_sim_default_params(&sp);
+	TAP_INT(mt_sim_default(&jb.job, p, &sp, &def, err, sizeof(err)), 0, "default layout simulated");
+	tap_ok(def.summary.nvlink_local_fraction > 48.0 / 112 - 1e-12 && def.summary.nvlink_local_fraction < 48.0 / 112 + 1e-12,
+	       "default nvlink_local_fraction = 48/112 (%.4f)", def.summary.nvlink_local_fraction);
+	tap_ok(def.summary.rail_aligned_fraction == 0.5, "default rail_aligned_fraction = 0.5 (%.4f)",
+	       def.summary.rail_aligned_fraction);
+	/* Simulated time, by hand (defaults: 4096 tokens, hidden 7168, 2 B -> 58,720,256 B per token copy
+	 * set; NIC 50 GB/s, NVLink 450 GB/s).  The slowest group is the 4 + 4 one: a token reaches the
+	 * other node with probability 1 - (1/2)^8 and crosses the network once: 0.99609375 * 58720256 B /
+	 * 50 GB/s = 1169.8 us per direction, more than its NVLink share (6 copies / 450 GB/s = 783 us).
+	 * With spine oversubscription 2, the default's misaligned group pays twice that. */
+	double tok = 4096.0 * 7168 * 2, net = (1 - 1.0 / 256) * tok / 50e9 * 1e6;
+	sp.oversub = 2;
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "plan simulated");
+	TAP_INT(mt_sim_default(&jb.job, p, &sp, &def, err, sizeof(err)), 0, "default simulated, oversub 2");
+	tap_ok(mine.total_us > 2 * net * 0.999999 && mine.total_us < 2 * net * 1.000001,
+	       "plan: dispatch + combine = 2 x %.1f us (%.1f)", net, mine.total_us);
+	tap_ok(def.total_us > 4 * net * 0.999999 && def.total_us < 4 * net * 1.000001,
+	       "default: the misaligned group crosses the spine, twice as long (%.1f)", def.total_us);
+	tap_ok(def.mean_group_us > mine.mean_group_us, "mean group faster too");
+	sp.oversub = 0.5;
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), MT_EINVAL, "oversubscription below 1 is refused");
+	mt_plan_free(p);
+	job_free(&jb);
+
 	mt_domains_free(dom);
 	mt_node_free(dgx);
 	mt_node_free(gb);
