@@ -51,6 +51,97 @@ static void test_router(void)
 	tap_ok(idx[0] == 0 && idx[1] == 2, "group scores use the biased scores (got %d,%d)", idx[0], idx[1]);
 }
 
+/* many random tokens against a sort-based reference of the selection rules */
+static int cmp_desc(const void *a, const void *b)
+{
+	const float *x = a, *y = b; /* pairs (score, id): score descending, then id ascending */
+	return x[0] != y[0] ? (x[0] < y[0] ? 1 : -1) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+static void test_router_random(void)
+{
+	enum { N = 300, E = 16, G = 4, M = 2, K = 4 };
+	float lg[N * E], sc[N * E], gates[N * K], bias[E];
+	int idx[N * K], group_of[E], bad = 0, spread = 0;
+	for (int e = 0; e < E; e++)
+		group_of[e] = e / (E / G), bias[e] = 0.3f * frand();
+	for (int i = 0; i < N * E; i++)
+		lg[i] = 3 * frand();
+	tr_router_forward(sc, idx, gates, lg, bias, group_of, G, M, N, E, K, 1.5f);
+	for (int n = 0; n < N; n++) {
+		float sel[E], gs[G][2], cand[E][2];
+		for (int e = 0; e < E; e++)
+			sel[e] = sc[n * E + e] + bias[e];
+		for (int g = 0; g < G; g++) {
+			float pair[E / G][2];
+			for (int i = 0; i < E / G; i++)
+				pair[i][0] = sel[g * (E / G) + i], pair[i][1] = (float)i;
+			qsort(pair, E / G, sizeof(pair[0]), cmp_desc);
+			gs[g][0] = pair[0][0] + pair[1][0], gs[g][1] = (float)g;
+		}
+		qsort(gs, G, sizeof(gs[0]), cmp_desc);
+		int nc = 0;
+		for (int e = 0; e < E; e++)
+			for (int m = 0; m < M; m++)
+				if ((int)gs[m][1] == group_of[e])
+					cand[nc][0] = sel[e], cand[nc][1] = (float)e, nc++;
+		qsort(cand, nc, sizeof(cand[0]), cmp_desc);
+		double S = 0;
+		int groups_hit = 0;
+		for (int k = 0; k < K; k++)
+			S += sc[n * E + (int)cand[k][1]];
+		for (int k = 0; k < K; k++) {
+			bad |= idx[n * K + k] != (int)cand[k][1];
+			bad |= fabs(gates[n * K + k] - 1.5 * sc[n * E + (int)cand[k][1]] / S) > 1e-5;
+		}
+		for (int g = 0; g < G; g++) {
+			int hit = 0;
+			for (int k = 0; k < K; k++)
+				hit |= group_of[idx[n * K + k]] == g;
+			groups_hit += hit;
+		}
+		bad |= groups_hit > M;
+		/* would the unlimited top-k have left the kept groups? */
+		float all[E][2];
+		for (int e = 0; e < E; e++)
+			all[e][0] = sel[e], all[e][1] = (float)e;
+		qsort(all, E, sizeof(all[0]), cmp_desc);
+		int outside = 0;
+		for (int k = 0; k < K; k++)
+			outside |= group_of[(int)all[k][1]] != (int)gs[0][1] && group_of[(int)all[k][1]] != (int)gs[1][1];
+		spread += outside;
+	}
+	tap_ok(!bad, "router on %d random tokens matches a sort-based reference; no token reaches more than %d of %d groups",
+	       N, M, G);
+	tap_ok(spread > N / 4, "group limit exercised: for %d of %d tokens the unlimited top-k would leave the kept groups",
+	       spread, N);
+}
+
+static void test_dense_only(struct tr_comm *w)
+{
+	struct tr_config c;
+	tr_config_default(&c);
+	c.vocab = 64, c.seq_len = 8, c.d_model = 16, c.n_heads = 2, c.n_layers = 2, c.n_dense_layers = 2, c.d_ff = 32;
+	struct tr_par par = { w, w, w, 0 };
+	struct tr_model *m;
+	char err[256];
+	uint16_t tok[2 * 9];
+	for (int i = 0; i < 18; i++)
+		tok[i] = (uint16_t)(i * 5 % 64);
+	float loss = 0;
+	int rc = tr_model_create(&c, &par, 1, &m, err, sizeof(err));
+	rc = rc ? rc : tr_model_step(m, tok, 2, 8, &loss);
+	rc = rc ? rc : tr_model_reduce_grads(m);
+	rc = rc ? rc : tr_model_update_bias(m);
+	struct tr_moe_stats st = { 0 };
+	if (!rc)
+		tr_model_stats(m, &st);
+	tap_ok(!rc && tr_model_nparams(m, TR_SEG_EXPERT) == 0 && st.n_moe_layers == 0 && loss > 0,
+	       "a model without MoE layers (n_dense_layers = n_layers) trains: loss %.3f (%s)", loss, rc ? err : "ok");
+	if (!rc)
+		tr_model_free(m);
+}
+
 static void test_permute(void)
 {
 	enum { N = 5, K = 2, D = 3 };
@@ -264,6 +355,8 @@ int main(void)
 		return 1;
 	}
 	test_router();
+	test_router_random();
+	test_dense_only(w);
 	test_permute();
 	test_attention_rope();
 	test_model(w);
