@@ -295,6 +295,28 @@ int main(void)
 	mt_plan_free(p);
 	job_free(&jb);
 
+	/* Group-limited routing by hand: 3 GB300 trays, each its own domain, ep=12 (4 + 4 + 4).
+	 * Uniform: each other tray is reached with probability 1 - (8/12)^8, so a token crosses the
+	 * network 2 * 0.9610 times; route-groups=1: a token goes to 1 of the 3 trays, remote with
+	 * probability 2/3.  Network time per direction = crossings * 58,720,256 B / 50 GB/s. */
+	job_make(&jb, "g[1-3]", 4, gb, NULL, "ep=12,route-groups=1");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "3 trays, ep=12 (%s)", err);
+	mt_sim_default_params(&sp);
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "uniform routing");
+	double pu = 1, q = 8.0 / 12;
+	for (int i = 0; i < 8; i++)
+		pu *= q;
+	double uni = 2 * (1 - pu) * tok / 50e9 * 1e6;
+	tap_ok(mine.dispatch_us > uni * 0.999999 && mine.dispatch_us < uni * 1.000001, "uniform dispatch %.1f us (want %.1f)",
+	       mine.dispatch_us, uni);
+	sp.route_groups = p->spec.route_groups;
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "group-limited routing");
+	double lim = 2.0 / 3 * tok / 50e9 * 1e6;
+	tap_ok(mine.dispatch_us > lim * 0.999999 && mine.dispatch_us < lim * 1.000001,
+	       "route-groups=1 dispatch %.1f us (want %.1f)", mine.dispatch_us, lim);
+	mt_plan_free(p);
+	job_free(&jb);
+
 	mt_domains_free(dom);
 	mt_node_free(dgx);
 	mt_node_free(gb);
