@@ -45,7 +45,6 @@ struct tr_comm {
 	uint32_t splits;
 	uint64_t a2a_bytes;
 	bool broken;         /* after a failure the streams are out of step: every later call fails */
-	bool told;           /* the failure came from a peer's abort notice: do not pass it on */
 	struct xfer *cur;    /* the operation in flight (for abort notices), NULL between operations */
 	int cur_n;
 	char err[TR_ERRLEN];
@@ -131,8 +130,12 @@ static int fail(struct tr_comm *c, const char *fmt, ...)
 	va_end(ap);
 	bool first = !c->broken;
 	c->broken = true;
-	if (first && !c->told && c->t->size > 1)
+	/* pass it on even when it came from a peer: ranks that only wait on this one learn the cause too */
+	if (first && c->t->size > 1) {
 		notify_abort(c);
+		if (c->t->ops->abandon)
+			c->t->ops->abandon(c->t);
+	}
 	return -1;
 }
 
@@ -151,7 +154,8 @@ static int peer_aborted(struct tr_comm *c, const struct xfer *x)
 		got += k;
 	}
 	why[got] = 0;
-	c->told = true;
+	if (!strncmp(why, "rank ", 5) && strstr(why, " failed: "))
+		return fail(c, "%s", why); /* passed on: keep the rank where it started */
 	return fail(c, "rank %d failed: %s", wr, got ? why : "(no reason given)");
 }
 

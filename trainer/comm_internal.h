@@ -50,6 +50,9 @@ struct tr_transport_ops {
 	int (*wait)(struct tr_transport *t, uint64_t token, const int *peers, const bool *sending,
 		    const bool *receiving, int n, int ms);
 	void (*destroy)(struct tr_transport *t);
+	/* Optional: after an abort notice, make sure it is delivered (tcp: drain what peers sent and
+	 * half-close, so that closing later does not reset the connection and discard the notice). */
+	void (*abandon)(struct tr_transport *t);
 };
 
 struct tr_transport {

@@ -108,6 +108,21 @@ static int tcp_wait(struct tr_transport *t, uint64_t token, const int *peers, co
 	return 0; /* errors and hang-ups surface in the next send/recv, which names the peer */
 }
 
+/* Unread input makes close() send a reset, which can destroy our abort notice in flight: read
+ * and drop what is there and half-close, so peers see the notice and then a clean end. */
+static void tcp_abandon(struct tr_transport *t)
+{
+	struct tcp *s = (struct tcp *)t;
+	char sink[4096];
+	for (int i = 0; i < t->size; i++) {
+		if (s->fd[i] < 0)
+			continue;
+		shutdown(s->fd[i], SHUT_WR);
+		for (int k = 0; k < 256 && recv(s->fd[i], sink, sizeof(sink), MSG_DONTWAIT) > 0; k++)
+			;
+	}
+}
+
 static void tcp_destroy(struct tr_transport *t)
 {
 	struct tcp *s = (struct tcp *)t;
@@ -126,6 +141,7 @@ static const struct tr_transport_ops tcp_ops = {
 	.wait_token = tcp_token,
 	.wait = tcp_wait,
 	.destroy = tcp_destroy,
+	.abandon = tcp_abandon,
 };
 
 static void tune(int fd)

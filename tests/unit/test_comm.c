@@ -202,6 +202,10 @@ static void suite(struct tr_comm *c, const char *want_kind)
 	if (me == 0)
 		check(rc != 0 && strstr(tr_comm_error(c), "rank 1") && strstr(tr_comm_error(c), "sent 16 bytes"),
 		      "a size mismatch is reported naming the sender", "rc %d: %s", rc, tr_comm_error(c));
+	else /* rank 0's abort notice reaches everyone: they report its cause, not a hang or a timeout */
+		check((rc != 0 || tr_barrier(c) != 0) && strstr(tr_comm_error(c), "rank 0 failed: ") &&
+		      strstr(tr_comm_error(c), "sent 16 bytes"), "the other ranks learn why rank 0 gave up", "%s",
+		      tr_comm_error(c));
 	free(buf1);
 	free(buf2);
 	free(s64);
