@@ -11,7 +11,8 @@
 
 #include "plan_int.h"
 
-/* GPU indices in binding order: by rail, GPUs without a rail after them in PCI order. */
+/* GPU indices in binding order: GPUs the trainer can drive (NVIDIA) before others, then by rail,
+ * GPUs without a rail after those with one, then PCI order. */
 static int *gpu_order(const struct mt_node *m)
 {
 	int *o = malloc(sizeof(int) * (size_t)(m->n_gpus ? m->n_gpus : 1));
@@ -21,10 +22,10 @@ static int *gpu_order(const struct mt_node *m)
 		o[g] = g;
 	for (int a = 1; a < m->n_gpus; a++) { /* insertion sort: at most a few dozen GPUs */
 		int x = o[a], b = a - 1;
-		long kx = m->gpus[x].rail >= 0 ? m->gpus[x].rail : 1L << 20;
+		long kx = (m->gpus[x].rail >= 0 ? m->gpus[x].rail : 1L << 20) + (m->gpus[x].supported ? 0 : 1L << 21);
 		while (b >= 0) {
 			int y = o[b];
-			long ky = m->gpus[y].rail >= 0 ? m->gpus[y].rail : 1L << 20;
+			long ky = (m->gpus[y].rail >= 0 ? m->gpus[y].rail : 1L << 20) + (m->gpus[y].supported ? 0 : 1L << 21);
 			if (ky < kx || (ky == kx && y < x))
 				break;
 			o[b + 1] = y;

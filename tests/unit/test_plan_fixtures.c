@@ -1,7 +1,8 @@
 /* test_plan_fixtures.c - plans on every real captured topology in tests/fixtures (hwloc and NCCL XML,
  * loaded by the node model).  For each fixture, two nodes of that machine, one task per GPU and then
  * half as many: the plan builds, each rank's GPU/PCI id/NICs come from the model, local rank i is on
- * the GPU of rail i (or, where GPUs share rails, ranks follow rail order), each CPU set lies inside
+ * the GPU of rail i (or, where GPUs share rails, ranks follow rail order; NVIDIA GPUs before GPUs the
+ * model marks unsupported), each CPU set lies inside
  * the CPUs local to the rank's GPU, and CPU sets on a node do not overlap (unless the GPU has fewer
  * CPUs than ranks, as in the trimmed DGX-2 capture, where they share). */
 #include <dirent.h>
@@ -36,6 +37,9 @@ static int check(const char *name, const struct mt_node *m, int tasks)
 			c += m->gpus[h].rail == g;
 		perm &= c == 1;
 	}
+	int supported = 0; /* NVIDIA GPUs are bound before the others (32em64t mixes vendors) */
+	for (int g = 0; g < m->n_gpus; g++)
+		supported += m->gpus[g].supported;
 	unsigned char *mask = malloc(MAXCPU), *local = malloc(MAXCPU), *used = calloc(MAXCPU, 1);
 	int prev_rail = -1;
 	for (int t = 0; t < tasks; t++) {
@@ -45,7 +49,11 @@ static int check(const char *name, const struct mt_node *m, int tasks)
 			printf("# %s: rank %d GPU fields do not match the model\n", name, t);
 			ok = 0;
 		}
-		int key = R->rail >= 0 ? R->rail : 1 << 20; /* GPUs without a rail come last */
+		if (t < supported && !G->supported) {
+			printf("# %s: local rank %d on an unsupported GPU while a supported one is free\n", name, t);
+			ok = 0;
+		}
+		int key = (R->rail >= 0 ? R->rail : 1 << 20) + (G->supported ? 0 : 1 << 21); /* no rail: last */
 		if (perm ? R->rail != t : key < prev_rail) {
 			printf("# %s: local rank %d on rail %d\n", name, t, R->rail);
 			ok = 0;
