@@ -218,23 +218,38 @@ static void skew_router(struct run *r)
 	}
 }
 
+/* All ranks learn whether any failed a local check, so none waits in a collective for a rank that
+ * has given up (that would end only at the communication timeout).  The failing rank said why. */
+static int agree(struct run *r, int rc)
+{
+	double bad = rc != 0;
+	if (tr_allreduce_f64(r->world, &bad, 1) != 0) {
+		fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, tr_comm_error(r->world));
+		return 1;
+	}
+	return rc ? rc : bad > 0 ? 2 : 0;
+}
+
 static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par *par)
 {
 	int g = env_int("MOE_EP_GROUP", 0, 0), er = env_int("MOE_EP_RANK", r->rank, 0), dr = env_int("MOE_DP_RANK", 0, 0);
 	int es = env_int("MOE_EP_SIZE", 0, 0), ex = env_int("MOE_EXPERTS", 0, 0), rg = env_int("MOE_ROUTE_GROUPS", -1, 0);
+	int rc = 0;
 	if (g < 0 || er < 0 || dr < 0 || es < 0 || ex < 0 || rg < -1)
-		return 2;
+		rc = 2;
 	/* MOE_EXPERTS=0 and MOE_ROUTE_GROUPS=0 mean "unset" and "unlimited" in the launch contract */
-	if (ex > 0) {
+	if (rc == 0 && ex > 0) {
 		if (r->o.set_experts && r->o.cfg.n_experts != ex) {
 			fprintf(stderr, "moe-train: --experts %d disagrees with the launch plan's MOE_EXPERTS=%d; drop --experts or make them equal\n",
 				r->o.cfg.n_experts, ex);
-			return 2;
+			rc = 2;
 		}
 		r->o.cfg.n_experts = ex;
 	}
 	if (rg >= 0 && !r->o.set_group_topk)
 		r->o.cfg.topk_groups = rg;
+	if ((rc = agree(r, rc)) != 0)
+		return rc;
 	if (tr_comm_split(r->world, g, er, &r->ep) != 0 || tr_comm_split(r->world, er, dr, &r->dp) != 0) {
 		fprintf(stderr, "moe-train: rank %d: cannot form the EP/DP groups: %s\n", r->rank, tr_comm_error(r->world));
 		return 1;
@@ -243,8 +258,10 @@ static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par
 	if (es > 0 && es != *ep_size) {
 		fprintf(stderr, "moe-train: rank %d: MOE_EP_SIZE=%d but %d ranks share MOE_EP_GROUP=%d (inconsistent launch environment)\n",
 			r->rank, es, *ep_size, g);
-		return 2;
+		rc = 2;
 	}
+	if ((rc = agree(r, rc)) != 0)
+		return rc;
 	*ep_rank = tr_comm_rank(r->ep);
 	par->world = r->world;
 	par->ep = r->ep;
@@ -299,15 +316,12 @@ static int cmd_prepare(int argc, char **argv)
 	return 0;
 }
 
-static int train(struct run *r)
+/* Checks that each rank makes on its own; the caller makes the ranks agree before going on. */
+static int local_setup(struct run *r)
 {
 	struct tr_opts *o = &r->o;
 	char err[8192];
-	struct tr_par par;
-	int ep_size = 1, ep_rank = 0, rc;
-
-	if ((rc = setup_layout(r, &ep_size, &ep_rank, &par)) != 0)
-		return rc;
+	int rc;
 	if ((rc = tr_opts_resolve_batch(o, r->nranks)) != 0)
 		return rc;
 	if (tr_data_open(&r->data, o->data, o->cfg.seq_len, o->seed, err, sizeof(err)) != 0) {
@@ -326,6 +340,20 @@ static int train(struct run *r)
 		fprintf(stderr, "moe-train: --ckpt-dir %s: %s\n", o->ckpt_dir, strerror(errno));
 		return 2;
 	}
+	return 0;
+}
+
+static int train(struct run *r)
+{
+	struct tr_opts *o = &r->o;
+	char err[8192];
+	struct tr_par par;
+	int ep_size = 1, ep_rank = 0, rc;
+
+	if ((rc = setup_layout(r, &ep_size, &ep_rank, &par)) != 0)
+		return rc;
+	if ((rc = agree(r, local_setup(r))) != 0)
+		return rc;
 	if (tr_model_create(&o->cfg, &par, o->seed, &r->m, err, sizeof(err)) != 0) {
 		fprintf(stderr, "moe-train: %s\n", err);
 		return 2;
@@ -336,14 +364,16 @@ static int train(struct run *r)
 		r->vel[s] = calloc(r->n[s] + 1, sizeof(float));
 		if (!r->mom[s] || !r->vel[s]) {
 			fprintf(stderr, "moe-train: out of memory for the optimizer state\n");
-			return 1;
+			rc = 1;
 		}
 	}
 	if (o->router_skew > 0)
 		skew_router(r);
 	r->config = tr_opts_config_text(o, r->nranks, r->rank, ep_size, ep_rank, r->data.ntok);
 	if (!r->config)
-		return 1;
+		rc = 1;
+	if ((rc = agree(r, rc)) != 0)
+		return rc;
 	if (o->resume) {
 		rc = load_ckpt(r, ep_size, ep_rank);
 		if (rc == 1 && r->rank == 0)
@@ -352,12 +382,15 @@ static int train(struct run *r)
 			printf("moe-train: resumed from %s at step %ld\n", o->ckpt_dir, r->step);
 		if (rc == 2 || rc == -1)
 			return rc == 2 ? 2 : 1;
+		rc = 0;
 	}
 	FILE *mf = NULL;
 	if (o->metrics && r->rank == 0 && !(mf = fopen(o->metrics, r->step > 0 ? "a" : "w"))) {
 		fprintf(stderr, "moe-train: --metrics %s: %s\n", o->metrics, strerror(errno));
-		return 2;
+		rc = 2;
 	}
+	if ((rc = agree(r, rc)) != 0)
+		return rc;
 	if (r->rank == 0)
 		banner(r, ep_size);
 

@@ -63,4 +63,15 @@ sed 's/^/#   /' "$tmp/err"
 ok "prepare of a missing file: exit 2 naming it, no output" test $? = 2 -a -n "$(grep -F none.txt "$tmp/err")" -a ! -e "$tmp/x.bin"
 "$bin" prepare "$tmp/d.bin" 2> "$tmp/err"
 ok "prepare with one argument: exit 2" test $? = 2 -a -n "$(grep -F "needs IN.txt OUT.bin" "$tmp/err")"
+
+# under moe-launch bad input seen by one rank only (rank 0 opens --metrics) is reported by that rank
+# and the job exits 2
+ML="$top_builddir/launcher/moe-launch"
+if [ -x "$ML" ]; then
+	"$ML" --timeout 30 --nproc 2 --spec ep=2,experts=8 -- "$bin" "${d[@]}" --steps 2 --metrics "$tmp/no/m.jsonl" \
+		> "$tmp/out" 2> "$tmp/err"
+	is "$?" 2 "2 ranks, rank 0 cannot open --metrics: exit 2"
+	ok "with the line naming the file" test -n "$(grep -F -- "--metrics $tmp/no/m.jsonl: No such file" "$tmp/err")"
+	sed 's/^/#   /' "$tmp/err"
+fi
 done_testing
