@@ -59,6 +59,23 @@ is "$?" 0 "SIGUSR1: exit 0"
 k=$(sed -n 's/^moe-train: stopping after step \([0-9]*\) on a signal$/\1/p' "$tmp/usr.out")
 ok "SIGUSR1 checkpoints too (step $k)" grep -q "^moe-train: checkpoint of step $k written to " "$tmp/usr.out"
 
+# SIGKILL leaves no chance to checkpoint: the last periodic one (--ckpt-every 3) is intact, and
+# resuming from it reproduces the uninterrupted run's steps after it
+"$bin" "${C[@]}" --steps 100000 --ckpt-every 3 --ckpt-dir "$tmp/kill" --metrics "$tmp/kill.jsonl" --quiet > /dev/null &
+pid=$!
+pids+=($pid)
+wait_lines "$tmp/kill.jsonl" 7 || echo "# no progress from moe-train"
+kill -KILL $pid
+wait $pid 2> /dev/null
+ok "after SIGKILL: one checkpoint file" test "$(ls "$tmp/kill" | grep -c '\.ckpt$')" = 1
+"$bin" "${C[@]}" --steps 12 --ckpt-dir "$tmp/kill" --resume --metrics "$tmp/kr.jsonl" --quiet > "$tmp/kr.out" 2>&1
+is "$?" 0 "resume after SIGKILL"
+k=$(sed -n 's/^moe-train: resumed from .* at step \([0-9]*\)$/\1/p' "$tmp/kr.out")
+ok "from a periodic checkpoint (step $k, a multiple of 3)" test -n "$k" -a $((k % 3)) = 0 -a "${k:-0}" -ge 3
+"$bin" "${C[@]}" --steps 12 --metrics "$tmp/full12.jsonl" --quiet > /dev/null
+is "$(keys "$tmp/kr.jsonl" | md5sum)" "$(sed -n "$((k + 1)),12p" "$tmp/full12.jsonl" | keys /dev/stdin | md5sum)" \
+	"steps $((k + 1))-12 equal those of the uninterrupted run"
+
 # two ranks under moe-launch: it forwards the signal; both ranks stop at the same step
 ML="$top_builddir/launcher/moe-launch"
 if [ -x "$ML" ]; then
