@@ -380,6 +380,106 @@ nomem:
 	return mt_seterr(err, errlen, MT_ENOMEM, "out of memory while reading %s", source);
 }
 
+static bool bitmap_ok(const char *v)
+{
+	/* "0x0000ffff,,0xff000000", and "0xf...f,..." for infinite sets */
+	if (!strncmp(v, "0xf...f", 7))
+		v += 7 + (v[7] == ',');
+	for (;;) {
+		if (*v == ',') {
+			v++;
+			continue;
+		}
+		if (!*v)
+			return true;
+		if (v[0] != '0' || v[1] != 'x')
+			return false;
+		v += 2;
+		int n = 0;
+		while ((*v >= '0' && *v <= '9') || (*v >= 'a' && *v <= 'f') || (*v >= 'A' && *v <= 'F'))
+			v++, n++;
+		if (!n || n > 8 || (*v && *v != ','))
+			return false;
+	}
+}
+
+static bool int_ok(const char *v)
+{
+	v += *v == '-';
+	if (!*v)
+		return false;
+	for (; *v; v++)
+		if (*v < '0' || *v > '9')
+			return false;
+	return true;
+}
+
+/* Checks each <object> before hwloc reads it: hwloc 2.9 dereferences a missing complete_cpuset
+ * and trusts set and number syntax.  Unknown attributes are left to hwloc (newer versions add some). */
+static bool in_words(const char *words, const char *w)
+{
+	char buf[40];
+	snprintf(buf, sizeof(buf), " %.36s ", w);
+	return strstr(words, buf) != NULL;
+}
+
+static int hwloc_element(struct mt_xml *x, const struct mt_xel *e)
+{
+	char msg[160];
+	/* hwloc 2.9 fails (and leaks) on elements and object types it does not know: refuse them first */
+	if (!in_words(" topology object info distances distances2 distances2hetero indexes u64values latency "
+		      "memattr memattr_value cpukind page_type pci_locality support userdata ", e->tag)) {
+		snprintf(msg, sizeof(msg), "unknown element <%s>", e->tag);
+		return mt_xml_err(x, msg);
+	}
+	if (!strcmp(e->tag, "info") && (!mt_xml_attr(e, "name") || !mt_xml_attr(e, "value")))
+		return mt_xml_err(x, "<info> without name or value");
+	if (strcmp(e->tag, "object"))
+		return 0;
+	const char *type = mt_xml_attr(e, "type");
+	if (!type)
+		return mt_xml_err(x, "<object> without a type");
+	if (!in_words(" Machine System Package Socket Die Core PU Group NUMANode Node Cache L1Cache L2Cache L3Cache "
+		      "L4Cache L5Cache L1iCache L2iCache L3iCache MemCache Misc Bridge PCIDev OSDev ", type)) {
+		snprintf(msg, sizeof(msg), "unknown object type \"%.24s\"", type);
+		return mt_xml_err(x, msg);
+	}
+	if ((!strcmp(type, "PU") || !strcmp(type, "NUMANode") || !strcmp(type, "Node")) && !mt_xml_attr(e, "os_index")) {
+		snprintf(msg, sizeof(msg), "<object type=\"%s\"> without os_index", type);
+		return mt_xml_err(x, msg);
+	}
+	static const char *const nums[] = {"os_index", "gp_index", "depth", "cache_size", "cache_linesize",
+					   "cache_associativity", "cache_type", "local_memory", "osdev_type",
+					   "kind", "subkind", "os_level"};
+	for (int i = 0; i < e->nattr; i++) {
+		const char *n = e->an[i], *v = e->av[i];
+		size_t l = strlen(n);
+		bool bad = false;
+		if (l > 3 && !strcmp(n + l - 3, "set"))
+			bad = !bitmap_ok(v);
+		else if (!strcmp(n, "pci_busid"))
+			bad = mt_pci_key(v) < 0;
+		for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]); k++)
+			if (!strcmp(n, nums[k]))
+				bad = !int_ok(v);
+		if (bad) {
+			snprintf(msg, sizeof(msg), "<object type=\"%.20s\"> has a bad %s=\"%.24s\"", type, n, v);
+			return mt_xml_err(x, msg);
+		}
+	}
+	size_t tl = strlen(type);
+	bool normal = in_words(" Machine System Package Socket Die Core PU Group NUMANode Node Cache ", type);
+	normal = normal || (tl > 5 && !strcmp(type + tl - 5, "Cache"));
+	static const char *const pairs[][2] = {{"cpuset", "complete_cpuset"}, {"nodeset", "complete_nodeset"}};
+	for (int k = 0; k < 2; k++)
+		for (int j = 0; j < 2; j++)
+			if ((mt_xml_attr(e, pairs[k][!j]) || (normal && !k)) && !mt_xml_attr(e, pairs[k][j])) {
+				snprintf(msg, sizeof(msg), "<object type=\"%.20s\"> lacks %s", type, pairs[k][j]);
+				return mt_xml_err(x, msg);
+			}
+	return 0;
+}
+
 /* hwloc 2.x cannot import the 3.0 XML format, whose only differences that matter here are the
  * version and OS device types as a bitmask (3.0) instead of an enum (2.x): rewrite those. */
 static char *xml_v3_to_v2(const char *buf, size_t len)
@@ -431,6 +531,12 @@ int mt_node_from_hwloc_xml(const char *buf, size_t len, const char *source, stru
 			   char *err, size_t errlen)
 {
 	char *conv = NULL;
+	struct mt_xml x = {.p = buf, .end = buf + len, .src = source, .kind = "hwloc XML topology", .line = 1,
+			   .err = err, .errlen = errlen, .cb = hwloc_element,
+			   .text_in = " indexes u64values userdata "};
+	int rc = mt_xml_parse(&x, NULL);
+	if (rc < 0)
+		return rc;
 	int major = xml_major(buf);
 	if (major > 3)
 		return mt_seterr(err, errlen, MT_EPARSE, "%s: hwloc XML version %d is not supported (valid: 1.x, 2.x, 3.x)",
@@ -445,8 +551,8 @@ int mt_node_from_hwloc_xml(const char *buf, size_t len, const char *source, stru
 		free(conv);
 		return mt_seterr(err, errlen, MT_EPARSE, "%s: file too large", source);
 	}
+	setenv("HWLOC_HIDE_ERRORS", "2", 0);
 	hwloc_topology_t t;
-	int rc;
 	if (hwloc_topology_init(&t) < 0) {
 		free(conv);
 		return mt_seterr(err, errlen, MT_ENOMEM, "hwloc_topology_init failed");

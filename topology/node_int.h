@@ -27,6 +27,32 @@ int mt_node_finish(struct mt_node *n, char *err, size_t errlen);
 /* hwloc-based loaders (node_hwloc.c). */
 int mt_node_from_hwloc_xml(const char *buf, size_t len, const char *source, struct mt_node **out,
 			   char *err, size_t errlen);
+/* node_xml.c: strict XML tokenizer.  mt_xml_parse builds a tree into *root, or with root == NULL
+ * only checks the document; either way it calls cb (when set) for every element once its attributes
+ * are read (children not yet).  Errors: MT_EPARSE with "SRC: line N: what (not a valid KIND)". */
+#define MT_XML_MAX_ATTR 40
+#define MT_XML_MAX_DEPTH 64
+struct mt_xel {
+	char tag[32];
+	int line;
+	int nattr;
+	char *an[MT_XML_MAX_ATTR], *av[MT_XML_MAX_ATTR];
+	struct mt_xel *parent, *first, *last, *next;
+};
+struct mt_xml {
+	const char *p, *end, *src, *kind; /* input, its name and what it should be (for errors) */
+	const char *text_in;              /* " tag tag ": elements that may hold text (check mode only) */
+	int line, nel;
+	char *err;
+	size_t errlen;
+	int (*cb)(struct mt_xml *x, const struct mt_xel *e);
+	void *ctx;
+};
+int mt_xml_parse(struct mt_xml *x, struct mt_xel **root);
+void mt_xml_free(struct mt_xel *e);
+void mt_xml_free_attrs(struct mt_xel *e);
+const char *mt_xml_attr(const struct mt_xel *e, const char *name);
+int mt_xml_err(struct mt_xml *x, const char *what);
 /* NCCL topology XML (node_nccl.c). */
 int mt_node_from_nccl_xml(const char *buf, size_t len, const char *source, struct mt_node **out,
 			  char *err, size_t errlen);

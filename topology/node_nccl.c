@@ -1,7 +1,6 @@
 /* node_nccl.c - reads an NCCL topology XML (the NCCL_TOPO_FILE / NCCL_TOPO_DUMP_FILE format).
  *
- * Many cloud users have only such a file.  A small strict tokenizer builds an element tree (no
- * dependency on libxml2); elements and attributes are checked against what NCCL writes, so a typo
+ * Many cloud users have only such a file.  node_xml.c builds the element tree; elements and attributes are checked against what NCCL writes, so a typo
  * or a file of another kind is reported rather than half-read.  Mapping to the node model:
  *   <cpu numaid affinity>  NUMA node and its CPUs (hex mask, 32-bit groups, most significant first)
  *   <pci class=0x03....>   GPU (vendor attribute, else NVIDIA unless <gpu gcn=...> says AMD)
@@ -18,231 +17,6 @@
 #include <string.h>
 
 #include "node_int.h"
-
-#define MAX_ATTR 24
-#define MAX_DEPTH 64
-#define MAX_ELEMS 200000
-
-struct xel {
-	char tag[16];
-	int line;
-	int nattr;
-	char *an[MAX_ATTR], *av[MAX_ATTR];
-	struct xel *parent, *first, *last, *next;
-};
-
-struct parser {
-	const char *p, *end, *src;
-	int line, nel;
-	char *err;
-	size_t errlen;
-};
-
-static void xel_free(struct xel *e)
-{
-	while (e) {
-		struct xel *next = e->next;
-		xel_free(e->first);
-		for (int i = 0; i < e->nattr; i++)
-			free(e->an[i]), free(e->av[i]);
-		free(e);
-		e = next;
-	}
-}
-
-static const char *attr(const struct xel *e, const char *name)
-{
-	for (int i = 0; i < e->nattr; i++)
-		if (!strcmp(e->an[i], name))
-			return e->av[i];
-	return NULL;
-}
-
-static int perr(struct parser *ps, const char *what)
-{
-	return mt_seterr(ps->err, ps->errlen, MT_EPARSE, "%s: line %d: %s (not a valid NCCL topology XML)", ps->src,
-			 ps->line, what);
-}
-
-static void skip_ws(struct parser *ps)
-{
-	while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\r' || *ps->p == '\n')) {
-		ps->line += *ps->p == '\n';
-		ps->p++;
-	}
-}
-
-static bool name_char(char c, bool first)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-	       (!first && ((c >= '0' && c <= '9') || c == '-' || c == '.' || c == ':'));
-}
-
-static size_t read_name(struct parser *ps, char *buf, size_t len)
-{
-	size_t i = 0;
-	while (ps->p < ps->end && name_char(*ps->p, i == 0)) {
-		if (i + 1 >= len)
-			return 0;
-		buf[i++] = *ps->p++;
-	}
-	buf[i] = 0;
-	return i;
-}
-
-/* Attribute value with the five predefined entities decoded; NULL on error. */
-static char *read_value(struct parser *ps)
-{
-	char q = *ps->p;
-	if (q != '"' && q != '\'')
-		return NULL;
-	const char *s = ++ps->p;
-	while (ps->p < ps->end && *ps->p != q && *ps->p != '<')
-		ps->line += *ps->p++ == '\n';
-	if (ps->p >= ps->end || *ps->p != q)
-		return NULL;
-	size_t n = (size_t)(ps->p - s);
-	char *v = malloc(n + 1), *w = v;
-	if (!v)
-		return NULL;
-	for (const char *r = s; r < ps->p;) {
-		if (*r != '&') {
-			*w++ = *r++;
-			continue;
-		}
-		static const struct { const char *e; char c; } ents[] = {
-			{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-		size_t k;
-		for (k = 0; k < 5; k++)
-			if ((size_t)(ps->p - r) >= strlen(ents[k].e) && !strncmp(r, ents[k].e, strlen(ents[k].e)))
-				break;
-		if (k == 5) {
-			free(v);
-			return NULL;
-		}
-		*w++ = ents[k].c;
-		r += strlen(ents[k].e);
-	}
-	*w = 0;
-	ps->p++;
-	return v;
-}
-
-static int skip_until(struct parser *ps, const char *endmark)
-{
-	size_t l = strlen(endmark);
-	while (ps->p + l <= ps->end && strncmp(ps->p, endmark, l))
-		ps->line += *ps->p++ == '\n';
-	if (ps->p + l > ps->end)
-		return -1;
-	ps->p += l;
-	return 0;
-}
-
-/* Parses the whole document into a tree rooted at *root. */
-static int parse(struct parser *ps, struct xel **root)
-{
-	struct xel *cur = NULL;
-	int depth = 0;
-	*root = NULL;
-	for (;;) {
-		skip_ws(ps);
-		if (ps->p >= ps->end)
-			break;
-		if (*ps->p != '<')
-			return perr(ps, "unexpected text outside tags");
-		if (!strncmp(ps->p, "<?", 2)) {
-			if (cur || *root || skip_until(ps, "?>") < 0)
-				return perr(ps, "misplaced or unterminated <? ?>");
-			continue;
-		}
-		if (!strncmp(ps->p, "<!--", 4)) {
-			ps->p += 4;
-			if (skip_until(ps, "-->") < 0)
-				return perr(ps, "unterminated comment");
-			continue;
-		}
-		if (!strncmp(ps->p, "<!", 2)) {
-			if (cur || *root || skip_until(ps, ">") < 0)
-				return perr(ps, "misplaced or unterminated <!...>");
-			continue;
-		}
-		if (ps->p[1] == '/') { /* end tag */
-			char name[32];
-			ps->p += 2;
-			if (!read_name(ps, name, sizeof(name)) || !cur || strcmp(name, cur->tag))
-				return perr(ps, "mismatched end tag");
-			skip_ws(ps);
-			if (ps->p >= ps->end || *ps->p != '>')
-				return perr(ps, "bad end tag");
-			ps->p++;
-			cur = cur->parent;
-			depth--;
-			continue;
-		}
-		/* start tag */
-		ps->p++;
-		if (!cur && *root)
-			return perr(ps, "content after the root element");
-		if (++ps->nel > MAX_ELEMS || depth >= MAX_DEPTH)
-			return perr(ps, "too many or too deeply nested elements");
-		struct xel *e = calloc(1, sizeof(*e));
-		if (!e)
-			return mt_seterr(ps->err, ps->errlen, MT_ENOMEM, "out of memory");
-		e->line = ps->line;
-		e->parent = cur;
-		if (!cur)
-			*root = e;
-		else if (cur->last)
-			cur->last = cur->last->next = e;
-		else
-			cur->first = cur->last = e;
-		if (!read_name(ps, e->tag, sizeof(e->tag)))
-			return perr(ps, "bad or too long element name");
-		for (;;) {
-			const char *before = ps->p;
-			skip_ws(ps);
-			if (ps->p >= ps->end)
-				return perr(ps, "truncated start tag");
-			if (*ps->p == '/' || *ps->p == '>')
-				break;
-			char an[32];
-			if (ps->p == before || !read_name(ps, an, sizeof(an)))
-				return perr(ps, "bad attribute");
-			skip_ws(ps);
-			if (ps->p >= ps->end || *ps->p != '=')
-				return perr(ps, "attribute without value");
-			ps->p++;
-			skip_ws(ps);
-			if (ps->p >= ps->end)
-				return perr(ps, "truncated attribute");
-			if (e->nattr >= MAX_ATTR || attr(e, an))
-				return perr(ps, "too many or repeated attributes");
-			char *v = read_value(ps);
-			char *n = mt_strdup(an);
-			if (!v || !n) {
-				free(v), free(n);
-				return perr(ps, "bad attribute value");
-			}
-			e->an[e->nattr] = n;
-			e->av[e->nattr++] = v;
-		}
-		if (*ps->p == '/') {
-			if (ps->p + 1 >= ps->end || ps->p[1] != '>')
-				return perr(ps, "bad empty-element tag");
-			ps->p += 2;
-		} else {
-			ps->p++;
-			cur = e;
-			depth++;
-		}
-	}
-	if (cur)
-		return perr(ps, "truncated: unclosed elements at end of file");
-	if (!*root)
-		return perr(ps, "no root element");
-	return MT_OK;
-}
 
 /* What NCCL writes (xml.cc / topo dump), plus RCCL's gcn/arch and xgmi; "keep" is legal everywhere. */
 static const struct {
@@ -268,7 +42,7 @@ static bool in_list(const char *list, const char *word)
 	return false;
 }
 
-static int validate(const struct xel *e, struct parser *ps)
+static int validate(const struct mt_xel *e, struct mt_xml *ps)
 {
 	for (; e; e = e->next) {
 		size_t k, nk = sizeof(schema) / sizeof(schema[0]);
@@ -280,19 +54,19 @@ static int validate(const struct xel *e, struct parser *ps)
 		if (k == nk) {
 			snprintf(msg, sizeof(msg), "unknown element <%.20s> (valid: system, cpu, pci, gpu, nvlink, xgmi, c2c, nic, net)",
 				 e->tag);
-			return perr(ps, msg);
+			return mt_xml_err(ps, msg);
 		}
 		const char *parent = e->parent ? e->parent->tag : "";
 		if (e->parent ? !in_list(schema[k].parents, parent) : k != 0) {
 			snprintf(msg, sizeof(msg), "<%s> is not allowed %s%s%s", e->tag, e->parent ? "inside <" : "as root",
 				 parent, e->parent ? ">" : "");
-			return perr(ps, msg);
+			return mt_xml_err(ps, msg);
 		}
 		for (int i = 0; i < e->nattr; i++)
 			if (strcmp(e->an[i], "keep") && !in_list(schema[k].attrs, e->an[i])) {
 				snprintf(msg, sizeof(msg), "unknown attribute '%.24s' on <%s> (valid:%s)", e->an[i], e->tag,
 					 schema[k].attrs);
-				return perr(ps, msg);
+				return mt_xml_err(ps, msg);
 			}
 		int rc = validate(e->first, ps);
 		if (rc < 0)
@@ -329,9 +103,9 @@ static char *affinity_list(const char *hex, unsigned char *mask, int *count)
 	return buf;
 }
 
-static long hexattr(const struct xel *e, const char *name, long dflt)
+static long hexattr(const struct mt_xel *e, const char *name, long dflt)
 {
-	const char *v = attr(e, name);
+	const char *v = mt_xml_attr(e, name);
 	char *end;
 	if (!v || !*v)
 		return dflt;
@@ -341,7 +115,7 @@ static long hexattr(const struct xel *e, const char *name, long dflt)
 
 /* A device found while walking: the element used for relations, and its node slot. */
 struct dev {
-	const struct xel *el;
+	const struct mt_xel *el;
 	int cpu; /* index into the node's NUMA list */
 };
 
@@ -350,7 +124,7 @@ struct walk {
 	struct dev *gdev, *ndev;
 	int cap_g, cap_n;
 	int cpu;
-	struct parser *ps;
+	struct mt_xml *ps;
 };
 
 static int grow(void **arr, int *cap, int need, size_t sz)
@@ -368,7 +142,7 @@ static int grow(void **arr, int *cap, int need, size_t sz)
 	return 0;
 }
 
-static int add_nic(struct walk *w, const struct xel *el, const char *name, const char *pci, bool rdma,
+static int add_nic(struct walk *w, const struct mt_xel *el, const char *name, const char *pci, bool rdma,
 		   enum mt_link_layer ll, int port)
 {
 	struct mt_node *n = w->n;
@@ -391,14 +165,14 @@ static int add_nic(struct walk *w, const struct xel *el, const char *name, const
 	return MT_OK;
 }
 
-static int walk_pci(struct walk *w, const struct xel *e)
+static int walk_pci(struct walk *w, const struct mt_xel *e)
 {
 	struct mt_node *n = w->n;
 	for (; e; e = e->next) {
 		if (!strcmp(e->tag, "nic") && !strcmp(e->parent->tag, "cpu")) { /* no PCI place */
-			for (const struct xel *net = e->first; net; net = net->next) {
-				const char *nm = attr(net, "name");
-				const char *port = attr(net, "port");
+			for (const struct mt_xel *net = e->first; net; net = net->next) {
+				const char *nm = mt_xml_attr(net, "name");
+				const char *port = mt_xml_attr(net, "port");
 				int rc = add_nic(w, net, nm ? nm : "", "", true, MT_LL_UNKNOWN, port ? atoi(port) : 1);
 				if (rc < 0)
 					return rc;
@@ -407,24 +181,24 @@ static int walk_pci(struct walk *w, const struct xel *e)
 		}
 		if (strcmp(e->tag, "pci"))
 			continue;
-		const char *busid = attr(e, "busid");
+		const char *busid = mt_xml_attr(e, "busid");
 		long cls = hexattr(e, "class", 0);
 		char pci[MT_PCI_LEN];
 		w->ps->line = e->line;
 		if (!busid || mt_pci_key(busid) < 0)
-			return perr(w->ps, "<pci> without a valid busid");
+			return mt_xml_err(w->ps, "<pci> without a valid busid");
 		if (cls < 0)
-			return perr(w->ps, "<pci> with a bad class");
+			return mt_xml_err(w->ps, "<pci> with a bad class");
 		bool bridge = (cls >> 8) == 0x0604;
-		const struct xel *gpu = NULL, *nic = NULL;
-		for (const struct xel *c = e->first; c; c = c->next) {
+		const struct mt_xel *gpu = NULL, *nic = NULL;
+		for (const struct mt_xel *c = e->first; c; c = c->next) {
 			if (!strcmp(c->tag, "gpu"))
 				gpu = c;
 			if (!strcmp(c->tag, "nic"))
 				nic = c;
 		}
 		if (!bridge && !mt_pci_norm(busid, pci))
-			return perr(w->ps, "<pci> busid is not dddd:bb:dd.f");
+			return mt_xml_err(w->ps, "<pci> busid is not dddd:bb:dd.f");
 		if (!bridge && ((cls >> 16) == 0x03 || gpu)) {
 			int cap = w->cap_g;
 			if (grow((void **)&n->gpus, &cap, n->n_gpus + 1, sizeof(*n->gpus)) < 0 ||
@@ -433,12 +207,12 @@ static int walk_pci(struct walk *w, const struct xel *e)
 			struct mt_gpu *g = &n->gpus[n->n_gpus];
 			memset(g, 0, sizeof(*g));
 			snprintf(g->pci, sizeof(g->pci), "%s", pci);
-			long vendor = hexattr(e, "vendor", gpu && attr(gpu, "gcn") ? 0x1002 : 0x10de);
+			long vendor = hexattr(e, "vendor", gpu && mt_xml_attr(gpu, "gcn") ? 0x1002 : 0x10de);
 			g->vendor = vendor < 0 ? 0 : (unsigned)vendor;
 			long dev = hexattr(e, "device", 0);
 			g->device = dev < 0 ? 0 : (unsigned)dev;
 			g->supported = g->vendor == 0x10de && (cls >> 16) == 0x03;
-			const char *sm = gpu ? attr(gpu, "sm") : NULL;
+			const char *sm = gpu ? mt_xml_attr(gpu, "sm") : NULL;
 			if (sm && atoi(sm) > 0)
 				snprintf(g->model, sizeof(g->model), "sm_%d", atoi(sm));
 			g->numa = n->numa_os[w->cpu];
@@ -449,8 +223,8 @@ static int walk_pci(struct walk *w, const struct xel *e)
 			w->gdev[n->n_gpus].cpu = w->cpu;
 			n->n_gpus++;
 		} else if (!bridge && nic) {
-			for (const struct xel *net = nic->first; net; net = net->next) {
-				const char *nm = attr(net, "name"), *port = attr(net, "port");
+			for (const struct mt_xel *net = nic->first; net; net = net->next) {
+				const char *nm = mt_xml_attr(net, "name"), *port = mt_xml_attr(net, "port");
 				int rc = add_nic(w, e, nm && *nm ? nm : pci, pci, true,
 						 (cls >> 8) == 0x0207 ? MT_LL_IB : MT_LL_UNKNOWN, port ? atoi(port) : 1);
 				if (rc < 0)
@@ -472,17 +246,17 @@ static int walk_pci(struct walk *w, const struct xel *e)
 	return MT_OK;
 }
 
-static enum mt_rel rel(const struct xel *a, const struct xel *b)
+static enum mt_rel rel(const struct mt_xel *a, const struct mt_xel *b)
 {
 	if (a == b)
 		return MT_REL_PIX; /* two NICs (ports) of one PCI function, or the same GPU */
-	const struct xel *up[MAX_DEPTH + 2];
+	const struct mt_xel *up[MT_XML_MAX_DEPTH + 2];
 	int na = 0;
-	for (const struct xel *p = a->parent; p && na < MAX_DEPTH + 2; p = p->parent)
+	for (const struct mt_xel *p = a->parent; p && na < MT_XML_MAX_DEPTH + 2; p = p->parent)
 		up[na++] = p;
-	const struct xel *lca = NULL;
+	const struct mt_xel *lca = NULL;
 	int bb = 0;
-	for (const struct xel *p = b->parent; p && !lca; p = p->parent) {
+	for (const struct mt_xel *p = b->parent; p && !lca; p = p->parent) {
 		for (int i = 0; i < na; i++)
 			if (up[i] == p)
 				lca = p;
@@ -494,7 +268,7 @@ static enum mt_rel rel(const struct xel *a, const struct xel *b)
 	if (!strcmp(lca->tag, "cpu"))
 		return MT_REL_PHB;
 	int ba = 0;
-	for (const struct xel *p = a->parent; p != lca; p = p->parent)
+	for (const struct mt_xel *p = a->parent; p != lca; p = p->parent)
 		ba += !strcmp(p->tag, "pci");
 	/* a <nic> element sits one level below its <pci>: do not count that as a switch */
 	return ba + bb == 0 ? MT_REL_PIX : MT_REL_PXB;
@@ -513,14 +287,14 @@ static int nvlinks(struct walk *w)
 		return MT_ENOMEM;
 	}
 	for (int g = 0; g < G; g++) {
-		const struct xel *gpu = NULL;
-		for (const struct xel *c = w->gdev[g].el->first; c; c = c->next)
+		const struct mt_xel *gpu = NULL;
+		for (const struct mt_xel *c = w->gdev[g].el->first; c; c = c->next)
 			if (!strcmp(c->tag, "gpu"))
 				gpu = c;
-		for (const struct xel *l = gpu ? gpu->first : NULL; l; l = l->next) {
+		for (const struct mt_xel *l = gpu ? gpu->first : NULL; l; l = l->next) {
 			if (strcmp(l->tag, "nvlink"))
 				continue;
-			const char *cnt = attr(l, "count"), *tgt = attr(l, "target");
+			const char *cnt = mt_xml_attr(l, "count"), *tgt = mt_xml_attr(l, "target");
 			long tclass = hexattr(l, "tclass", 0);
 			double c = cnt ? atof(cnt) : 0;
 			if (c <= 0)
@@ -552,7 +326,7 @@ static int nvlinks(struct walk *w)
 	return MT_OK;
 }
 
-static int build(struct xel *root, struct parser *ps, struct mt_node **out)
+static int build(struct mt_xel *root, struct mt_xml *ps, struct mt_node **out)
 {
 	struct walk w = {.ps = ps};
 	unsigned char *mask = malloc(MT_MAXCPU), *all = calloc(1, MT_MAXCPU);
@@ -563,29 +337,29 @@ static int build(struct xel *root, struct parser *ps, struct mt_node **out)
 	w.n = n;
 	snprintf(n->source, sizeof(n->source), "%s", ps->src);
 	const char *host = NULL;
-	for (const struct xel *c = root->first; c; c = c->next)
+	for (const struct mt_xel *c = root->first; c; c = c->next)
 		if (!strcmp(c->tag, "cpu") && !ncpu++)
-			host = attr(c, "host_hash");
+			host = mt_xml_attr(c, "host_hash");
 	n->numa_os = calloc((size_t)(ncpu ? ncpu : 1), sizeof(int));
 	n->numa_cpusets = calloc((size_t)(ncpu ? ncpu : 1), sizeof(char *));
 	if (!n->numa_os || !n->numa_cpusets)
 		goto fail;
-	for (const struct xel *c = root->first; c; c = c->next) {
-		const char *h = attr(c, "host_hash");
+	for (const struct mt_xel *c = root->first; c; c = c->next) {
+		const char *h = mt_xml_attr(c, "host_hash");
 		if (strcmp(c->tag, "cpu") || (host && (!h || strcmp(h, host))))
 			continue; /* other hosts of a multi-host dump */
-		const char *numaid = attr(c, "numaid"), *aff = attr(c, "affinity");
+		const char *numaid = mt_xml_attr(c, "numaid"), *aff = mt_xml_attr(c, "affinity");
 		char *end = NULL;
 		long id = numaid ? strtol(numaid, &end, 10) : n->n_numa;
 		ps->line = c->line;
 		if ((numaid && (*end || id < 0 || id > 65535))) {
-			rc = perr(ps, "<cpu> numaid is not a number");
+			rc = mt_xml_err(ps, "<cpu> numaid is not a number");
 			goto fail;
 		}
 		int cnt = 0;
 		char *list = aff ? affinity_list(aff, mask, &cnt) : mt_strdup("");
 		if (!list) {
-			rc = aff ? perr(ps, "<cpu> affinity is not a hex cpu mask") : MT_ENOMEM;
+			rc = aff ? mt_xml_err(ps, "<cpu> affinity is not a hex cpu mask") : MT_ENOMEM;
 			goto fail;
 		}
 		for (int i = 0; aff && i < MT_MAXCPU; i++)
@@ -622,7 +396,7 @@ static int build(struct xel *root, struct parser *ps, struct mt_node **out)
 		for (int j = 0; j < i; j++)
 			if (!strcmp(n->gpus[i].pci, n->gpus[j].pci)) {
 				ps->line = w.gdev[i].el->line;
-				rc = perr(ps, "two GPUs with the same busid");
+				rc = mt_xml_err(ps, "two GPUs with the same busid");
 				goto fail;
 			}
 	}
@@ -653,13 +427,14 @@ fail:
 int mt_node_from_nccl_xml(const char *buf, size_t len, const char *source, struct mt_node **out, char *err,
 			  size_t errlen)
 {
-	struct parser ps = {.p = buf, .end = buf + len, .src = source, .line = 1, .err = err, .errlen = errlen};
-	struct xel *root = NULL;
-	int rc = parse(&ps, &root);
+	struct mt_xml ps = {.p = buf, .end = buf + len, .src = source, .kind = "NCCL topology XML", .line = 1,
+			    .err = err, .errlen = errlen};
+	struct mt_xel *root = NULL;
+	int rc = mt_xml_parse(&ps, &root);
 	if (rc == MT_OK)
 		rc = validate(root, &ps);
 	if (rc == MT_OK)
 		rc = build(root, &ps, out);
-	xel_free(root);
+	mt_xml_free(root);
 	return rc;
 }
