@@ -14,6 +14,7 @@
 #include "optim.h"
 #include "train_opts.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -316,6 +317,24 @@ static int cmd_prepare(int argc, char **argv)
 	return 0;
 }
 
+/* A run killed while writing its checkpoint leaves DIR/rank-RRRRR.ckpt.tmp.PID behind (the checkpoint
+ * itself is intact); this rank's leftovers go when the next run starts. */
+static void remove_stale_temps(const char *dir, int rank)
+{
+	char prefix[64], path[4096];
+	snprintf(prefix, sizeof(prefix), "rank-%05d.ckpt.tmp.", rank);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	closedir(d);
+}
+
 /* Checks that each rank makes on its own; the caller makes the ranks agree before going on. */
 static int local_setup(struct run *r)
 {
@@ -340,6 +359,8 @@ static int local_setup(struct run *r)
 		fprintf(stderr, "moe-train: --ckpt-dir %s: %s\n", o->ckpt_dir, strerror(errno));
 		return 2;
 	}
+	if (o->ckpt_dir)
+		remove_stale_temps(o->ckpt_dir, r->rank);
 	return 0;
 }
 

@@ -89,7 +89,7 @@ void tr_opts_help(FILE *f)
 	tr_opts_defaults(&d);
 	fprintf(f, "usage: moe-train --data FILES [options]      train (one rank, or every rank under moe-launch)\n"
 		   "       moe-train prepare IN.txt OUT.bin       byte-level token shard from a text file\n"
-		   "       moe-train --help\n\noptions (default in brackets):\n");
+		   "       moe-train --help | --version\n\noptions (default in brackets):\n");
 	for (size_t i = 0; i < NFLAGS; i++) {
 		const struct flag *fl = &flags[i];
 		const void *p = (const char *)&d + fl->off;
@@ -190,6 +190,10 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			tr_opts_help(stdout);
+			return 1;
+		}
+		if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+			printf("moe-train (moetopo) %s\n", PACKAGE_VERSION);
 			return 1;
 		}
 		if (strncmp(a, "--", 2) != 0) {

@@ -10,6 +10,7 @@ export OMP_NUM_THREADS=1
 
 "$bin" --help > "$tmp/help"
 is "$?" 0 "--help exits 0"
+ok "--version prints the version" test -n "$("$bin" --version | grep '^moe-train (moetopo) [0-9][0-9.]*$')"
 # every flag the parser accepts is in --help: each one, given a bad value, must be refused by name, and
 # each name appears in the help text
 flags=$(sed -n 's/^  \(--[a-z0-9-]*\).*/\1/p' "$tmp/help")

@@ -68,9 +68,12 @@ wait_lines "$tmp/kill.jsonl" 7 || echo "# no progress from moe-train"
 kill -KILL $pid
 wait $pid 2> /dev/null
 ok "after SIGKILL: one checkpoint file" test "$(ls "$tmp/kill" | grep -c '\.ckpt$')" = 1
+# what a kill in the middle of a checkpoint write leaves (the rename never happened)
+echo torn > "$tmp/kill/rank-00000.ckpt.tmp.99999"
 "$bin" "${C[@]}" --steps 12 --ckpt-dir "$tmp/kill" --resume --metrics "$tmp/kr.jsonl" --quiet > "$tmp/kr.out" 2>&1
 is "$?" 0 "resume after SIGKILL"
 k=$(sed -n 's/^moe-train: resumed from .* at step \([0-9]*\)$/\1/p' "$tmp/kr.out")
+is "$(ls "$tmp/kill")" rank-00000.ckpt "the torn temp file of a killed write is cleaned up, the checkpoint used"
 ok "from a periodic checkpoint (step $k, a multiple of 3)" test -n "$k" -a $((k % 3)) = 0 -a "${k:-0}" -ge 3
 "$bin" "${C[@]}" --steps 12 --metrics "$tmp/full12.jsonl" --quiet > /dev/null
 is "$(keys "$tmp/kr.jsonl" | md5sum)" "$(sed -n "$((k + 1)),12p" "$tmp/full12.jsonl" | keys /dev/stdin | md5sum)" \
