@@ -6,15 +6,14 @@
  * same global figures and all ranks stop (and checkpoint) at the same step after SIGTERM/SIGUSR1.
  * Runs as one process, or as every rank under moe-launch (rank layout from the MOE_* environment).
  */
-#include "ckpt.h"
 #include "comm.h"
 #include "data.h"
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
 #include "train_opts.h"
+#include "train_run.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -56,148 +55,8 @@ static int env_int(const char *name, int def, int lo)
 	return (int)x;
 }
 
-/* Everything one run holds. */
-struct run {
-	struct tr_opts o;
-	struct tr_comm *world, *ep, *dp;
-	struct tr_model *m;
-	struct tr_data data;
-	int rank, nranks;
-	float *mom[2], *vel[2];      /* AdamW moments per segment */
-	size_t n[2];
-	long step;                   /* steps done */
-	uint64_t pos;                /* global sequences consumed */
-	char *config;                /* config text stored in and checked against checkpoints */
-};
-
-/* ---- checkpoints ---- */
-struct ckpt_meta {
-	uint64_t step, data_pos, seed, data_epoch, world, rank;
-};
-
-static int save_ckpt(struct run *r, char *err, size_t errlen)
-{
-	char path[4096];
-	tr_ckpt_path(path, sizeof(path), r->o.ckpt_dir, r->rank);
-	size_t nb;
-	tr_real *bias = tr_model_router_bias(r->m, &nb);
-	/* the shuffle stream of an epoch is seeded from (seed, epoch), so seed + position restore it */
-	struct ckpt_meta meta = {(uint64_t)r->step, r->pos, r->o.seed, r->pos / r->data.nseq, (uint64_t)r->nranks,
-				 (uint64_t)r->rank};
-	struct tr_ckpt_sec s[] = {
-		{"config", r->config, strlen(r->config) + 1},
-		{"meta", &meta, sizeof(meta)},
-		{"params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real)},
-		{"adam_m.replicated", r->mom[0], r->n[0] * sizeof(float)},
-		{"adam_v.replicated", r->vel[0], r->n[0] * sizeof(float)},
-		{"params.expert", tr_model_params(r->m, TR_SEG_EXPERT), r->n[1] * sizeof(tr_real)},
-		{"adam_m.expert", r->mom[1], r->n[1] * sizeof(float)},
-		{"adam_v.expert", r->vel[1], r->n[1] * sizeof(float)},
-		{"router_bias", bias, nb * sizeof(tr_real)},
-	};
-	return tr_ckpt_write(path, s, (int)(sizeof(s) / sizeof(s[0])), err, errlen);
-}
-
-/* value of "key=" in a config text, or NULL */
-static const char *config_value(const char *txt, const char *key, char *buf, size_t n)
-{
-	size_t kl = strlen(key);
-	for (const char *l = txt; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-		if (!strncmp(l, key, kl) && l[kl] == '=') {
-			const char *e = strchr(l, '\n');
-			size_t vl = e ? (size_t)(e - l - kl - 1) : strlen(l + kl + 1);
-			snprintf(buf, n, "%.*s", (int)vl, l + kl + 1);
-			return buf;
-		}
-	return NULL;
-}
-
-/* 0 = loaded, 1 = nothing to resume from (all ranks agree), 2 = bad input, -1 = failure */
-static int load_ckpt(struct run *r, int ep_size, int ep_rank)
-{
-	char path[4096], err[4096 + 256];
-	tr_ckpt_path(path, sizeof(path), r->o.ckpt_dir, r->rank);
-	double have = access(path, F_OK) == 0;
-	if (tr_allreduce_f64(r->world, &have, 1) != 0) {
-		fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, tr_comm_error(r->world));
-		return -1;
-	}
-	if (have == 0)
-		return 1;
-	if ((int)have != r->nranks) {
-		if (r->rank == 0)
-			fprintf(stderr, "moe-train: --resume: %s holds checkpoints of %d of this run's %d ranks (another world size?)\n",
-				r->o.ckpt_dir, (int)have, r->nranks);
-		return 2;
-	}
-	struct tr_ckpt c;
-	int rc = 2;
-	if (tr_ckpt_read(&c, path, err, sizeof(err)) != 0) {
-		fprintf(stderr, "moe-train: --resume: %s\n", err);
-		return 2;
-	}
-	const char *saved = tr_ckpt_find(&c, "config", NULL);
-	char v[64], diff[512];
-	struct ckpt_meta meta;
-	if (!saved || !memchr(saved, 0, c.len)) {
-		fprintf(stderr, "moe-train: --resume: %s has no config section\n", path);
-		goto out;
-	}
-	/* a resumed run keeps the schedule it started with unless --lr-steps says otherwise */
-	if (!r->o.set_lr_steps && config_value(saved, "lr_steps", v, sizeof(v)))
-		r->o.lr_steps = atol(v);
-	free(r->config);
-	r->config = tr_opts_config_text(&r->o, r->nranks, r->rank, ep_size, ep_rank, r->data.ntok);
-	if (!r->config) {
-		fprintf(stderr, "moe-train: out of memory\n");
-		rc = -1;
-		goto out;
-	}
-	if (tr_ckpt_config_diff(saved, r->config, diff, sizeof(diff))) {
-		fprintf(stderr, "moe-train: --resume: %s was written by a different configuration: %s\n", path, diff);
-		goto out;
-	}
-	size_t nb;
-	tr_real *bias = tr_model_router_bias(r->m, &nb);
-	if (tr_ckpt_get(&c, "meta", &meta, sizeof(meta), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_m.replicated", r->mom[0], r->n[0] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_v.replicated", r->vel[0], r->n[0] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "params.expert", tr_model_params(r->m, TR_SEG_EXPERT), r->n[1] * sizeof(tr_real), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_m.expert", r->mom[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_v.expert", r->vel[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "router_bias", bias, nb * sizeof(tr_real), err, sizeof(err))) {
-		fprintf(stderr, "moe-train: --resume: %s\n", err);
-		goto out;
-	}
-	r->step = (long)meta.step;
-	r->pos = meta.data_pos;
-	rc = 0;
-out:
-	tr_ckpt_close(&c);
-	/* every rank must have loaded the same step, or none may go on */
-	int64_t mine = rc == 0 ? (int64_t)r->step : -1, *all = malloc((size_t)r->nranks * sizeof(*all));
-	if (!all || tr_allgather(r->world, &mine, all, sizeof(mine)) != 0) {
-		fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, all ? tr_comm_error(r->world) : "out of memory");
-		free(all);
-		return -1;
-	}
-	for (int i = 0; i < r->nranks && rc == 0; i++) {
-		if (all[i] < 0) {
-			rc = 2; /* that rank refused and said why */
-		} else if (all[i] != all[0]) {
-			if (r->rank == 0)
-				fprintf(stderr, "moe-train: --resume: the checkpoints in %s are of different steps (rank 0: %lld, rank %d: %lld; a torn save?)\n",
-					r->o.ckpt_dir, (long long)all[0], i, (long long)all[i]);
-			rc = 2;
-		}
-	}
-	free(all);
-	return rc;
-}
-
 /* ---- one step ---- */
-static int grad_norm(struct run *r, double *norm)
+static int grad_norm(struct tr_run *r, double *norm)
 {
 	/* replicated grads are identical on every rank after the reduce: count them once; expert grads
 	 * are identical across DP replicas: sum them over the EP group */
@@ -208,7 +67,7 @@ static int grad_norm(struct run *r, double *norm)
 	return 0;
 }
 
-static void skew_router(struct run *r)
+static void skew_router(struct tr_run *r)
 {
 	size_t nb;
 	tr_real *b = tr_model_router_bias(r->m, &nb);
@@ -221,7 +80,7 @@ static void skew_router(struct run *r)
 
 /* All ranks learn whether any failed a local check, so none waits in a collective for a rank that
  * has given up (that would end only at the communication timeout).  The failing rank said why. */
-static int agree(struct run *r, int rc)
+static int agree(struct tr_run *r, int rc)
 {
 	double bad = rc != 0;
 	if (tr_allreduce_f64(r->world, &bad, 1) != 0) {
@@ -231,7 +90,7 @@ static int agree(struct run *r, int rc)
 	return rc ? rc : bad > 0 ? 2 : 0;
 }
 
-static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par *par)
+static int setup_layout(struct tr_run *r, int *ep_size, int *ep_rank, struct tr_par *par)
 {
 	int g = env_int("MOE_EP_GROUP", 0, 0), er = env_int("MOE_EP_RANK", r->rank, 0), dr = env_int("MOE_DP_RANK", 0, 0);
 	int es = env_int("MOE_EP_SIZE", 0, 0), ex = env_int("MOE_EXPERTS", 0, 0), rg = env_int("MOE_ROUTE_GROUPS", -1, 0);
@@ -271,7 +130,7 @@ static int setup_layout(struct run *r, int *ep_size, int *ep_rank, struct tr_par
 	return 0;
 }
 
-static void banner(struct run *r, int ep_size)
+static void banner(struct tr_run *r, int ep_size)
 {
 	const struct tr_config *c = tr_model_config(r->m);
 	int first, count;
@@ -317,26 +176,8 @@ static int cmd_prepare(int argc, char **argv)
 	return 0;
 }
 
-/* A run killed while writing its checkpoint leaves DIR/rank-RRRRR.ckpt.tmp.PID behind (the checkpoint
- * itself is intact); this rank's leftovers go when the next run starts. */
-static void remove_stale_temps(const char *dir, int rank)
-{
-	char prefix[64], path[4096];
-	snprintf(prefix, sizeof(prefix), "rank-%05d.ckpt.tmp.", rank);
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	if (!d)
-		return;
-	while ((e = readdir(d)))
-		if (!strncmp(e->d_name, prefix, strlen(prefix))) {
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-			unlink(path);
-		}
-	closedir(d);
-}
-
 /* Checks that each rank makes on its own; the caller makes the ranks agree before going on. */
-static int local_setup(struct run *r)
+static int local_setup(struct tr_run *r)
 {
 	struct tr_opts *o = &r->o;
 	char err[8192];
@@ -360,11 +201,11 @@ static int local_setup(struct run *r)
 		return 2;
 	}
 	if (o->ckpt_dir)
-		remove_stale_temps(o->ckpt_dir, r->rank);
+		tr_run_remove_stale_temps(o->ckpt_dir, r->rank);
 	return 0;
 }
 
-static int train(struct run *r)
+static int train(struct tr_run *r)
 {
 	struct tr_opts *o = &r->o;
 	char err[8192];
@@ -396,7 +237,7 @@ static int train(struct run *r)
 	if ((rc = agree(r, rc)) != 0)
 		return rc;
 	if (o->resume) {
-		rc = load_ckpt(r, ep_size, ep_rank);
+		rc = tr_run_load_ckpt(r, ep_size, ep_rank);
 		if (rc == 1 && r->rank == 0)
 			fprintf(stderr, "moe-train: --resume: no checkpoint in %s, starting at step 0\n", o->ckpt_dir);
 		else if (rc == 0 && r->rank == 0)
@@ -496,7 +337,7 @@ static int train(struct run *r)
 		stopped = red[2] > 0;
 		int periodic = o->ckpt_every > 0 && r->step % o->ckpt_every == 0;
 		if (o->ckpt_dir && (stopped || periodic || r->step == o->steps)) {
-			int bad = save_ckpt(r, err, sizeof(err)) != 0;
+			int bad = tr_run_save_ckpt(r, err, sizeof(err)) != 0;
 			if (bad)
 				fprintf(stderr, "moe-train: rank %d: checkpoint: %s\n", r->rank, err);
 			double b = bad;
@@ -534,7 +375,7 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "prepare"))
 		return cmd_prepare(argc, argv);
-	struct run r;
+	struct tr_run r;
 	memset(&r, 0, sizeof(r));
 	tr_opts_defaults(&r.o);
 	int rc = tr_opts_parse(&r.o, argc - 1, argv + 1);
