@@ -269,10 +269,15 @@ void tr_data_close(struct tr_data *d)
 
 /* The permutation of epoch e comes from its own seed stream, so any epoch can be rebuilt from
  * (seed, e) alone: resuming needs only the data position. */
+void tr_data_epoch_rng(const struct tr_data *d, uint64_t e, struct tr_rng *r)
+{
+	tr_rng_seed(r, d->seed ^ (0xd1b54a32d192ed03ull * (e + 1)));
+}
+
 static void make_perm(struct tr_data *d, uint64_t e)
 {
 	struct tr_rng r;
-	tr_rng_seed(&r, d->seed ^ (0xd1b54a32d192ed03ull * (e + 1)));
+	tr_data_epoch_rng(d, e, &r);
 	for (uint64_t i = 0; i < d->nseq; i++)
 		d->perm[i] = i;
 	for (uint64_t i = d->nseq; i > 1; i--) {

@@ -58,6 +58,10 @@ struct tr_data {
 int tr_data_open(struct tr_data *d, const char *paths, int T, uint64_t seed, char *err, size_t errlen);
 void tr_data_close(struct tr_data *d);
 
+/* The PRNG state that draws epoch e's order (seeded from the shuffle seed and e).  Checkpoints store it
+ * so that a resume under a build that shuffles differently is refused instead of silently diverging. */
+void tr_data_epoch_rng(const struct tr_data *d, uint64_t e, struct tr_rng *r);
+
 /* Fill rows[nb][T+1] with global sequences pos + first .. pos + first + nb - 1 (each row: T inputs, and
  * the targets are the same row shifted by one), where pos is the global data position.  Rank r of W
  * with global batch G calls it with first = r*G/W, nb = G/W. */

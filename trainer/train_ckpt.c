@@ -20,12 +20,16 @@ int tr_run_save_ckpt(struct tr_run *r, char *err, size_t errlen)
 	tr_ckpt_path(path, sizeof(path), r->o.ckpt_dir, r->rank);
 	size_t nb;
 	tr_real *bias = tr_model_router_bias(r->m, &nb);
-	/* the shuffle stream of an epoch is seeded from (seed, epoch), so seed + position restore it */
+	/* the shuffle stream of an epoch is seeded from (seed, epoch), so seed + position restore it; the
+	 * stream's state is stored too, to catch a build that shuffles differently */
+	struct tr_rng rng;
+	tr_data_epoch_rng(&r->data, r->pos / r->data.nseq, &rng);
 	struct ckpt_meta meta = {(uint64_t)r->step, r->pos, r->o.seed, r->pos / r->data.nseq, (uint64_t)r->nranks,
 				 (uint64_t)r->rank};
 	struct tr_ckpt_sec s[] = {
 		{"config", r->config, strlen(r->config) + 1},
 		{"meta", &meta, sizeof(meta)},
+		{"rng", rng.s, sizeof(rng.s)},
 		{"params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real)},
 		{"adam_m.replicated", r->mom[0], r->n[0] * sizeof(float)},
 		{"adam_v.replicated", r->vel[0], r->n[0] * sizeof(float)},
@@ -107,6 +111,17 @@ int tr_run_load_ckpt(struct tr_run *r, int ep_size, int ep_rank)
 	    tr_ckpt_get(&c, "adam_v.expert", r->vel[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
 	    tr_ckpt_get(&c, "router_bias", bias, nb * sizeof(tr_real), err, sizeof(err))) {
 		fprintf(stderr, "moe-train: --resume: %s\n", err);
+		goto out;
+	}
+	struct tr_rng saved_rng, now_rng;
+	if (tr_ckpt_get(&c, "rng", saved_rng.s, sizeof(saved_rng.s), err, sizeof(err))) {
+		fprintf(stderr, "moe-train: --resume: %s\n", err);
+		goto out;
+	}
+	tr_data_epoch_rng(&r->data, meta.data_pos / r->data.nseq, &now_rng);
+	if (memcmp(saved_rng.s, now_rng.s, sizeof(now_rng.s)) != 0) {
+		fprintf(stderr, "moe-train: --resume: %s: this build draws another data order from the same seed (checkpoint of another moe-train version?)\n",
+			path);
 		goto out;
 	}
 	r->step = (long)meta.step;
