@@ -601,6 +601,23 @@ void tr_model_local_experts(const struct tr_model *m, int *first, int *count, si
 	*expert_elems = m->expert_elems;
 }
 
+size_t tr_model_norm_gains(const struct tr_model *m, size_t *off, size_t max)
+{
+	size_t n = 0;
+	const tr_real *base = m->params[TR_SEG_REPLICATED];
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		if (n < max)
+			off[n] = (size_t)(m->lw[l].ln1 - base);
+		n++;
+		if (n < max)
+			off[n] = (size_t)(m->lw[l].ln2 - base);
+		n++;
+	}
+	if (n < max)
+		off[n] = (size_t)(m->lnf - base);
+	return n + 1;
+}
+
 size_t tr_model_nparams_global(const struct tr_model *m)
 {
 	return m->n_seg[TR_SEG_REPLICATED] + m->expert_elems * (size_t)(m->n_moe ? m->cfg.n_experts : 0);

@@ -91,6 +91,10 @@ tr_real *tr_model_params(struct tr_model *m, enum tr_seg s);
 tr_real *tr_model_grads(struct tr_model *m, enum tr_seg s);
 /* Routed experts held here: global ids [*first, *first + *count); one expert's elements (all layers). */
 void tr_model_local_experts(const struct tr_model *m, int *first, int *count, size_t *expert_elems);
+/* The RMSNorm gains (the parameters that usually take no weight decay): offsets of their ranges in the
+ * replicated segment, each d_model long; fills at most max entries, returns how many there are
+ * (2 * n_layers + 1).  Everything else, in both segments, is a weight matrix. */
+size_t tr_model_norm_gains(const struct tr_model *m, size_t *off, size_t max);
 /* Parameters of the whole model (replicated + all E experts), for the banner. */
 size_t tr_model_nparams_global(const struct tr_model *m);
 

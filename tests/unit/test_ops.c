@@ -250,6 +250,14 @@ static void test_model(struct tr_comm *w)
 	float *gr = malloc(sizeof(float) * nr), *ge = malloc(sizeof(float) * ne);
 	float l1, l2, la, lb;
 
+	/* the norm gains are where the header says: 2L+1 ranges of d_model ones at initialisation */
+	size_t goff[16], ng = tr_model_norm_gains(m, goff, 16);
+	int gains_ok = ng == (size_t)(2 * c.n_layers + 1);
+	for (size_t i = 0; i < ng && gains_ok; i++)
+		for (int d = 0; d < c.d_model; d++)
+			gains_ok &= goff[i] + c.d_model <= nr && tr_model_params(m, TR_SEG_REPLICATED)[goff[i] + d] == 1.0f;
+	tap_ok(gains_ok, "tr_model_norm_gains: %zu ranges of d_model gains, all 1 at initialisation", ng);
+
 	/* thread count must not change a single bit */
 	set_threads(1);
 	tr_model_step(m, tok, B, T, &l1);
