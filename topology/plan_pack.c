@@ -7,9 +7,15 @@
  *    still fits, and only when nothing fits one tail is split (fewest pieces when sizes match up);
  *  - spread: tails in decreasing size, each into the emptiest block, split when it does not fit
  *    (worst-fit decreasing: big tails land in different blocks, so no block collects only small ones).
- * The better packing leaves fewer cross-domain member pairs without a same-rail peer (guarantee 2),
- * then has the fewer domains in its widest leftover block (the slowest EP group), then fewer pieces.
- * Both are O(units + ep + blocks log blocks).
+ *  - default: when Slurm's own order (rank = procid, consecutive blocks) already keeps the most
+ *    local blocks, its leftover blocks as they are (domain counts per block).
+ * The best packing has, in order: the largest smallest chunk (members of a leftover block in one
+ * domain: a member's cross-domain share is (ep - chunk)/ep, and the few members of a small chunk
+ * receive from all the others, so the smallest chunk sets the slowest EP group); then fewer
+ * cross-domain member pairs without a same-rail peer; then fewer domains in its widest leftover
+ * block; then fewer pieces.  Since Slurm's layout is a candidate whenever it keeps the most local
+ * blocks, the plan's worst cross-domain share is then never above the default's.
+ * O(world + ep + blocks log blocks).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +183,7 @@ static int node_of_slot(const int *first, int n_nodes, int slot)
  * mixing a whole node with half nodes, or cutting a node, leaves peers without their rail), then
  * the widest block in domains (the slowest EP group), then the pieces in all.  Sorts `a`. */
 struct cost {
+	int min_chunk;
 	double unaligned;
 	int widest, pieces;
 };
@@ -192,7 +199,7 @@ static int by_bin_only(const void *a, const void *b)
 static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, const int *dlist, const int *first,
 				int n_nodes)
 {
-	struct cost c = {0, 0, n};
+	struct cost c = {1 << 30, 0, 0, n};
 	/* each piece's start: a domain's pieces take its tail front to back in block order */
 	qsort(a, (size_t)n, sizeof(*a), by_domain);
 	for (int i = 0, at = 0; i < n; i++) {
@@ -205,8 +212,15 @@ static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, 
 	for (int i = 0; i < n;) {
 		int j = i;
 		double C[64] = {0}, S[64] = {0}, tot = 0;
+		int chunk = 0, nd = 0;
 		for (; j < n && a[j].bin == a[i].bin; j++) {
 			double own[64] = {0};
+			/* a domain may come in several pieces: its chunk is their sum */
+			chunk = j > i && a[j].d == a[j - 1].d ? chunk + a[j].cnt : a[j].cnt;
+			nd += !(j > i && a[j].d == a[j - 1].d);
+			if (j + 1 == n || a[j + 1].bin != a[j].bin || a[j + 1].d != a[j].d)
+				if (chunk < c.min_chunk)
+					c.min_chunk = chunk;
 			for (int u = a[j].start; u < a[j].start + a[j].cnt; u++) {
 				int node = node_of_slot(first, n_nodes, dlist[u]);
 				for (int t = 0; t < T; t++) {
@@ -225,8 +239,8 @@ static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, 
 		}
 		for (int r = 0; r < 64; r++)
 			c.unaligned += C[r] * (tot - S[r]);
-		if (j - i > c.widest)
-			c.widest = j - i;
+		if (nd > c.widest)
+			c.widest = nd;
 		i = j;
 	}
 	return c;
@@ -234,11 +248,72 @@ static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, 
 
 static bool cheaper(struct cost x, struct cost y)
 {
+	if (x.min_chunk != y.min_chunk)
+		return x.min_chunk > y.min_chunk;
 	if (x.unaligned != y.unaligned)
 		return x.unaligned < y.unaligned;
 	if (x.widest != y.widest)
 		return x.widest < y.widest;
 	return x.pieces < y.pieces;
+}
+
+/* Tails -> blocks as Slurm's default layout has them (rank = procid, EP block b = ranks
+ * [b*ep*tp, (b+1)*ep*tp)), when that layout keeps the most local blocks; -1 when it does not (or
+ * cuts a TP unit across domains), else the number of pieces written to *out (malloc'd). */
+static int pack_default(const struct mt_job *job, const int *node_domain, int nd, const int *first, int T, int E,
+			int opt_local, int L, struct alloc **out)
+{
+	int W = first[job->n_nodes - 1] + job->tasks[job->n_nodes - 1], B = W / (E * T);
+	int *dom = malloc(sizeof(int) * (size_t)W), *cnt = calloc((size_t)nd, sizeof(int));
+	int *touched = malloc(sizeof(int) * (size_t)E * (size_t)T);
+	struct alloc *a = NULL;
+	int n = -1;
+	if (!dom || !cnt || !touched)
+		goto out;
+	for (int i = 0; i < job->n_nodes; i++)
+		for (int t = 0; t < job->tasks[i]; t++)
+			dom[job->procids ? job->procids[i][t] : first[i] + t] = node_domain[i];
+	for (int pass = 0; pass < 2; pass++) {
+		int local = 0, bin = 0;
+		n = 0;
+		for (int b = 0; b < B; b++) {
+			int nt = 0, bad = 0;
+			for (int r = b * E * T; r < (b + 1) * E * T; r++)
+				if (!cnt[dom[r]]++)
+					touched[nt++] = dom[r];
+			local += nt == 1;
+			for (int j = 0; j < nt; j++) {
+				int d = touched[j];
+				bad |= cnt[d] % T;
+				if (pass && nt > 1)
+					a[n++] = (struct alloc){bin, d, cnt[d] / T, 0};
+				cnt[d] = 0;
+			}
+			bin += nt > 1;
+			if (bad) {
+				n = -1;
+				goto out;
+			}
+		}
+		if (local != opt_local || bin != L) {
+			n = -1;
+			goto out;
+		}
+		if (!pass && !(a = malloc(sizeof(*a) * ((size_t)L * (size_t)E + 1)))) {
+			n = -1;
+			goto out;
+		}
+	}
+out:
+	free(dom);
+	free(cnt);
+	free(touched);
+	if (n < 0) {
+		free(a);
+		a = NULL;
+	}
+	*out = a;
+	return n;
 }
 
 int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
@@ -260,8 +335,8 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	int *rem = malloc(sizeof(int) * (size_t)nd);
 	int *tmp = malloc(sizeof(int) * (size_t)nd);
 	int *heap = malloc(sizeof(int) * (size_t)(L + 1)), *cap = malloc(sizeof(int) * (size_t)(L + 1));
-	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na);
-	int n = 0;
+	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na), *a3 = NULL;
+	int n = 0, opt_local = (U - R) / E;
 	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2) {
 		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 		goto fail;
@@ -285,21 +360,28 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		rem[d] = dunits[d] - whole;
 	}
 	if (L > 0) {
-		int n1 = pack_exact(nd, rem, E, L, head, next, tmp, a1);
-		int n2 = pack_spread(nd, rem, E, L, head, next, heap, cap, a2);
-		if (n1 < 0 && n2 < 0) {
+		int cn[3];
+		struct alloc *ca[3] = {a1, a2, NULL};
+		cn[0] = pack_exact(nd, rem, E, L, head, next, tmp, a1);
+		cn[1] = pack_spread(nd, rem, E, L, head, next, heap, cap, a2);
+		cn[2] = pack_default(job, node_domain, nd, first, T, E, opt_local, L, &a3);
+		ca[2] = a3;
+		struct alloc *a = NULL;
+		int na_used = -1;
+		struct cost best = {0, 0, 0, 0};
+		for (int c = 0; c < 3; c++) {
+			if (cn[c] < 0)
+				continue;
+			struct cost k = packing_cost(ca[c], cn[c], T, fill, dlist, first, job->n_nodes);
+			if (!a || cheaper(k, best)) {
+				a = ca[c];
+				na_used = cn[c];
+				best = k;
+			}
+		}
+		if (!a) {
 			*rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE, "internal error: leftover units do not fill blocks");
 			goto fail;
-		}
-		struct alloc *a = n1 >= 0 ? a1 : a2;
-		int na_used = n1 >= 0 ? n1 : n2;
-		if (n1 >= 0 && n2 >= 0) {
-			struct cost c1 = packing_cost(a1, n1, T, fill, dlist, first, job->n_nodes);
-			struct cost c2 = packing_cost(a2, n2, T, fill, dlist, first, job->n_nodes);
-			if (cheaper(c2, c1)) {
-				a = a2;
-				na_used = n2;
-			}
 		}
 		/* a domain's tail is handed out front to back in block order, so on every node the ranks
 		 * keep the order of its task slots */
@@ -341,5 +423,6 @@ out:
 	free(cap);
 	free(a1);
 	free(a2);
+	free(a3);
 	return seq;
 }

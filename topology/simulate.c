@@ -27,6 +27,14 @@ void mt_sim_default_params(struct mt_sim_params *sp)
 	sp->route_groups = 0;
 }
 
+/* Rail slot of a rank: rails 0..63 as they are, anything else (none, or beyond 64) one shared slot
+ * that never counts as aligned. */
+#define NSLOT 65
+static int rail_slot(int r)
+{
+	return r >= 0 && r < 64 ? r : 64;
+}
+
 static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
 		      size_t errlen)
 {
@@ -36,43 +44,69 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		return mt_plan_err(err, errlen, MT_EINVAL,
 				   "simulation parameters must be positive (top-k >= 1, oversubscription >= 1)");
 	mt_layout_summary(l, &res->summary);
-	int *cnt = calloc((size_t)l->n_domains, sizeof(int));
-	uint64_t *mask = calloc((size_t)l->n_domains, sizeof(uint64_t));
-	int *touched = malloc(sizeof(int) * (size_t)l->ep);
-	if (!cnt || !mask || !touched) {
-		free(cnt);
-		free(mask);
+	int E_ = l->ep;
+	int *tix = malloc(sizeof(int) * (size_t)l->n_domains); /* domain -> index among the group's domains */
+	int *touched = malloc(sizeof(int) * (size_t)E_);
+	int *cnt = calloc((size_t)E_, sizeof(int));              /* members per touched domain */
+	int *nr = calloc((size_t)E_ * NSLOT, sizeof(int));      /* members per touched domain and rail slot */
+	int *unal = malloc(sizeof(int) * (size_t)E_);            /* senders outside d with no rail peer in d */
+	double *hit = malloc(sizeof(double) * (size_t)E_ * 2), *cpt = hit ? hit + E_ : NULL;
+	if (!tix || !touched || !cnt || !nr || !unal || !hit) {
+		free(tix);
 		free(touched);
+		free(cnt);
+		free(nr);
+		free(unal);
+		free(hit);
 		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
 	}
-	double E = l->ep, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0, sum = 0;
+	for (int d = 0; d < l->n_domains; d++)
+		tix[d] = -1;
+	double E = E_, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0, sum = 0;
 	for (int g = 0; g < l->n_groups; g++) {
-		const int *m = l->members + (size_t)g * l->ep;
-		int nt = 0;
-		for (int e = 0; e < l->ep; e++) {
-			int d = l->domain[m[e]], r = l->rail[m[e]];
-			if (!cnt[d]++)
+		const int *m = l->members + (size_t)g * E_;
+		int nt = 0, G[NSLOT] = {0}; /* G: the group's members per rail slot */
+		for (int e = 0; e < E_; e++) {
+			int d = l->domain[m[e]], s = rail_slot(l->rail[m[e]]);
+			if (tix[d] < 0) {
+				tix[d] = nt;
 				touched[nt++] = d;
-			if (r >= 0 && r < 64)
-				mask[d] |= 1ull << r;
+			}
+			cnt[tix[d]]++;
+			nr[(size_t)tix[d] * NSLOT + s]++;
+			G[s]++;
 		}
 		int M = sp->route_groups;
-		double gworst = 0;
 		bool limited = M > 0 && M < nt;
-		for (int e = 0; e < l->ep; e++) {
-			int d0 = l->domain[m[e]], r = l->rail[m[e]];
-			double net = 0, nvl;
-			nvl = limited ? k / nt * (cnt[d0] - 1) / cnt[d0] : k * (cnt[d0] - 1) / E;
-			for (int j = 0; j < nt; j++) {
-				int d = touched[j];
-				if (d == d0)
-					continue;
-				double hit = limited ? (double)M / nt : 1 - pow(1 - cnt[d] / E, k);
-				double copies = limited ? k / nt : k * cnt[d] / E;
-				bool aligned = r >= 0 && r < 64 && ((mask[d] >> r) & 1);
-				net += hit * (aligned ? 1 : sp->oversub);
-				nvl += copies * (1 - 1.0 / cnt[d]);
-			}
+		for (int j = 0; j < nt; j++) {
+			double c = cnt[j];
+			/* hit: probability a token needs domain j; cpt: copies for j when it does */
+			hit[j] = limited ? (double)M / nt : 1 - pow(1 - c / E, k);
+			cpt[j] = limited ? k / M : k * c / E / hit[j];
+			unal[j] = 0;
+			for (int s = 0; s < NSLOT; s++)
+				if (G[s] && (s == 64 || !nr[(size_t)j * NSLOT + s]))
+					unal[j] += G[s] - nr[(size_t)j * NSLOT + s];
+		}
+		double gworst = 0;
+		for (int e = 0; e < E_; e++) {
+			int i = tix[l->domain[m[e]]], s = rail_slot(l->rail[m[e]]);
+			int own = nr[(size_t)i * NSLOT + s];
+			double ci = cnt[i], send = 0, recv, fwd;
+			/* send: one crossing per remote domain needed, on this rank's rail if the domain has a
+			 * member there, else over the spine */
+			for (int j = 0; j < nt; j++)
+				if (j != i)
+					send += hit[j] * (s < 64 && nr[(size_t)j * NSLOT + s] ? 1 : sp->oversub);
+			/* receive: the senders outside i on this rail share i's members on this rail; senders
+			 * whose rail i lacks share all of i's members (over the spine) */
+			double rtok = (s < 64 ? hit[i] * (G[s] - own) / own : 0) + hit[i] * unal[i] / ci;
+			recv = (s < 64 ? hit[i] * (G[s] - own) / own : 0) + hit[i] * unal[i] / ci * sp->oversub;
+			/* NVLink: this rank's own copies for its domain, plus the copies it forwards for the
+			 * tokens it received (those not for itself) */
+			fwd = rtok * cpt[i] * (ci - 1) / ci;
+			double nvl = hit[i] * cpt[i] * (ci - 1) / ci + fwd;
+			double net = send > recv ? send : recv;
 			double t_net = net * tok_bytes / (sp->nic_gbs * 1e9), t_nvl = nvl * tok_bytes / (sp->nvlink_gbs * 1e9);
 			double t = t_net > t_nvl ? t_net : t_nvl;
 			if (t > gworst)
@@ -85,15 +119,19 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		}
 		sum += gworst;
 		for (int j = 0; j < nt; j++) {
-			cnt[touched[j]] = 0;
-			mask[touched[j]] = 0;
+			memset(nr + (size_t)j * NSLOT, 0, sizeof(int) * NSLOT);
+			cnt[j] = 0;
+			tix[touched[j]] = -1;
 		}
 	}
 	if (l->n_groups)
 		res->mean_group_us = 2 * sum / l->n_groups * 1e6;
-	free(cnt);
-	free(mask);
+	free(tix);
 	free(touched);
+	free(cnt);
+	free(nr);
+	free(unal);
+	free(hit);
 	res->dispatch_us = worst * 1e6;
 	res->combine_us = worst * 1e6;
 	res->total_us = 2 * worst * 1e6;
