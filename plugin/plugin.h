@@ -15,7 +15,7 @@
 
 #include "mt_plan.h"
 
-#define MTP_NAME "moe_topology"
+#define MTP_NAME "moe-topology" /* prefix of every line the plugin logs */
 #define MTP_OPTION "moe-topology"
 #define MTP_ENV_SPEC "MOE_TOPOLOGY"
 #define MTP_SPEC_MAX 1024      /* longer SPEC text is refused before parsing: it is untrusted input */

@@ -97,7 +97,7 @@ ucx_ok() {
 		w = n; gsub(/,/, ":1,", w); w = w ":1"; if (u != w || s != w) print $2 }' <<<"$out")" ]
 }
 ok "UCX_NET_DEVICES and NVSHMEM_HCA_LIST name the rank's own NIC" ucx_ok
-is "$(grep -c '^moe_topology: rank [0-9]*/16 node gpu-r[12]-n[12] gpu [0-9a-f:.]* cuda [0-9,]* nic [a-z0-9_,]* cores [0-9,-]* ep-group [01] ep-rank [0-7] domain r[12]$' <<<"$err")" 16 \
+is "$(grep -c '^moe-topology: rank [0-9]*/16 node gpu-r[12]-n[12] gpu [0-9a-f:.]* cuda [0-9,]* nic [a-z0-9_,]* cores [0-9,-]* ep-group [01] ep-rank [0-7] domain r[12]$' <<<"$err")" 16 \
 	"verbose: one binding line per rank on the user's stderr"
 
 run_client srun -N2 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=gpus=single,export=torch,cpu=none "$REPORT"
@@ -122,21 +122,21 @@ is "$(grep -o ' MOE_RANK=[0-9]*' <<<"$out" | sort -t= -k2 -n | tr -d ' \n')" \
 # Failure policy on an impossible plan (ep=3 does not divide 8 ranks).
 run_client srun -N2 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=3 "$REPORT"
 ok "strict=no: the step still runs" [ "$rc" = 0 ]
-is "$(grep -c 'moe_topology: warning: .*ep=3' <<<"$err")" 1 "strict=no: exactly one warning for the step"
+is "$(grep -c 'moe-topology: warning: .*ep=3' <<<"$err")" 1 "strict=no: exactly one warning for the step"
 all_unset_and_slurm_gpus() { ! grep -q 'MOE_RANK=' <<<"$out" && [ "$(grep -c 'CUDA_VISIBLE_DEVICES=0,1,2,3 ' <<<"$out")" = 8 ]; }
 ok "strict=no: Slurm's own binding is untouched" all_unset_and_slurm_gpus
 $TESTBED plugstack "domains=$E/topology.conf" "topology=$MOE_TESTBED/topo/%n.xml" nvml=off strict=yes
 run_client srun -N2 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=3 "$REPORT"
 ok "strict=yes: the step fails" [ "$rc" != 0 ]
 ok "strict=yes: no task ran" [ -z "$(grep '^T ' <<<"$out")" ]
-ok "strict=yes: the reason is on the user's stderr" grep -q 'moe_topology: ep=3 .*valid ep: 1, 2, 4, 8 (strict=yes' <<<"$err"
+ok "strict=yes: the reason is on the user's stderr" grep -q 'moe-topology: ep=3 .*valid ep: 1, 2, 4, 8 (strict=yes' <<<"$err"
 run_client srun -N2 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
 ok "strict=yes: a possible plan still runs" [ "$rc" = 0 ]
 $TESTBED plugstack
 
 run_client srun -N2 --ntasks-per-node=2 --gpus-per-task=1 --moe-topology=auto "$REPORT"
 ok "--gpus-per-task: the step runs with Slurm's binding" [ "$rc" = 0 ]
-is "$(grep -c 'moe_topology: warning: Slurm bound GPUs per task.*--gpus-per-node' <<<"$err")" 1 \
+is "$(grep -c 'moe-topology: warning: Slurm bound GPUs per task.*--gpus-per-node' <<<"$err")" 1 \
 	"--gpus-per-task: one warning says what to request instead"
 
 # Without a domain map every node reads all the step's cached topologies (fabric cliques could define the
@@ -156,7 +156,7 @@ chmod 666 "$MOE_TESTBED/topo/gpu-r2-n1.xml"
 run_client srun -N4 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
 chmod 644 "$MOE_TESTBED/topo/gpu-r2-n1.xml"
 ok "untrusted cache: the step still runs (strict=no)" [ "$rc" = 0 ]
-is "$(grep -c 'moe_topology: warning: .*gpu-r2-n1.xml: refused' <<<"$err")" 1 "untrusted cache: one warning names the file"
+is "$(grep -c 'moe-topology: warning: .*gpu-r2-n1.xml: refused' <<<"$err")" 1 "untrusted cache: one warning names the file"
 is "$(awk '$1 == "T" && $3 == "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 0 "untrusted cache: that node's tasks keep Slurm's binding"
 is "$(awk '$1 == "T" && $3 != "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 12 "untrusted cache: the other nodes' tasks are planned"
 

@@ -56,7 +56,7 @@ unset MOE_TOPOLOGY
 before=$(job_id)
 run_client srun -N1 --moe-topology=ep=banana true
 ok "srun: invalid SPEC exits non-zero" [ "$rc" != 0 ]
-is "$(grep -c 'moe_topology: .*ep=banana.*valid' <<<"$err")" 1 "srun: one line names the bad value and the valid choices"
+is "$(grep -c 'moe-topology: .*ep=banana.*valid' <<<"$err")" 1 "srun: one line names the bad value and the valid choices"
 run_client sbatch -N1 --moe-topology=gpus=two --wrap true
 ok "sbatch: invalid SPEC exits non-zero, nothing submitted" fails_with 'gpus=two' 
 ok "sbatch: the message lists gpus' choices" grep -q 'gpus=two.*all, single' <<<"$err"
@@ -73,7 +73,7 @@ run_client srun -N1 --moe-topology=auto true
 ok "unknown plugstack key: asking for the plugin fails at submit" fails_with "unknown argument 'bogus'"
 run_client srun -N1 "$REPORT"
 ok "unknown plugstack key: jobs that do not ask still run untouched" all_are MOE_RANK "<unset>" 1
-ok "unknown plugstack key: reported in the slurmd log" grep -q "moe_topology: plugstack.conf: unknown argument 'bogus'" "$MOE_TESTBED"/log/slurmd-*.log
+ok "unknown plugstack key: reported in the slurmd log" grep -q "moe-topology: plugstack.conf: unknown argument 'bogus'" "$MOE_TESTBED"/log/slurmd-*.log
 $TESTBED plugstack "default=ep=4" "domains=$MOE_TESTBED/etc/topology.conf" "topology=$MOE_TESTBED/topo/%n.xml"
 run_client srun $SHAPE "$REPORT"
 ok "plugstack default= applies when the user gives nothing" all_are MOE_EP_SIZE 4 8

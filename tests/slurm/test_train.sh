@@ -1,0 +1,58 @@
+#!/bin/bash
+# test_train.sh - the main job end to end on the real Slurm testbed: an sbatch job with --moe-topology
+# whose steps are a binding report and `srun moe-launch -- moe-train` across 4 nodes (8 ranks, EP=8 over
+# two NVLink domains, tcp between nodes).  Checks that the sbatch option reaches the steps, that every
+# task is bound as `moetopo plan` says, that the trainer runs the planned layout and that its loss falls.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$top_srcdir/tests/tap.sh"
+. "$top_srcdir/tests/slurm/lib.sh"
+tb_skip_unless_possible
+tb_start 4
+W=$MOE_TESTBED/work
+SPEC=ep=8,experts=16,route-groups=2
+
+"$top_builddir/trainer/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
+cat > "$W/train.sbatch" <<EOF
+#!/bin/bash
+#SBATCH -N4 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=$SPEC,verbose
+#SBATCH -o $W/job.out -e $W/job.err
+srun bash $REPORT > $W/binding.txt
+srun moe-launch --timeout 120 -- moe-train --data $W/gpl3.bin --steps 25 --seed 3 --experts 16 --top-k 2 \\
+	--dim 64 --heads 4 --layers 2 --ffn 128 --expert-ffn 32 --seq-len 32 --global-batch 16 --lr 0.01 \\
+	--warmup 5 --threads 1 --metrics $W/metrics.jsonl
+EOF
+run_client sbatch --parsable "$W/train.sbatch"
+ok "sbatch accepts the job with --moe-topology in the script" [ "$rc" = 0 ]
+job=$out
+for ((i = 0; i < 600; i++)); do
+	st=$($TESTBED run squeue -h -j "$job" -o %T 2>/dev/null)
+	[ -z "$st" ] && break
+	sleep 0.5
+done
+is "$st" "" "job $job finished within 300 s"
+state=$($TESTBED run scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z]*' | head -1)
+is "$state" "JobState=COMPLETED" "job completed"
+[ "$state" = "JobState=COMPLETED" ] || { sed 's/^/# /' "$W/job.err" | tail -20; }
+
+# every task of the job's steps carries the plan computed by moetopo for the same shape
+out=$(cat "$W/binding.txt")
+got=$(awk '$1 == "T" { delete v; for (i = 3; i <= NF; i++) { p = index($i, "="); v[substr($i, 1, p - 1)] = substr($i, p + 1) }
+	print $2, v["MOE_RANK"], v["MOE_EP_GROUP"], v["MOE_EP_RANK"], v["MOE_DOMAIN"], v["MOE_GPU_PCI"] }' <<<"$out" | sort -n)
+machine_cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
+want=$("$top_builddir/topology/moetopo" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 2 \
+	--node-xml "$MOE_TESTBED/topo/%n.xml" --domains "$MOE_TESTBED/etc/topology.conf" --cpus "$machine_cpus" \
+	--spec "$SPEC" | awk 'function s(k,  m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
+	function n(k,  m) { if (match($0, "\"" k "\":-?[0-9]+")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:/, "", m); return m } return "" }
+	/^\{"procid":/ { print n("procid"), n("rank"), n("ep_group"), n("ep_rank"), s("domain"), s("gpu_pci") }' | sort -n)
+is "$(wc -l <<<"$got")" 8 "8 tasks reported their binding in the job's first step"
+is "$got" "$want" "sbatch's --moe-topology reached the step: rank, EP group/rank, domain, GPU equal moetopo plan"
+is "$(grep -c 'moe-topology: rank' "$W/job.err")" 16 "verbose: one binding line per rank per step on the user's stderr"
+
+# the training step: the trainer saw the planned world and learned
+ok "trainer ran 8 ranks as one EP group of 8 over tcp" grep -q 'world 8 (ep 8 x dp 1, transport tcp)' "$W/job.out"
+is "$(grep -c '"step"' "$W/metrics.jsonl")" 25 "25 metric lines"
+first=$(head -1 "$W/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
+last=$(tail -1 "$W/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
+ok "loss falls: $first -> $last (by more than 1 nat)" awk -v a="$first" -v b="$last" 'BEGIN { exit !(a - b > 1.0) }'
+ok "no node drained or down" bash -c "! $TESTBED run sinfo -h -N -o %T | grep -qvE '^(idle|mixed|allocated)'"
+done_testing
