@@ -12,6 +12,9 @@
  *   4. every EP group's routing groups cover its experts exactly once;
  *   and: ranks are a permutation, CPU sets on a node are disjoint, the default layout never has more
  *   local groups than the plan.
+ * A second generator keeps Slurm's order along the racks (where the default layout is strongest) and
+ * checks the slowest-group guarantee: whenever Slurm's default layout also keeps the most local groups,
+ * the plan's worst cross-domain share is never above the default's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +142,135 @@ static int same_plan(const struct mt_plan *a, const struct mt_plan *b)
 			return 0;
 	}
 	return !memcmp(&a->summary, &b->summary, sizeof(a->summary));
+}
+
+/* Smallest chunk (members of one EP group in one domain) over all groups: a member's cross-domain
+ * share is (ep - chunk)/ep, so the worst share is (ep - smallest chunk)/ep.  dom_of_rank: domain of
+ * each global rank; groups given as members. */
+static int smallest_chunk(int ng, int ep, const int *members, const int *dom_of_rank, int *cnt)
+{
+	int best = ep;
+	for (int g = 0; g < ng; g++) {
+		const int *m = members + (size_t)g * ep;
+		for (int e = 0; e < ep; e++)
+			cnt[dom_of_rank[m[e]]]++;
+		for (int e = 0; e < ep; e++) {
+			int d = dom_of_rank[m[e]];
+			if (cnt[d] && cnt[d] < best)
+				best = cnt[d];
+		}
+		for (int e = 0; e < ep; e++)
+			cnt[dom_of_rank[m[e]]] = 0;
+	}
+	return best;
+}
+
+/* Racks in Slurm's order (names r<rack>n<tray>), random sizes, partial nodes, tp 1 or 2, random ep.
+ * The default layout (rank = procid, EP group = consecutive ranks in Megatron order) is computed here
+ * from the generator's own racks, independently of the library. */
+static void worst_share_vs_default(void)
+{
+	char err[MT_ERRLEN];
+	int all_ok = 1, runs = 0, comparable = 0, better = 0;
+	struct mt_node *gb, *dgx;
+	mt_preset_node("gb300-nvl72-tray", &gb, err, sizeof(err));
+	mt_preset_node("dgx-h100", &dgx, err, sizeof(err));
+	for (int seed = 0; seed < 400; seed++) {
+		rng = (unsigned long long)seed * 104729 + 17;
+		const struct mt_node *m = seed % 2 ? dgx : gb;
+		int cap = m->n_gpus, n_dom = 2 + (int)rnd(9), n = 0, T = rnd(3) ? 1 : 2;
+		static char names[MAXN][24];
+		static const char *name_ptr[MAXN];
+		static int tasks[MAXN], dom[MAXN];
+		static const struct mt_node *models[MAXN];
+		struct mt_domains *dm = mt_domains_new();
+		int slots[16] = {0};
+		for (int d = 0; d < n_dom; d++) {
+			int avail = 1 + (int)rnd(m == gb ? 18 : 6);
+			for (int k = 0; k < avail && n < MAXN; k++, n++) {
+				snprintf(names[n], sizeof(names[n]), "r%02dn%02d", d, k);
+				name_ptr[n] = names[n];
+				tasks[n] = rnd(4) ? cap : cap / 2; /* some nodes only half allocated */
+				dom[n] = d;
+				models[n] = m;
+				slots[d] += tasks[n];
+				char dn[16];
+				snprintf(dn, sizeof(dn), "rack%02d", d);
+				mt_domains_add(dm, names[n], dn, err, sizeof(err));
+			}
+		}
+		int W = 0;
+		for (int i = 0; i < n; i++)
+			W += tasks[i];
+		int D = W / T, divs[256], nd = 0;
+		for (int e = 2; e <= D && nd < 256; e++)
+			if (D % e == 0 && e <= 144)
+				divs[nd++] = e;
+		if (!nd) {
+			mt_domains_free(dm);
+			continue;
+		}
+		int E = divs[rnd((unsigned)nd)];
+		struct mt_job job = {.n_nodes = n, .nodes = name_ptr, .tasks = tasks, .models = models, .domains = dm};
+		char spec[64];
+		snprintf(spec, sizeof(spec), "ep=%d,tp=%d", E, T);
+		mt_spec_parse(spec, &job.spec, err, sizeof(err));
+		struct mt_plan *p;
+		if (mt_plan_build(&job, &p, err, sizeof(err))) {
+			printf("# seed %d: %s\n", seed, err);
+			all_ok = 0;
+			mt_domains_free(dm);
+			continue;
+		}
+		runs++;
+		int *dor = malloc(sizeof(int) * (size_t)W * 3), *mem = dor + W, *cnt = dor + 2 * W;
+		memset(cnt, 0, sizeof(int) * (size_t)W);
+		/* default: procid q (block distribution) is on node q's prefix position; its rank is q */
+		for (int i = 0, q = 0; i < n; i++)
+			for (int t = 0; t < tasks[i]; t++)
+				dor[q++] = dom[i];
+		int ng = W / E, opt = 0, def_local = 0;
+		for (int d = 0; d < n_dom; d++)
+			opt += slots[d] / T / E * T; /* tp EP groups per local block of ep units */
+		for (int g = 0; g < ng; g++) {
+			int one = 1;
+			for (int e = 0; e < E; e++) {
+				mem[(size_t)g * E + e] = ((g / T) * E + e) * T + g % T;
+				one &= dor[mem[(size_t)g * E + e]] == dor[mem[(size_t)g * E]];
+			}
+			def_local += one;
+		}
+		int def_min = smallest_chunk(ng, E, mem, dor, cnt);
+		/* the plan, from its own rank table */
+		for (int q = 0; q < W; q++)
+			dor[p->ranks[q].rank] = dom[p->ranks[q].node];
+		for (int g = 0; g < p->n_groups; g++)
+			memcpy(mem + (size_t)g * E, p->groups[g].members, sizeof(int) * (size_t)E);
+		int plan_min = smallest_chunk(p->n_groups, E, mem, dor, cnt);
+		if (p->summary.ep_groups_local != opt) {
+			printf("# seed %d: local groups %d, optimum %d\n", seed, p->summary.ep_groups_local, opt);
+			all_ok = 0;
+		}
+		if (def_local == opt) {
+			comparable++;
+			better += plan_min > def_min;
+			if (plan_min < def_min) {
+				printf("# seed %d: %d racks, world %d, ep %d, tp %d: plan's smallest chunk %d, default's %d\n",
+				       seed, n_dom, W, E, T, plan_min, def_min);
+				all_ok = 0;
+			}
+		}
+		free(dor);
+		mt_plan_free(p);
+		mt_domains_free(dm);
+	}
+	printf("# %d allocations, %d where the default keeps the most local groups, plan's worst share lower in %d\n",
+	       runs, comparable, better);
+	tap_ok(all_ok && comparable >= 100,
+	       "most local groups always; worst cross-domain share never above the default's when it keeps them too "
+	       "(%d of %d cases)", comparable, runs);
+	mt_node_free(gb);
+	mt_node_free(dgx);
 }
 
 int main(void)
@@ -353,5 +485,6 @@ int main(void)
 	mt_plan_free(p);
 	mt_hostlist_free(names, n);
 	mt_node_free(dgx);
+	worst_share_vs_default();
 	return tap_done();
 }
