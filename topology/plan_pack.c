@@ -7,6 +7,8 @@
  *    still fits, and only when nothing fits one tail is split (fewest pieces when sizes match up);
  *  - spread: tails in decreasing size, each into the emptiest block, split when it does not fit
  *    (worst-fit decreasing: big tails land in different blocks, so no block collects only small ones).
+ *  - floor: like exact, but no piece below a floor s, the largest s (up to the smallest tail) for
+ *    which that works (binary search);
  *  - default: when Slurm's own order (rank = procid, consecutive blocks) already keeps the most
  *    local blocks, its leftover blocks as they are (domain counts per block).
  * The best packing has, in order: the largest smallest chunk (members of a leftover block in one
@@ -102,6 +104,86 @@ static int pack_exact(int nd, const int *rem0, int E, int L, int *head, int *nex
 			rem[d] -= need;
 			next[d] = head[rem[d]];
 			head[rem[d]] = d;
+			need = 0;
+		}
+	}
+	return n;
+}
+
+/* Size buckets for pack_floor: head[c] lists the domains whose remaining tail is c units, and a
+ * bitset of the nonempty sizes finds the largest tail not above a bound in O(ep/64). */
+struct buckets {
+	int *head, *next;
+	uint64_t *bits;
+};
+
+static void bk_push(struct buckets *b, int d, int c)
+{
+	b->next[d] = b->head[c];
+	b->head[c] = d;
+	b->bits[c >> 6] |= 1ull << (c & 63);
+}
+
+static int bk_pop(struct buckets *b, int c)
+{
+	int d = b->head[c];
+	b->head[c] = b->next[d];
+	if (b->head[c] < 0)
+		b->bits[c >> 6] &= ~(1ull << (c & 63));
+	return d;
+}
+
+/* largest nonempty size in [1, x], 0 when none */
+static int bk_prev(const struct buckets *b, int x)
+{
+	if (x < 1)
+		return 0;
+	int w = x >> 6;
+	uint64_t m = b->bits[w] & (((x & 63) == 63) ? ~0ull : ((1ull << ((x & 63) + 1)) - 1));
+	for (;;) {
+		if (m)
+			return w * 64 + 63 - __builtin_clzll(m);
+		if (--w < 0)
+			return 0;
+		m = b->bits[w];
+	}
+}
+
+/* Tails -> blocks, "floor" strategy: like exact, but no piece (whole tail, cut part or the rest of a
+ * cut tail) smaller than s units.  A block is filled with, in order of preference: a tail that fills
+ * it exactly; the largest tail that leaves at least s free; a cut of the largest tail when both the
+ * cut and its rest are at least s.  -1 when that is not possible for this s. */
+static int pack_floor(int nd, const int *rem0, int E, int L, int s, struct buckets *bk, int *rem, struct alloc *out)
+{
+	int n = 0, words = E / 64 + 1;
+	memcpy(rem, rem0, sizeof(int) * (size_t)nd);
+	for (int c = 0; c < E; c++)
+		bk->head[c] = -1;
+	memset(bk->bits, 0, sizeof(uint64_t) * (size_t)words);
+	for (int d = nd - 1; d >= 0; d--)
+		if (rem[d]) {
+			if (rem[d] < s)
+				return -1;
+			bk_push(bk, d, rem[d]);
+		}
+	for (int b = 0; b < L; b++) {
+		int need = E;
+		while (need > 0) {
+			int c = need < E && bk->head[need] >= 0 ? need : bk_prev(bk, need - s), d;
+			if (c > 0) {
+				d = bk_pop(bk, c);
+				out[n++] = (struct alloc){b, d, c, 0};
+				rem[d] = 0;
+				need -= c;
+				continue;
+			}
+			int top = bk_prev(bk, E - 1);
+			if (need < s || top - need < s)
+				return -1;
+			d = bk_pop(bk, top);
+			out[n++] = (struct alloc){b, d, need, 0};
+			rem[d] = top - need;
+			bk_push(bk, d, rem[d]);
 			need = 0;
 		}
 	}
@@ -336,8 +418,11 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	int *tmp = malloc(sizeof(int) * (size_t)nd);
 	int *heap = malloc(sizeof(int) * (size_t)(L + 1)), *cap = malloc(sizeof(int) * (size_t)(L + 1));
 	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na), *a3 = NULL;
+	struct alloc *a4 = malloc(sizeof(*a4) * na), *a5 = malloc(sizeof(*a5) * na);
+	uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(E / 64 + 1));
 	int n = 0, opt_local = (U - R) / E;
-	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2) {
+	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2 || !a4 || !a5 ||
+	    !bits) {
 		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 		goto fail;
 	}
@@ -360,16 +445,35 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		rem[d] = dunits[d] - whole;
 	}
 	if (L > 0) {
-		int cn[3];
-		struct alloc *ca[3] = {a1, a2, NULL};
+		int cn[4], rmin = E;
+		struct alloc *ca[4] = {a1, a2, NULL, a4};
 		cn[0] = pack_exact(nd, rem, E, L, head, next, tmp, a1);
 		cn[1] = pack_spread(nd, rem, E, L, head, next, heap, cap, a2);
 		cn[2] = pack_default(job, node_domain, nd, first, T, E, opt_local, L, &a3);
 		ca[2] = a3;
+		/* floor: the largest floor s <= the smallest tail that pack_floor meets (binary search;
+		 * s = 1 always succeeds) */
+		for (int d = 0; d < nd; d++)
+			if (rem[d] && rem[d] < rmin)
+				rmin = rem[d];
+		struct buckets bk = {head, next, bits};
+		cn[3] = -1;
+		for (int lo = 1, hi = rmin; lo <= hi;) {
+			int s = lo + (hi - lo) / 2, k = pack_floor(nd, rem, E, L, s, &bk, tmp, a5);
+			if (k >= 0) {
+				struct alloc *t = a4;
+				a4 = a5;
+				a5 = t;
+				cn[3] = k;
+				lo = s + 1;
+			} else
+				hi = s - 1;
+		}
+		ca[3] = a4;
 		struct alloc *a = NULL;
 		int na_used = -1;
 		struct cost best = {0, 0, 0, 0};
-		for (int c = 0; c < 3; c++) {
+		for (int c = 0; c < 4; c++) {
 			if (cn[c] < 0)
 				continue;
 			struct cost k = packing_cost(ca[c], cn[c], T, fill, dlist, first, job->n_nodes);
@@ -424,5 +528,8 @@ out:
 	free(a1);
 	free(a2);
 	free(a3);
+	free(a4);
+	free(a5);
+	free(bits);
 	return seq;
 }
