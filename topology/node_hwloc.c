@@ -416,19 +416,28 @@ static bool int_ok(const char *v)
 
 /* Checks each <object> before hwloc reads it: hwloc 2.9 dereferences a missing complete_cpuset
  * and trusts set and number syntax.  Unknown attributes are left to hwloc (newer versions add some). */
-static bool in_words(const char *words, const char *w)
+static bool in_list(const char *const *list, const char *w)
 {
-	char buf[40];
-	snprintf(buf, sizeof(buf), " %.36s ", w);
-	return strstr(words, buf) != NULL;
+	for (; *list; list++)
+		if (!strcmp(*list, w))
+			return true;
+	return false;
 }
 
 static int hwloc_element(struct mt_xml *x, const struct mt_xel *e)
 {
 	char msg[160];
 	/* hwloc 2.9 fails (and leaks) on elements and object types it does not know: refuse them first */
-	if (!in_words(" topology object info distances distances2 distances2hetero indexes u64values latency "
-		      "memattr memattr_value cpukind page_type pci_locality support userdata ", e->tag)) {
+	static const char *const tags[] = {"object", "info", "page_type", "indexes", "u64values", "topology",
+					   "distances", "distances2", "distances2hetero", "latency", "memattr",
+					   "memattr_value", "cpukind", "pci_locality", "support", "userdata", NULL};
+	static const char *const types[] = {"PU", "Core", "L1Cache", "L2Cache", "L3Cache", "NUMANode", "Package",
+					    "Group", "Machine", "PCIDev", "Bridge", "OSDev", "Misc", "L1iCache",
+					    "L2iCache", "L3iCache", "L4Cache", "L5Cache", "Die", "MemCache", "System",
+					    "Socket", "Node", "Cache", NULL};
+	static const char *const normal_types[] = {"PU", "Core", "NUMANode", "Package", "Group", "Machine", "Die",
+						   "System", "Socket", "Node", "Cache", NULL};
+	if (!in_list(tags, e->tag)) {
 		snprintf(msg, sizeof(msg), "unknown element <%s>", e->tag);
 		return mt_xml_err(x, msg);
 	}
@@ -439,8 +448,7 @@ static int hwloc_element(struct mt_xml *x, const struct mt_xel *e)
 	const char *type = mt_xml_attr(e, "type");
 	if (!type)
 		return mt_xml_err(x, "<object> without a type");
-	if (!in_words(" Machine System Package Socket Die Core PU Group NUMANode Node Cache L1Cache L2Cache L3Cache "
-		      "L4Cache L5Cache L1iCache L2iCache L3iCache MemCache Misc Bridge PCIDev OSDev ", type)) {
+	if (!in_list(types, type)) {
 		snprintf(msg, sizeof(msg), "unknown object type \"%.24s\"", type);
 		return mt_xml_err(x, msg);
 	}
@@ -448,9 +456,9 @@ static int hwloc_element(struct mt_xml *x, const struct mt_xel *e)
 		snprintf(msg, sizeof(msg), "<object type=\"%s\"> without os_index", type);
 		return mt_xml_err(x, msg);
 	}
-	static const char *const nums[] = {"os_index", "gp_index", "depth", "cache_size", "cache_linesize",
+	static const char *const nums[] = {"gp_index", "os_index", "depth", "cache_size", "cache_linesize",
 					   "cache_associativity", "cache_type", "local_memory", "osdev_type",
-					   "kind", "subkind", "os_level"};
+					   "kind", "subkind", "os_level", NULL};
 	for (int i = 0; i < e->nattr; i++) {
 		const char *n = e->an[i], *v = e->av[i];
 		size_t l = strlen(n);
@@ -459,16 +467,15 @@ static int hwloc_element(struct mt_xml *x, const struct mt_xel *e)
 			bad = !bitmap_ok(v);
 		else if (!strcmp(n, "pci_busid"))
 			bad = mt_pci_key(v) < 0;
-		for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]); k++)
-			if (!strcmp(n, nums[k]))
-				bad = !int_ok(v);
+		else if (in_list(nums, n))
+			bad = !int_ok(v);
 		if (bad) {
 			snprintf(msg, sizeof(msg), "<object type=\"%.20s\"> has a bad %s=\"%.24s\"", type, n, v);
 			return mt_xml_err(x, msg);
 		}
 	}
 	size_t tl = strlen(type);
-	bool normal = in_words(" Machine System Package Socket Die Core PU Group NUMANode Node Cache ", type);
+	bool normal = in_list(normal_types, type);
 	normal = normal || (tl > 5 && !strcmp(type + tl - 5, "Cache"));
 	static const char *const pairs[][2] = {{"cpuset", "complete_cpuset"}, {"nodeset", "complete_nodeset"}};
 	for (int k = 0; k < 2; k++)

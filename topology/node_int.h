@@ -47,6 +47,8 @@ struct mt_xml {
 	size_t errlen;
 	int (*cb)(struct mt_xml *x, const struct mt_xel *e);
 	void *ctx;
+	char *arena; /* check mode: attribute storage, reset per element (set by mt_xml_parse) */
+	size_t arena_len, arena_used;
 };
 int mt_xml_parse(struct mt_xml *x, struct mt_xel **root);
 void mt_xml_free(struct mt_xel *e);

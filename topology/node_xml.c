@@ -71,6 +71,27 @@ static size_t read_name(struct mt_xml *ps, char *buf, size_t len)
 }
 
 /* Attribute value with the five predefined entities decoded; NULL on error. */
+/* Room for an attribute: malloc'ed when building a tree, else in the arena (reset per element),
+ * so that checking a large hwloc file costs no allocation per attribute. */
+static char *scratch(struct mt_xml *ps, size_t n)
+{
+	if (!ps->arena)
+		return malloc(n);
+	if (ps->arena_used + n > ps->arena_len)
+		return NULL;
+	char *p = ps->arena + ps->arena_used;
+	ps->arena_used += n;
+	return p;
+}
+
+static void release(struct mt_xml *ps, struct mt_xel *e)
+{
+	if (ps->arena) {
+		e->nattr = 0;
+		ps->arena_used = 0;
+	}
+}
+
 static char *read_value(struct mt_xml *ps)
 {
 	char q = *ps->p;
@@ -82,7 +103,7 @@ static char *read_value(struct mt_xml *ps)
 	if (ps->p >= ps->end || *ps->p != q)
 		return NULL;
 	size_t n = (size_t)(ps->p - s);
-	char *v = malloc(n + 1), *w = v;
+	char *v = scratch(ps, n + 1), *w = v;
 	if (!v)
 		return NULL;
 	for (const char *r = s; r < ps->p;) {
@@ -99,7 +120,8 @@ static char *read_value(struct mt_xml *ps)
 		if (k == 5) { /* &#NN; / &#xHH; (hwloc escapes control characters so) */
 			const char *semi = memchr(r, ';', (size_t)(ps->p - r));
 			if (r + 2 >= ps->p || r[1] != '#' || !semi || semi - r > 12) {
-				free(v);
+				if (!ps->arena)
+					free(v);
 				return NULL;
 			}
 			*w++ = '?';
@@ -127,7 +149,7 @@ static int skip_until(struct mt_xml *ps, const char *endmark)
 
 /* Parses the whole document; with root != NULL into a tree, else only checks it is well formed
  * (the hwloc reader uses that, so that hwloc's own parser never sees a broken file). */
-int mt_xml_parse(struct mt_xml *ps, struct mt_xel **root)
+static int parse_doc(struct mt_xml *ps, struct mt_xel **root)
 {
 	struct mt_xel *cur = NULL;
 	char stack[MT_XML_MAX_DEPTH][32];
@@ -214,8 +236,7 @@ int mt_xml_parse(struct mt_xml *ps, struct mt_xel **root)
 			skip_ws(ps);
 			if (ps->p >= ps->end)
 				{
-				if (!root)
-					mt_xml_free_attrs(e);
+				release(ps, e);
 				return mt_xml_err(ps, "truncated start tag");
 			}
 			if (*ps->p == '/' || *ps->p == '>')
@@ -223,52 +244,47 @@ int mt_xml_parse(struct mt_xml *ps, struct mt_xel **root)
 			char an[32];
 			if (ps->p == before || !read_name(ps, an, sizeof(an)))
 				{
-				if (!root)
-					mt_xml_free_attrs(e);
+				release(ps, e);
 				return mt_xml_err(ps, "bad attribute");
 			}
 			skip_ws(ps);
 			if (ps->p >= ps->end || *ps->p != '=')
 				{
-				if (!root)
-					mt_xml_free_attrs(e);
+				release(ps, e);
 				return mt_xml_err(ps, "attribute without value");
 			}
 			ps->p++;
 			skip_ws(ps);
 			if (ps->p >= ps->end)
 				{
-				if (!root)
-					mt_xml_free_attrs(e);
+				release(ps, e);
 				return mt_xml_err(ps, "truncated attribute");
 			}
 			if (e->nattr >= MT_XML_MAX_ATTR || mt_xml_attr(e, an)) {
-				if (!root)
-					mt_xml_free_attrs(e);
+				release(ps, e);
 				return mt_xml_err(ps, "too many or repeated attributes");
 			}
 			char *v = read_value(ps);
-			char *n = v ? mt_strdup(an) : NULL;
+			char *n = v ? scratch(ps, strlen(an) + 1) : NULL;
 			if (!v || !n) {
-				free(v);
-				if (!root)
-					mt_xml_free_attrs(e);
+				if (!ps->arena)
+					free(v);
+				release(ps, e);
 				return v ? mt_seterr(ps->err, ps->errlen, MT_ENOMEM, "out of memory")
 					 : mt_xml_err(ps, "bad attribute value");
 			}
+			strcpy(n, an);
 			e->an[e->nattr] = n;
 			e->av[e->nattr++] = v;
 		}
 		if (ps->cb) {
 			int rc = ps->cb(ps, e);
 			if (rc < 0) {
-				if (!root)
-					mt_xml_free_attrs(e);
+				release(ps, e);
 				return rc;
 			}
 		}
-		if (!root)
-			mt_xml_free_attrs(e);
+		release(ps, e);
 		if (*ps->p == '/') {
 			if (ps->p + 1 >= ps->end || ps->p[1] != '>')
 				return mt_xml_err(ps, "bad empty-element tag");
@@ -289,3 +305,19 @@ int mt_xml_parse(struct mt_xml *ps, struct mt_xel **root)
 
 
 
+
+int mt_xml_parse(struct mt_xml *ps, struct mt_xel **root)
+{
+	ps->arena = NULL;
+	ps->arena_used = 0;
+	if (!root) {
+		/* every element's names and values together are shorter than the document */
+		ps->arena_len = (size_t)(ps->end - ps->p) + 2 * MT_XML_MAX_ATTR + 1;
+		if (!(ps->arena = malloc(ps->arena_len)))
+			return mt_seterr(ps->err, ps->errlen, MT_ENOMEM, "out of memory");
+	}
+	int rc = parse_doc(ps, root);
+	free(ps->arena);
+	ps->arena = NULL;
+	return rc;
+}
