@@ -35,6 +35,25 @@ static int rail_slot(int r)
 	return r >= 0 && r < 64 ? r : 64;
 }
 
+/* Group-limited routing: a token reaches M of the group's domains on average, and a domain's chance
+ * grows with its share of the experts as under uniform routing, only with fewer draws: the x <= k
+ * for which the expected number of domains, sum_j 1 - (1 - c_j/E)^x, is M (bisection; x = k when
+ * uniform routing already reaches no more than M). */
+static double limited_draws(const int *cnt, int nt, double E, double k, int M)
+{
+	double lo = 0, hi = k;
+	for (int it = 0; it < 60; it++) {
+		double x = (lo + hi) / 2, s = 0;
+		for (int j = 0; j < nt; j++)
+			s += 1 - pow(1 - cnt[j] / E, x);
+		if (s > M)
+			hi = x;
+		else
+			lo = x;
+	}
+	return lo;
+}
+
 static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
 		      size_t errlen)
 {
@@ -77,12 +96,15 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 			G[s]++;
 		}
 		int M = sp->route_groups;
-		bool limited = M > 0 && M < nt;
+		double x = k; /* uniform routing: k independent expert draws */
+		if (M > 0 && M < nt)
+			x = limited_draws(cnt, nt, E, k, M);
 		for (int j = 0; j < nt; j++) {
 			double c = cnt[j];
-			/* hit: probability a token needs domain j; cpt: copies for j when it does */
-			hit[j] = limited ? (double)M / nt : 1 - pow(1 - c / E, k);
-			cpt[j] = limited ? k / M : k * c / E / hit[j];
+			/* hit: probability a token needs domain j; cpt: copies for j when it does (experts
+			 * stay balanced, so j gets k c/E copies per token on average either way) */
+			hit[j] = c >= E ? 1 : 1 - pow(1 - c / E, x);
+			cpt[j] = k * c / E / hit[j];
 			unal[j] = 0;
 			for (int s = 0; s < NSLOT; s++)
 				if (G[s] && (s == 64 || !nr[(size_t)j * NSLOT + s]))

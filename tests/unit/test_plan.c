@@ -2,6 +2,7 @@
  * EP groups packed into NVLink domains, expert placement, CPU-only jobs, and the errors for
  * impossible specs.  Expected values come from the preset facts (topology/presets.c, which cites
  * its sources) and are worked out in the comments. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,6 +317,36 @@ int main(void)
 	       "route-groups=1 dispatch %.1f us (want %.1f)", mine.dispatch_us, lim);
 	mt_plan_free(p);
 	job_free(&jb);
+
+	/* Receive side and unequal chunks, by hand: 3 GB300 trays in rack A and 1 in rack B, ep=16, one
+	 * group of 12 + 4 GPUs (rails 0-3 in every tray).  Defaults: NIC 50 GB/s, NVLink 450 GB/s.
+	 * Uniform: B's member on rail r sends a token to A with probability 1 - (1/4)^8 (about 1), but
+	 * receives from A's 3 members on its rail, each needing B with probability 1 - (3/4)^8: 2.70
+	 * crossings per token - the incast a small chunk suffers; A's members send 0.90 and receive
+	 * 0.33.  NVLink never dominates here (at most 7.3 copies / 450 GB/s < 2.70 / 50 GB/s).
+	 * route-groups=1: the draws x solve (1/4)^x + (3/4)^x = 1, so x = 1: a token reaches A with
+	 * probability 3/4 and B with 1/4 (in proportion to their experts): B's member receives
+	 * 3 x 1/4 = 0.75 per token, sends 0.75; A's member forwards 1/3 x 3/4 tokens x 8 copies x 11/12
+	 * plus its own 8 x 11/16 copies = 7.33 copies over NVLink, 7.33 / 450 > 0.75 / 50: NVLink sets
+	 * the time there. */
+	struct mt_domains *d2 = mt_domains_new();
+	mt_domains_add(d2, "u1n[1-3]", "rackA", err, sizeof(err));
+	mt_domains_add(d2, "u2n1", "rackB", err, sizeof(err));
+	job_make(&jb, "u1n[1-3],u2n1", 4, gb, d2, "ep=16");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "12 + 4 GPUs, ep=16 (%s)", err);
+	mt_sim_default_params(&sp);
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "uniform");
+	double q4 = pow(0.75, 8), want = 3 * (1 - q4) * tok / 50e9 * 1e6;
+	tap_ok(fabs(mine.dispatch_us - want) < 1e-6 * want, "small chunk's receive side: dispatch %.1f us (want %.1f)",
+	       mine.dispatch_us, want);
+	sp.route_groups = 1;
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "route-groups=1");
+	want = (8.0 * 11 / 16 + 1.0 / 3 * 0.75 * 8 * 11 / 12) * tok / 450e9 * 1e6;
+	tap_ok(fabs(mine.dispatch_us - want) < 1e-6 * want, "route-groups=1: reach in proportion to experts, %.1f us (want %.1f)",
+	       mine.dispatch_us, want);
+	mt_plan_free(p);
+	job_free(&jb);
+	mt_domains_free(d2);
 
 	mt_domains_free(dom);
 	mt_node_free(dgx);
