@@ -246,11 +246,13 @@ int ml_slurm(const struct ml_opts *o)
 			ml_warn("rank %d: %s", rank, err);
 			return 1;
 		}
-		char *table = tr_peers_format(w.peers, world);
-		if (!table) {
-			ml_warn("out of memory");
+		char *text = tr_peers_format(w.peers, world), *table;
+		int pfd;
+		if (!text || !(table = tr_peers_export(text, &pfd, err, sizeof(err)))) {
+			ml_warn("%s", text ? err : "out of memory");
 			return 1;
 		}
+		free(text);
 		setenv("MOE_COMM_PEERS", table, 1);
 		setenv("MOE_COMM_JOB", w.job, 1);
 		snprintf(v, sizeof(v), "%d", w.listen_fd);

@@ -192,6 +192,7 @@ int ml_standalone(const struct ml_opts *o)
 	struct rank_proc *rp = calloc(n, sizeof(*rp));
 	struct tr_peer *peers = calloc(n, sizeof(*peers));
 	char *table = NULL;
+	int peers_fd = -1;
 	if (!rp || !peers) {
 		ml_warn("out of memory");
 		goto out;
@@ -233,6 +234,13 @@ int ml_standalone(const struct ml_opts *o)
 		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
 	}
 	table = tr_peers_format(peers, n);
+	char *peers_value = table ? tr_peers_export(table, &peers_fd, err, sizeof(err)) : NULL;
+	if (!peers_value) {
+		ml_warn("%s", table ? err : "out of memory");
+		goto out;
+	}
+	free(table);
+	table = peers_value;
 	for (int r = 0; r < n; r++) {
 		struct ml_env *e = &rp[r].env;
 		if (plan) {
@@ -321,6 +329,8 @@ out:
 	free(rp);
 	free(peers);
 	free(table);
+	if (peers_fd >= 0)
+		close(peers_fd);
 	free(allowed);
 	mt_plan_free(plan);
 	mt_node_free(node);

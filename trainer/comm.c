@@ -669,15 +669,20 @@ static int env_timeout(double *out, char *err, size_t errlen)
 /* Reads the world a launcher or the rendezvous left for us; see doc/launcher.md. */
 static int world_from_env(int rank, int size, double timeout, struct tr_world *w, char *err, size_t errlen)
 {
-	const char *peers = getenv("MOE_COMM_PEERS");
+	const char *value = getenv("MOE_COMM_PEERS");
 	memset(w, 0, sizeof(*w));
 	w->rank = rank;
 	w->size = size;
 	w->timeout = timeout;
 	w->listen_fd = -1;
-	if (peers && *peers) {
-		if (tr_peers_parse(peers, size, &w->peers, err, errlen) != 0)
+	if (value && *value) {
+		char *peers = tr_peers_import(value, err, errlen);
+		if (!peers)
 			return -1;
+		if (tr_peers_parse(peers, size, &w->peers, err, errlen) != 0) {
+			free(peers);
+			return -1;
+		}
 		int fd;
 		if (env_int("MOE_COMM_FD", NULL, -1, -1, &fd, err, errlen) != 0)
 			goto bad;
@@ -696,10 +701,12 @@ static int world_from_env(int rank, int size, double timeout, struct tr_world *w
 				h = mix(h, (unsigned char)*p);
 			snprintf(w->job, sizeof(w->job), "p%08x", h);
 		}
+		free(peers);
 		if (fd >= 0)
 			fcntl(fd, F_SETFD, FD_CLOEXEC); /* the trainer's own children must not inherit it */
 		return 0;
 	bad:
+		free(peers);
 		free(w->peers);
 		w->peers = NULL;
 		return -1;

@@ -79,6 +79,12 @@ void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
 int tr_peers_parse(const char *text, int size, struct tr_peer **out, char *err, size_t errlen);
 /* Formats the table as MOE_COMM_PEERS text (malloc'd). */
 char *tr_peers_format(const struct tr_peer *peers, int size);
+/* The value to put in MOE_COMM_PEERS for `table` (malloc'd): the table itself, or for big worlds
+ * (an environment string is limited to 128 KiB) "fd:N", an inheritable memfd holding it (*fd = N,
+ * else -1). */
+char *tr_peers_export(const char *table, int *fd, char *err, size_t errlen);
+/* The table text from a MOE_COMM_PEERS value (malloc'd); reads and closes the memfd of "fd:N". */
+char *tr_peers_import(const char *value, char *err, size_t errlen);
 /* Opens a TCP listen socket of `family` (AF_INET/AF_INET6) on port (0 = any) of the wildcard
  * address, or of loopback only (one-machine jobs). */
 int tr_listen(int family, int port, bool loopback, int *fd, int *bound_port, char *err, size_t errlen);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,74 @@ char *tr_peers_format(const struct tr_peer *peers, int size)
 	s[0] = 0;
 	for (int i = 0; i < size; i++)
 		n += snprintf(s + n, cap - n, "%s%s@%s:%d", i ? "," : "", peers[i].host, peers[i].addr, peers[i].port);
+	return s;
+}
+
+char *tr_peers_export(const char *table, int *fd, char *err, size_t errlen)
+{
+	*fd = -1;
+	size_t len = strlen(table), inline_max = 32u << 10;
+	const char *im = getenv("MOE_COMM_PEERS_INLINE_MAX"); /* tests force the memfd path with 0 */
+	if (im && *im)
+		inline_max = strtoull(im, NULL, 10);
+	if (len < inline_max)
+		return strdup(table);
+	int m = memfd_create("moe-comm-peers", 0); /* no CLOEXEC: the program inherits it */
+	if (m < 0) {
+		snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+		return NULL;
+	}
+	for (size_t done = 0; done < len;) {
+		ssize_t k = write(m, table + done, len - done);
+		if (k <= 0) {
+			snprintf(err, errlen, "cannot write the peer table: %s", strerror(errno));
+			close(m);
+			return NULL;
+		}
+		done += k;
+	}
+	char *v = malloc(32);
+	if (!v) {
+		close(m);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	snprintf(v, 32, "fd:%d", m);
+	*fd = m;
+	return v;
+}
+
+char *tr_peers_import(const char *value, char *err, size_t errlen)
+{
+	if (strncmp(value, "fd:", 3) != 0)
+		return strdup(value);
+	int fd = atoi(value + 3);
+	size_t cap = 1 << 16, len = 0;
+	char *s = malloc(cap + 1);
+	for (;;) {
+		if (!s) {
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
+		ssize_t k = pread(fd, s + len, cap - len, (off_t)len); /* pread: ranks may share the fd */
+		if (k < 0) {
+			snprintf(err, errlen, "MOE_COMM_PEERS=%s: cannot read the peer table: %s", value, strerror(errno));
+			free(s);
+			return NULL;
+		}
+		if (k == 0)
+			break;
+		len += k;
+		if (len == cap) {
+			char *n = realloc(s, 2 * cap + 1);
+			if (!n)
+				free(s);
+			s = n;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	s[len] = 0;
 	return s;
 }
 

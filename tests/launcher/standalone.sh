@@ -61,6 +61,12 @@ is "$(ls /dev/shm | grep -c '^moe-s')" 0 "no shared memory segment left behind"
 "$ML" --nproc 4 --spec off --transport tcp -- "$PEER" > "$tmp/run4" 2>&1; rc=$?
 is "$rc:$(grep -c 'kind tcp sum 10 a2a ok' "$tmp/run4")" "0:4" "--nproc 4 --spec off over tcp"
 
+# a big world's table travels in an inherited memfd (an environment string is limited to 128 KiB)
+MOE_COMM_PEERS_INLINE_MAX=0 "$ML" --nproc 3 --dry-run -- "$PEER" > "$tmp/fd.dry"
+is "$(grep -c '^  MOE_COMM_PEERS=fd:[0-9]*$' "$tmp/fd.dry")" 3 "table in a memfd: MOE_COMM_PEERS=fd:N"
+MOE_COMM_PEERS_INLINE_MAX=0 "$ML" --nproc 3 -- "$PEER" > "$tmp/fd.out" 2>&1; rc=$?
+is "$rc:$(grep -c 'sum 6 a2a ok' "$tmp/fd.out")" "0:3" "ranks read the table from the memfd"
+
 # one rank killed with SIGKILL: the launcher stops the others and returns 128+9
 start=$(date +%s)
 timeout 60 "$ML" --nproc 3 --timeout 20 -- "$PEER" --die 1 > "$tmp/kill.out" 2> "$tmp/kill.err"; rc=$?
