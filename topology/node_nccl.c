@@ -64,8 +64,10 @@ static int validate(const struct mt_xel *e, struct mt_xml *ps)
 		}
 		for (int i = 0; i < e->nattr; i++)
 			if (strcmp(e->an[i], "keep") && !in_list(schema[k].attrs, e->an[i])) {
-				snprintf(msg, sizeof(msg), "unknown attribute '%.24s' on <%s> (valid:%s)", e->an[i], e->tag,
-					 schema[k].attrs);
+				const char *v = schema[k].attrs + 1; /* the list without its outer blanks */
+				int vl = (int)(strlen(v) > 0 ? strlen(v) - 1 : 0);
+				snprintf(msg, sizeof(msg), "unknown attribute '%.24s' on <%s> (valid: %.*s%skeep)", e->an[i],
+					 e->tag, vl, v, vl ? ", " : "");
 				return mt_xml_err(ps, msg);
 			}
 		int rc = validate(e->first, ps);

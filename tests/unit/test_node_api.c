@@ -158,6 +158,62 @@ static void test_bad_files(void)
 	tap_ok(n == NULL, "no node is returned on error");
 }
 
+/* Rails on a constructed NCCL file: one PCIe switch with 2 GPUs and 4 NICs (2 distinct NICs per GPU),
+ * then the same PCI layout with the kernel's mlx5 numbering shuffled (same rails by PCI address). */
+static const char two_gpus_four_nics[] =
+	"<system version=\"1\">\n"
+	" <cpu numaid=\"0\" affinity=\"0000ffff\">\n"
+	"  <pci busid=\"0000:10:00.0\" class=\"0x060400\">\n"
+	"   <pci busid=\"0000:11:00.0\" class=\"0x030200\"><gpu dev=\"0\" sm=\"90\"/></pci>\n"
+	"   <pci busid=\"0000:12:00.0\" class=\"0x030200\"><gpu dev=\"1\" sm=\"90\"/></pci>\n"
+	"   <pci busid=\"0000:13:00.0\" class=\"0x020700\"><nic><net name=\"%s\" port=\"1\"/></nic></pci>\n"
+	"   <pci busid=\"0000:14:00.0\" class=\"0x020700\"><nic><net name=\"%s\" port=\"1\"/></nic></pci>\n"
+	"   <pci busid=\"0000:15:00.0\" class=\"0x020700\"><nic><net name=\"%s\" port=\"1\"/></nic></pci>\n"
+	"   <pci busid=\"0000:16:00.0\" class=\"0x020700\"><nic><net name=\"%s\" port=\"1\"/></nic></pci>\n"
+	"  </pci>\n"
+	" </cpu>\n"
+	"</system>\n";
+
+static struct mt_node *load_rails(const char *a, const char *b, const char *c, const char *d)
+{
+	char xml[2048], err[MT_ERRLEN];
+	int len = snprintf(xml, sizeof(xml), two_gpus_four_nics, a, b, c, d);
+	struct mt_node *n = NULL;
+	if (mt_node_load_file(write_tmp("rails.xml", xml, (size_t)len), &n, err, sizeof(err)) < 0)
+		printf("#   %s\n", err);
+	return n;
+}
+
+static void test_rails(void)
+{
+	struct mt_node *n = load_rails("mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3");
+	struct mt_node *m = load_rails("mlx5_3", "mlx5_0", "mlx5_2", "mlx5_1");
+	if (!n || !m) {
+		tap_ok(0, "constructed rail files load");
+		mt_node_free(n), mt_node_free(m);
+		return;
+	}
+	TAP_INT(n->gpus[0].n_nics, 2, "2 GPUs + 4 NICs on one switch: GPU0 gets 2 NICs");
+	TAP_INT(n->gpus[1].n_nics, 2, "GPU1 gets 2 NICs");
+	int distinct = 1;
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			distinct &= n->gpus[0].nics[i] != n->gpus[1].nics[j];
+	tap_ok(distinct, "the two GPUs share no NIC");
+	TAP_INT(n->gpus[0].rail, 0, "GPU0 rail 0");
+	TAP_INT(n->gpus[1].rail, 1, "GPU1 rail 1");
+	TAP_STR(n->nics[n->gpus[0].nics[0]].pci, "0000:13:00.0", "GPU0's first NIC is the first on the bus");
+	int same = 1;
+	for (int g = 0; g < 2; g++)
+		for (int k = 0; k < 2; k++)
+			same &= !strcmp(n->nics[n->gpus[g].nics[k]].pci, m->nics[m->gpus[g].nics[k]].pci) &&
+				n->gpus[g].rail == m->gpus[g].rail;
+	tap_ok(same, "renumbered mlx5 names: same NICs (by PCI address) and rails per GPU");
+	TAP_STR(m->nics[m->gpus[0].nics[0]].name, "mlx5_3", "the names follow the devices, not the rails");
+	mt_node_free(n);
+	mt_node_free(m);
+}
+
 /* Every prefix of a real file at many cut points, and bytes overwritten at many places: loading
  * must fail cleanly (or succeed) and never crash or leak (the sanitizer build checks). */
 static void fuzz(const char *rel, int steps)
@@ -292,6 +348,7 @@ int main(void)
 	test_cpulist();
 	test_subset();
 	test_bad_files();
+	test_rails();
 	fuzz("hwloc/hwloc-tests__32em64t-2n8c2t-pci-wholeio.xml", 60);
 	fuzz("hwloc/psmgmt__topo.mel2001.xml", 40);
 	fuzz("hwloc/flux-core__ipa20.xml", 40);
