@@ -150,13 +150,18 @@ static const char sim_usage[] =
 	"  --routing R       uniform (default), or group: group-limited routing to M NVLink domains\n"
 	"  --route-groups M  M for --routing group (default: the spec's route-groups)\n"
 	"\n"
-	"Model assumptions (doc/planner.md): every token picks top-k experts of its EP group uniformly\n"
-	"(group: M of the group's domains uniformly, then experts inside them); a token crosses the network\n"
-	"once per remote NVLink domain it needs, on its own rail, to the group member on that rail, and fans\n"
-	"out over NVLink (DeepEP-style); with no member on that rail it crosses the spine (oversub).  Per\n"
-	"rank time = max(network bytes / NIC bw, NVLink bytes / NVLink bw); a group waits for its slowest\n"
-	"rank and the step for the slowest group (total_us); mean_grp_us averages over groups; combine\n"
-	"mirrors dispatch.  No latency, no overlap with compute, no other congestion.\n";
+	"Model assumptions (doc/planner.md): every token picks top-k experts of its EP group uniformly and\n"
+	"experts stay balanced (group: a token reaches M of the group's domains on average, each in\n"
+	"proportion to its experts); a token crosses the network once per remote NVLink domain it needs,\n"
+	"on its own rail, to a member of that domain on that rail (the domain's members on that rail share\n"
+	"the load), and fans out over NVLink (DeepEP-style); with no member on that rail it crosses the\n"
+	"spine (oversub) to any member.  NICs are full duplex: a rank's network time is the larger of what\n"
+	"it sends and what it receives, so the few members of a small domain chunk, which receive from all\n"
+	"the others on their rail, are often the slowest.  Per rank time = max(network bytes / NIC bw,\n"
+	"NVLink bytes / NVLink bw), NVLink counting its own copies and the copies it forwards; a group waits\n"
+	"for its slowest rank and the step for the slowest group (total_us); mean_grp_us averages over\n"
+	"groups; combine mirrors dispatch.  No latency, no overlap with compute, no congestion but the spine\n"
+	"factor, no per-rack uplink limit beyond the NICs (rail-optimised, non-blocking leaves).\n";
 
 static int parse_num(const char *cmd, const char *opt, const char *v, double min, double *out)
 {
@@ -337,7 +342,7 @@ static int run(int argc, char **argv, bool simulate_cmd)
 		double ratio = a.total_us > 0 ? b.total_us / a.total_us : 1;
 		double mean_ratio = a.mean_group_us > 0 ? b.mean_group_us / a.mean_group_us : 1;
 		if (json) {
-			printf("{\"params\":{\"tokens\":%g,\"hidden\":%g,\"topk\":%g,\"bytes\":%g,\"nvlink_gbs\":%g,"
+			printf("{\"schema\":\"moetopo-simulate/1\",\"params\":{\"tokens\":%g,\"hidden\":%g,\"topk\":%g,\"bytes\":%g,\"nvlink_gbs\":%g,"
 			       "\"nic_gbs\":%g,\"oversub\":%g,\"route_groups\":%d},\n",
 			       sp.tokens, sp.hidden, sp.topk, sp.bytes, sp.nvlink_gbs, sp.nic_gbs, sp.oversub,
 			       sp.route_groups);

@@ -113,7 +113,7 @@ void mt_plan_print_json(const struct mt_plan *p, FILE *f)
 	char spec[256];
 	mt_spec_format(&p->spec, spec, sizeof(spec));
 	int T = p->spec.tp > 0 ? p->spec.tp : 1, P = p->spec.pp > 0 ? p->spec.pp : 1;
-	fprintf(f, "{\"spec\":");
+	fprintf(f, "{\"schema\":\"moetopo-plan/1\",\"spec\":");
 	json_str(f, spec);
 	fprintf(f, ",\"world\":%d,\"ep\":%d,\"tp\":%d,\"pp\":%d,\"dp\":%d,\"experts\":%d,\"experts_per_rank\":%d,"
 		   "\"route_groups\":%d,\n\"domains\":[",

@@ -60,7 +60,8 @@ is "$(awk '$1 == "4" {print $3, $6}' "$T/het")" "i1 0000:4e:00.0" "second node u
 
 # GB300 racks with unavailable trays (topology.conf block syntax, a continuation line, comments):
 # racks of 16, 18 and 16 trays = 64, 72, 64 GPUs; ep=40 -> 1+1+1 local groups, leftovers 24+32+24
-# make 2 groups of 2 racks each.
+# make 2 groups of 2 racks each.  The smallest chunk is as large as it can be: rack2's 32 is cut
+# 16 + 16 (rack1 24 + rack2 16, rack2 16 + rack3 24) rather than leaving an 8-GPU piece of rack1.
 cat >"$T/topology.conf" <<'CONF'
 # NVL72 racks; two trays out in rack 1 and rack 3
 BlockName=rack1 Nodes=gb-r1-n[01-16]
@@ -74,13 +75,14 @@ H='gb-r1-n[01-16],gb-r2-n[01-18],gb-r3-n[01-07,09-17]'
 is "$?" 0 "plan on fragmented GB300 racks"
 ok "3 of 5 EP groups NVLink-local" grep -q 'EP groups NVLink-local: 3 / 5' "$T/gb"
 ok "leftover groups span at most 2 racks" grep -q 'NVLink domains per EP group: max 2' "$T/gb"
-ok "routing groups list each rack's experts" grep -q 'rack1\[experts 0-63\] rack2\[experts 64-319\]' "$T/gb"
+ok "routing groups list each rack's experts" grep -q 'rack1\[experts 0-191\] rack2\[experts 192-319\]' "$T/gb"
 
 if command -v python3 >/dev/null 2>&1; then
 	"$M" plan --nodes "$H" --preset gb300-nvl72-tray --domains "$T/topology.conf" --spec ep=40,experts=320 --json >"$T/gb.json"
 	ok "--json is valid JSON with the documented fields" python3 - "$T/gb.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
+assert d["schema"] == "moetopo-plan/1"
 keys = {"procid", "rank", "node", "gpu_pci", "nics", "rail", "cpuset", "ep_group", "ep_rank", "dp_rank", "domain"}
 assert all(keys <= set(r) for r in d["ranks"]) and len(d["ranks"]) == 200
 s = d["summary"]
@@ -106,5 +108,5 @@ for n in $(seq -w 1 50); do echo "n$n rack$((i % 3))" >>"$T/inter.map"; i=$((i +
 is "$?" 0 "simulate runs"
 ok "simulate prints both layouts and the ratio" sh -c "grep -q '^moetopo plan' '$T/sim' && grep -q '^slurm default' '$T/sim' && grep -q 'speedup' '$T/sim'"
 ok "plan has 3 local groups, default none" sh -c "grep '^moetopo plan' '$T/sim' | grep -q ' 3/5 ' && grep '^slurm default' '$T/sim' | grep -q ' 0/5 '"
-ok "plan --simulate --json gives the simulation as JSON" sh -c "'$M' plan --nodes 'n[01-50]' --preset gb300-nvl72-tray --domains '$T/inter.map' --spec ep=40 --simulate --json | grep -q '\"speedup\"'"
+ok "plan --simulate --json gives the simulation as JSON" sh -c "'$M' plan --nodes 'n[01-50]' --preset gb300-nvl72-tray --domains '$T/inter.map' --spec ep=40 --simulate --json | tr -d '\\n' | grep -q '\"schema\":\"moetopo-simulate/1\".*\"speedup\"'"
 done_testing
