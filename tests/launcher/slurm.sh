@@ -9,7 +9,7 @@
 tb_skip_unless_possible
 PEER=$top_builddir/tests/launcher/comm_peer
 [ -x "$PEER" ] && [ -x "$top_builddir/launcher/moe-launch" ] || skip_all "moe-launch or comm_peer not built"
-tb_start 4
+tb_start 2
 
 # lines of $out saying "kind K sum S a2a ok"
 count() { grep -c "kind $1 sum $2 a2a ok" <<<"$out"; }
