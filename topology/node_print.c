@@ -13,14 +13,19 @@ static int n_rdma(const struct mt_node *n)
 	return r;
 }
 
+/* Relation of GPU g to column c (GPUs, then NICs); nodes built in memory may have no matrix. */
+static enum mt_rel rel_at(const struct mt_node *n, int g, int c)
+{
+	return n->pcie ? n->pcie[g * (n->n_gpus + n->n_nics) + c] : MT_REL_UNKNOWN;
+}
+
 static void cell_gpu(const struct mt_node *n, int i, int j, char *buf, size_t len)
 {
-	int cols = n->n_gpus + n->n_nics;
 	double v = n->nvlink && i != j ? n->nvlink[i * n->n_gpus + j] : 0;
 	if (v > 0)
 		snprintf(buf, len, n->nvlink_is_bw ? "NV%.0fG" : "NV%.0f", v);
 	else
-		snprintf(buf, len, "%s", mt_rel_name(n->pcie ? n->pcie[i * cols + j] : MT_REL_UNKNOWN));
+		snprintf(buf, len, "%s", mt_rel_name(rel_at(n, i, j)));
 }
 
 static void nic_list(const struct mt_node *n, const struct mt_gpu *g, char *buf, size_t len)
@@ -35,7 +40,7 @@ static void nic_list(const struct mt_node *n, const struct mt_gpu *g, char *buf,
 
 void mt_node_print(const struct mt_node *n, FILE *f)
 {
-	int G = n->n_gpus, R = n_rdma(n), cols = G + n->n_nics;
+	int G = n->n_gpus, R = n_rdma(n);
 	char c[32];
 	fprintf(f, "Node %s%s%s: %d GPUs, %d RDMA NICs, %d NUMA nodes, %d cores, %d PUs\n\n",
 		n->hostname[0] ? n->hostname : "", n->hostname[0] ? " from " : "", n->source, G, R, n->n_numa,
@@ -54,7 +59,7 @@ void mt_node_print(const struct mt_node *n, FILE *f)
 				fprintf(f, " %-7s", c);
 			}
 			for (int j = 0; j < R; j++)
-				fprintf(f, " %-7s", mt_rel_name(n->pcie[i * cols + G + j]));
+				fprintf(f, " %-7s", mt_rel_name(rel_at(n, i, G + j)));
 			if (n->gpus[i].numa >= 0)
 				snprintf(c, sizeof(c), "%d", n->gpus[i].numa);
 			else
@@ -68,7 +73,7 @@ void mt_node_print(const struct mt_node *n, FILE *f)
 		for (int i = 0; i < R; i++) {
 			fprintf(f, "NIC%-5d", i);
 			for (int j = 0; j < G; j++)
-				fprintf(f, " %-7s", mt_rel_name(n->pcie[j * cols + G + i]));
+				fprintf(f, " %-7s", mt_rel_name(rel_at(n, j, G + i)));
 			for (int j = 0; j < R; j++)
 				fprintf(f, " %-7s", i == j ? "X" : "");
 			fprintf(f, "\n");
@@ -216,7 +221,7 @@ void mt_node_print_json(const struct mt_node *n, FILE *f)
 	for (int i = 0; i < G; i++) {
 		fprintf(f, "%s\n    [", i ? "," : "");
 		for (int j = 0; j < cols; j++)
-			fprintf(f, "%s\"%s\"", j ? ", " : "", mt_rel_name(n->pcie ? n->pcie[i * cols + j] : MT_REL_UNKNOWN));
+			fprintf(f, "%s\"%s\"", j ? ", " : "", mt_rel_name(rel_at(n, i, j)));
 		fprintf(f, "]");
 	}
 	fprintf(f, "%s],\n  \"nvlink\": ", G ? "\n  " : "");
