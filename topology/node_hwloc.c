@@ -414,8 +414,6 @@ static bool int_ok(const char *v)
 	return true;
 }
 
-/* Checks each <object> before hwloc reads it: hwloc 2.9 dereferences a missing complete_cpuset
- * and trusts set and number syntax.  Unknown attributes are left to hwloc (newer versions add some). */
 static bool in_list(const char *const *list, const char *w)
 {
 	for (; *list; list++)
@@ -424,6 +422,8 @@ static bool in_list(const char *const *list, const char *w)
 	return false;
 }
 
+/* Checks each <object> before hwloc reads it: hwloc 2.9 dereferences a missing complete_cpuset
+ * and trusts set and number syntax.  Unknown attributes are left to hwloc (newer versions add some). */
 static int hwloc_element(struct mt_xml *x, const struct mt_xel *e)
 {
 	char msg[160];

@@ -1,7 +1,9 @@
 /* node_nccl.c - reads an NCCL topology XML (the NCCL_TOPO_FILE / NCCL_TOPO_DUMP_FILE format).
  *
- * Many cloud users have only such a file.  node_xml.c builds the element tree; elements and attributes are checked against what NCCL writes, so a typo
- * or a file of another kind is reported rather than half-read.  Mapping to the node model:
+ * Many cloud users have only such a file.  node_xml.c builds the element tree; elements and
+ * attributes are checked against what NCCL writes, so a typo or a file of another kind is reported
+ * rather than half-read.  A dump of several hosts (host_hash) is read for its first host.
+ * Mapping to the node model:
  *   <cpu numaid affinity>  NUMA node and its CPUs (hex mask, 32-bit groups, most significant first)
  *   <pci class=0x03....>   GPU (vendor attribute, else NVIDIA unless <gpu gcn=...> says AMD)
  *   <pci><nic><net name>   one RDMA NIC per <net>; a <pci class=0x0207..> alone = InfiniBand NIC
