@@ -311,6 +311,24 @@ static int sysfs_gpus(void)
 	return count;
 }
 
+/* RDMA devices with a PCI function (soft-RoCE has none), the ground truth for live RDMA NICs. */
+static int sysfs_rdma(void)
+{
+	DIR *d = opendir("/sys/class/infiniband");
+	int count = 0;
+	if (!d)
+		return 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		char p[512];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/sys/class/infiniband/%s/device/vendor", e->d_name);
+		count += access(p, R_OK) == 0;
+	}
+	closedir(d);
+	return count;
+}
+
 static void test_live(void)
 {
 	char err[MT_ERRLEN];
@@ -325,6 +343,10 @@ static void test_live(void)
 	for (int g = 0; g < n->n_gpus; g++)
 		sup += n->gpus[g].supported;
 	TAP_INT(sup, sysfs_gpus(), "live NVIDIA GPU count equals sysfs (vendor 0x10de, class 0x03xx)");
+	int rdma = 0;
+	for (int c = 0; c < n->n_nics; c++)
+		rdma += n->nics[c].rdma;
+	TAP_INT(rdma, sysfs_rdma(), "live RDMA NIC count equals /sys/class/infiniband (PCI devices)");
 	tap_ok(n->n_pus > 0 && n->cpuset && n->cpuset[0], "live machine has CPUs (%s)", n->cpuset);
 	mt_node_free(n);
 	char path[512];
