@@ -3,8 +3,9 @@
  * Ranks follow Megatron's order (tp fastest, then ep, then the rest of dp, pp slowest), so an EP
  * "block" of ep*tp consecutive ranks holds tp EP groups.  Blocks are packed per NVLink domain:
  * every domain first yields floor(units/ep) whole blocks (the most NVLink-local groups possible),
- * then the leftovers of all domains are combined into blocks that span as few domains as they can
- * (plan_pack.c).  Inside a node, ranks take slots in order, and local rank i gets the GPU of rail i.
+ * then the leftovers of all domains are combined into blocks whose smallest per-domain chunk is as
+ * large as possible, then rail-aligned, then spanning few domains (plan_pack.c).  Inside a node,
+ * ranks take slots in order, and local rank i gets the GPU of rail i.
  * Pure function of its inputs: every node computes the same plan without talking to the others.
  */
 #include <stdlib.h>

@@ -2,11 +2,11 @@
  *
  * Each NVLink domain first gives floor(units/ep) whole blocks from the front of its unit list: that
  * count is the most NVLink-local blocks any layout can have.  The leftover tails (each shorter than
- * a block) are then combined into the remaining blocks, two ways, keeping the better:
+ * a block) are then combined into the remaining blocks, four ways, keeping the best:
  *  - exact: largest tail first, then a tail that completes the block exactly, else the largest that
  *    still fits, and only when nothing fits one tail is split (fewest pieces when sizes match up);
  *  - spread: tails in decreasing size, each into the emptiest block, split when it does not fit
- *    (worst-fit decreasing: big tails land in different blocks, so no block collects only small ones).
+ *    (worst-fit decreasing: big tails land in different blocks, so no block collects only small ones);
  *  - floor: like exact, but no piece below a floor s, the largest s (up to the smallest tail) for
  *    which that works (binary search);
  *  - default: when Slurm's own order (rank = procid, consecutive blocks) already keeps the most
@@ -260,10 +260,11 @@ static int node_of_slot(const int *first, int n_nodes, int slot)
 	return lo;
 }
 
-/* Cost of a packing, compared lexicographically: member pairs of a leftover block in different
+/* Cost of a packing, compared lexicographically: the smallest chunk (units of one domain in one
+ * block; larger is better), then member pairs of a leftover block in different
  * domains where the receiver's domain has no member on the sender's rail (local slot i = rail i;
  * mixing a whole node with half nodes, or cutting a node, leaves peers without their rail), then
- * the widest block in domains (the slowest EP group), then the pieces in all.  Sorts `a`. */
+ * the widest block in domains, then the pieces in all.  Sorts `a`. */
 struct cost {
 	int min_chunk;
 	double unaligned;

@@ -4,7 +4,10 @@
  * experts of its EP group.  Dispatch is hierarchical, as DeepEP does it: a token crosses the
  * network once per remote NVLink domain it needs, on the sender's rail, to the group member of that
  * domain on the same rail, and fans out over NVLink from there.  When that domain has no member on
- * the sender's rail the bytes cross the spine and go `oversub` times slower.  Per rank, time =
+ * the sender's rail the bytes cross the spine and go `oversub` times slower.  NICs are full duplex,
+ * so a rank's network load is the larger of what it sends and what it receives: the few members of
+ * a small domain chunk receive from every sender on their rail (incast), which is what makes a group
+ * split 60 + 4 over two racks as slow as one spread over 16.  Per rank, time =
  * max(network bytes / NIC bandwidth, NVLink bytes / NVLink bandwidth); an EP group waits for its
  * slowest rank and the training step for the slowest group (also reported: the mean over groups,
  * i.e. the fabric load); combine mirrors dispatch.  No latency, no congestion beyond the spine factor.
