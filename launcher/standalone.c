@@ -98,6 +98,13 @@ static void child(const struct ml_opts *o, struct rank_proc *rp, int n, int r, c
 		ml_warn("rank %d: %s", r, err);
 		_exit(126);
 	}
+	/* a contract from an enclosing launch (say, moe-launch inside a Slurm task) must not leak into
+	 * this one: drop what the plan below may leave unset */
+	static const char *stale[] = { "MOE_GPU_PCI", "MOE_NET_DEVICES", "MOE_COMM_PEERS",
+				       "MOE_COMM_FD", "MOE_COMM_JOB", "RANK", "LOCAL_RANK", "WORLD_SIZE",
+				       "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT" };
+	for (size_t i = 0; i < sizeof(stale) / sizeof(stale[0]); i++)
+		unsetenv(stale[i]);
 	fcntl(rp[r].listen_fd, F_SETFD, 0); /* the one fd the trainer inherits */
 	if (ml_env_apply(&rp[r].env) != 0) {
 		ml_warn("rank %d: cannot set the environment: %s", r, strerror(errno));
@@ -126,9 +133,15 @@ static int supervise(const struct ml_opts *o, struct rank_proc *rp, int n, const
 		if (sig > 0 && sig != SIGCHLD) {
 			if (o->verbose)
 				ml_warn("forwarding %s to %d rank%s", strsignal(sig), alive, alive == 1 ? "" : "s");
-			signal_all(rp, n, sig);
-			if (sig != SIGUSR1 && sig != SIGUSR2 && kill_at == 0)
-				kill_at = tr_now() + o->grace;
+			bool stop = sig != SIGUSR1 && sig != SIGUSR2;
+			if (stop && kill_at > 0) { /* asked twice (Ctrl-C again): do not wait out the grace */
+				ml_warn("%s again: killing %d rank%s", strsignal(sig), alive, alive == 1 ? "" : "s");
+				signal_all(rp, n, SIGKILL);
+			} else {
+				signal_all(rp, n, sig);
+				if (stop)
+					kill_at = tr_now() + o->grace;
+			}
 		}
 		int st;
 		pid_t pid;
