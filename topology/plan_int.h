@@ -33,6 +33,9 @@ struct mt_layout {
 	const int *members; /* n_groups * ep ranks, group-major */
 };
 void mt_layout_summary(const struct mt_layout *l, struct mt_summary *s);
+/* simulate.c: group-limited routing to M domains acts like x <= k uniform expert draws; x for a
+ * group whose domains hold cnt[0..nt) of its E members. */
+double mt_sim_draws(const int *cnt, int nt, double E, double k, int M);
 
 /* plan_pack.c: global slot of each TP unit's first task, in rank order (malloc'd), NULL on error. */
 int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,

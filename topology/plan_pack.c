@@ -19,6 +19,7 @@
  * blocks, the plan's worst cross-domain share is then never above the default's.
  * O(world + ep + blocks log blocks).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -261,12 +262,15 @@ static int node_of_slot(const int *first, int n_nodes, int slot)
 }
 
 /* Cost of a packing, compared lexicographically: the smallest chunk (units of one domain in one
- * block; larger is better), then member pairs of a leftover block in different
+ * block; larger is better), then the worst member's network load in `simulate`'s model (crossings
+ * per token, the larger of sent and received; top-k and routing as simulate's defaults and the
+ * spec's route-groups; rails as the plan binds them, spine counted once), then member pairs of a leftover block in different
  * domains where the receiver's domain has no member on the sender's rail (local slot i = rail i;
  * mixing a whole node with half nodes, or cutting a node, leaves peers without their rail), then
  * the widest block in domains, then the pieces in all.  Sorts `a`. */
 struct cost {
 	int min_chunk;
+	double worst;
 	double unaligned;
 	int widest, pieces;
 };
@@ -279,10 +283,57 @@ static int by_bin_only(const void *a, const void *b)
 	return (x->d > y->d) - (x->d < y->d);
 }
 
-static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, const int *dlist, const int *first,
-				int n_nodes)
+/* own[r]: the piece's members on local slot (rail) r */
+static void piece_rails(const struct alloc *p, int T, const int *dlist, const int *first, int n_nodes, double *own)
 {
-	struct cost c = {1 << 30, 0, 0, n};
+	memset(own, 0, sizeof(double) * 64);
+	for (int u = p->start; u < p->start + p->cnt; u++) {
+		int node = node_of_slot(first, n_nodes, dlist[u]);
+		for (int t = 0; t < T; t++) {
+			int loc = dlist[u] + t - first[node];
+			if (loc < 64)
+				own[loc]++;
+		}
+	}
+}
+
+/* Worst member's network load (crossings per token) of the block a[i..j), as simulate computes it
+ * with every spine factor 1; pieces stand for domains.  cnt: scratch for j - i ints. */
+static double block_load(const struct alloc *a, int i, int j, int T, int E, double k, int M, const int *dlist,
+			 const int *first, int n_nodes, int *cnt)
+{
+	double G[64] = {0}, own[64], H = 0, x = k, worst = 0;
+	for (int p = i; p < j; p++) {
+		cnt[p - i] = a[p].cnt;
+		piece_rails(&a[p], T, dlist, first, n_nodes, own);
+		for (int r = 0; r < 64; r++)
+			G[r] += own[r];
+	}
+	if (M > 0 && M < j - i)
+		x = mt_sim_draws(cnt, j - i, E, k, M);
+	for (int p = i; p < j; p++)
+		H += 1 - pow(1 - a[p].cnt / (double)E, x);
+	for (int p = i; p < j; p++) {
+		double h = 1 - pow(1 - a[p].cnt / (double)E, x), unal = 0, send = H - h;
+		piece_rails(&a[p], T, dlist, first, n_nodes, own);
+		for (int r = 0; r < 64; r++)
+			if (!own[r])
+				unal += G[r];
+		for (int r = 0; r < 64; r++)
+			if (own[r] > 0) {
+				double recv = h * (G[r] - own[r]) / own[r] + h * unal / ((double)a[p].cnt * T);
+				double load = send > recv ? send : recv;
+				if (load > worst)
+					worst = load;
+			}
+	}
+	return worst;
+}
+
+static struct cost packing_cost(struct alloc *a, int n, int T, int E, double k, int M, const int *tail,
+				const int *dlist, const int *first, int n_nodes, int *scratch)
+{
+	struct cost c = {1 << 30, 0, 0, 0, n};
 	/* each piece's start: a domain's pieces take its tail front to back in block order */
 	qsort(a, (size_t)n, sizeof(*a), by_domain);
 	for (int i = 0, at = 0; i < n; i++) {
@@ -324,6 +375,9 @@ static struct cost packing_cost(struct alloc *a, int n, int T, const int *tail, 
 			c.unaligned += C[r] * (tot - S[r]);
 		if (nd > c.widest)
 			c.widest = nd;
+		double w = block_load(a, i, j, T, E, k, M, dlist, first, n_nodes, scratch);
+		if (w > c.worst)
+			c.worst = w;
 		i = j;
 	}
 	return c;
@@ -333,6 +387,8 @@ static bool cheaper(struct cost x, struct cost y)
 {
 	if (x.min_chunk != y.min_chunk)
 		return x.min_chunk > y.min_chunk;
+	if (fabs(x.worst - y.worst) > 1e-9 * (x.worst + y.worst))
+		return x.worst < y.worst;
 	if (x.unaligned != y.unaligned)
 		return x.unaligned < y.unaligned;
 	if (x.widest != y.widest)
@@ -421,9 +477,10 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na), *a3 = NULL;
 	struct alloc *a4 = malloc(sizeof(*a4) * na), *a5 = malloc(sizeof(*a5) * na);
 	uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(E / 64 + 1));
+	int *scratch = malloc(sizeof(int) * (size_t)na);
 	int n = 0, opt_local = (U - R) / E;
 	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2 || !a4 || !a5 ||
-	    !bits) {
+	    !bits || !scratch) {
 		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 		goto fail;
 	}
@@ -473,11 +530,14 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		ca[3] = a4;
 		struct alloc *a = NULL;
 		int na_used = -1;
-		struct cost best = {0, 0, 0, 0};
+		struct cost best = {0, 0, 0, 0, 0};
+		struct mt_sim_params sp;
+		mt_sim_default_params(&sp); /* top-k as simulate assumes it */
 		for (int c = 0; c < 4; c++) {
 			if (cn[c] < 0)
 				continue;
-			struct cost k = packing_cost(ca[c], cn[c], T, fill, dlist, first, job->n_nodes);
+			struct cost k = packing_cost(ca[c], cn[c], T, E, sp.topk, job->spec.route_groups, fill, dlist,
+						     first, job->n_nodes, scratch);
 			if (!a || cheaper(k, best)) {
 				a = ca[c];
 				na_used = cn[c];
@@ -532,5 +592,6 @@ out:
 	free(a4);
 	free(a5);
 	free(bits);
+	free(scratch);
 	return seq;
 }

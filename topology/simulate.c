@@ -42,7 +42,7 @@ static int rail_slot(int r)
  * grows with its share of the experts as under uniform routing, only with fewer draws: the x <= k
  * for which the expected number of domains, sum_j 1 - (1 - c_j/E)^x, is M (bisection; x = k when
  * uniform routing already reaches no more than M). */
-static double limited_draws(const int *cnt, int nt, double E, double k, int M)
+double mt_sim_draws(const int *cnt, int nt, double E, double k, int M)
 {
 	double lo = 0, hi = k;
 	for (int it = 0; it < 60; it++) {
@@ -101,7 +101,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		int M = sp->route_groups;
 		double x = k; /* uniform routing: k independent expert draws */
 		if (M > 0 && M < nt)
-			x = limited_draws(cnt, nt, E, k, M);
+			x = mt_sim_draws(cnt, nt, E, k, M);
 		for (int j = 0; j < nt; j++) {
 			double c = cnt[j];
 			/* hit: probability a token needs domain j; cpt: copies for j when it does (experts

@@ -280,6 +280,7 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	make_alloc(&a, gpus / m->n_gpus, interleave);
 	struct job j;
 	job_from(&j, &a, m, ep);
+	j.job.spec.route_groups = rg; /* the spec says how the trainer routes; the plan may use it */
 	char err[MT_ERRLEN];
 	struct mt_plan *p;
 	if (mt_plan_build(&j.job, &p, err, sizeof(err))) {
