@@ -50,8 +50,6 @@ struct tr_comm {
 	char err[TR_ERRLEN];
 	void *scratch;
 	size_t scratch_len;
-	int children;
-	struct tr_comm *parent;
 };
 
 /* One peer's part of an operation: at most one message each way. */
@@ -580,8 +578,6 @@ int tr_comm_split(struct tr_comm *c, int color, int key, struct tr_comm **out)
 	free(all);
 	s->tag = mix(mix(mix(c->tag, c->splits), (uint32_t)color), 0x5eed);
 	c->splits++;
-	s->parent = c;
-	c->children++;
 	*out = s;
 	return 0;
 }
@@ -590,8 +586,6 @@ void tr_comm_free(struct tr_comm *c)
 {
 	if (!c)
 		return;
-	if (c->parent)
-		c->parent->children--;
 	if (--c->t->refs == 0) {
 		free(c->t->peers);
 		c->t->ops->destroy(c->t);

@@ -2,7 +2,7 @@
  * data endpoints, and the MOE_COMM_PEERS text that carries the result across exec.
  *
  * Wire protocol (TCP, text lines, documented in doc/launcher.md):
- *   rank -> rank 0:  "MOE-RDV1 <rank> <world> <host> <addr> <port>\n"
+ *   rank -> rank 0:  "MOE-RDV1 <rank> <world> <host> <addr> <port> <job key>\n"
  *   rank 0 -> rank:  "MOE-RDV1 OK <world> <nonce>\n" then <world> lines "<host> <addr> <port>\n"
  *                or  "MOE-RDV1 ERR <one line>\n"
  * Rank 0 answers only once every rank registered, so the answer is also a start barrier.
@@ -229,14 +229,36 @@ static void reply_err(int fd, const char *msg, double deadline)
 	send_all(fd, line, n, deadline);
 }
 
-/* Parses a registration; 0 and fills the entry, or -1 with why. */
+/* Which launch a rank belongs to: the Slurm step, or MOE_RDV_KEY, the same on all its ranks.  Ports
+ * derived from job ids can collide; the key keeps another job's ranks out of this rendezvous. */
+static void job_key(char *buf, size_t len)
+{
+	const char *k = getenv("MOE_RDV_KEY"), *j = getenv("SLURM_JOB_ID"), *st = getenv("SLURM_STEP_ID");
+	if (k && *k)
+		snprintf(buf, len, "%s", k);
+	else if (j && *j)
+		snprintf(buf, len, "%s.%s", j, st && *st ? st : "0");
+	else
+		snprintf(buf, len, "-");
+	for (char *p = buf; *p; p++)
+		if (*p == ' ' || *p == '\n')
+			*p = '_';
+}
+
+/* Parses a registration; 0 and fills the entry, -2 for a rank of another job, -1 otherwise, with why. */
 static int parse_reg(const char *line, int world, int *rank, struct tr_peer *pe, char *why, size_t wl)
 {
 	int r, wsz, port;
-	char host[TR_HOST_LEN], addr[TR_ADDR_LEN];
-	if (sscanf(line, "MOE-RDV1 %d %d %63s %63s %d", &r, &wsz, host, addr, &port) != 5) {
+	char host[TR_HOST_LEN], addr[TR_ADDR_LEN], key[64], mine[64];
+	if (sscanf(line, "MOE-RDV1 %d %d %63s %63s %d %63s", &r, &wsz, host, addr, &port, key) != 6) {
 		snprintf(why, wl, "malformed registration");
 		return -1;
+	}
+	job_key(mine, sizeof(mine));
+	if (strcmp(key, mine) != 0) {
+		snprintf(why, wl, "this rendezvous port belongs to job %s, not to job %s (port collision: give "
+			 "--master-port)", mine, key);
+		return -2;
 	}
 	if (wsz != world) {
 		snprintf(why, wl, "rank %d says the world has %d ranks, rank 0 says %d", r, wsz, world);
@@ -328,7 +350,7 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 			if (!nl)
 				continue;
 			*nl = 0;
-			char why[200];
+			char why[320];
 			int rank;
 			struct tr_peer pe;
 			if (strncmp(c->buf, "MOE-RDV1 ", 9) != 0) {
@@ -336,7 +358,14 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 				c->fd = -1;
 				continue;
 			}
-			if (parse_reg(c->buf, world, &rank, &pe, why, sizeof(why)) != 0) {
+			int pr = parse_reg(c->buf, world, &rank, &pe, why, sizeof(why));
+			if (pr == -2) { /* another job's rank: turn it away, keep serving ours */
+				reply_err(c->fd, why, tr_now() + 1);
+				close(c->fd);
+				c->fd = -1;
+				continue;
+			}
+			if (pr != 0) {
 				reply_err(c->fd, why, deadline);
 				snprintf(err, errlen, "rendezvous: %s", why);
 				goto out;
@@ -521,7 +550,9 @@ int tr_rdv_join(const char *addr, int port, int rank, int world, const char *hos
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		getnameinfo((struct sockaddr *)&ss, sl, me, sizeof(me), NULL, 0, NI_NUMERICHOST);
 	char line[LINE_MAX_RDV];
-	int n = snprintf(line, sizeof(line), "MOE-RDV1 %d %d %s %s %d\n", rank, world, host, me, data_port);
+	char key[64];
+	job_key(key, sizeof(key));
+	int n = snprintf(line, sizeof(line), "MOE-RDV1 %d %d %s %s %d %s\n", rank, world, host, me, data_port, key);
 	int rc = -1;
 	if (send_all(fd, line, n, deadline) != 0)
 		snprintf(err, errlen, "rendezvous: rank 0 at %s:%d closed the connection", addr, port);

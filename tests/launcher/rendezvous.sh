@@ -65,6 +65,20 @@ wait $l0; rc=$?
 is "$rc" 1 "a rank missing: rank 0 exits 1"
 ok "rank 0 names the missing rank ($(head -c 200 "$tmp/e1"))" grep -q "rank 2 never did" "$tmp/e1"
 
+# another job's rank on the same port is turned away with a clear error; this job still starts
+p=$(port)
+MOE_RDV_KEY=jobA MOE_RANK=0 MOE_WORLD_SIZE=2 MOE_MASTER_ADDR=127.0.0.1 MOE_MASTER_PORT=$p \
+	timeout 30 "$ML" --timeout 10 -- "$PEER" > "$tmp/ja.0" 2> "$tmp/ja.e0" &
+l0=$!
+MOE_RDV_KEY=jobB MOE_RANK=1 MOE_WORLD_SIZE=2 MOE_MASTER_ADDR=127.0.0.1 MOE_MASTER_PORT=$p \
+	timeout 30 "$ML" --timeout 10 -- "$PEER" > /dev/null 2> "$tmp/jb.e1"; rcb=$?
+MOE_RDV_KEY=jobA MOE_RANK=1 MOE_WORLD_SIZE=2 MOE_MASTER_ADDR=127.0.0.1 MOE_MASTER_PORT=$p \
+	timeout 30 "$ML" --timeout 10 -- "$PEER" > "$tmp/ja.1" 2> "$tmp/ja.e1"; rca=$?
+wait $l0; rc0=$?
+is "$rcb" 1 "a rank of another job on our port: exit 1"
+ok "it is told the port belongs to another job ($(head -c 160 "$tmp/jb.e1"))" grep -q "belongs to job jobA, not to job jobB" "$tmp/jb.e1"
+is "$rc0:$rca:$(cat "$tmp/ja.0" "$tmp/ja.1" | grep -c 'sum 3 a2a ok')" "0:0:2" "and the job itself still runs"
+
 # outside Slurm and without --nproc there is nothing to join
 env -u MOE_RANK -u MOE_WORLD_SIZE -u SLURM_PROCID "$ML" -- "$PEER" > /dev/null 2> "$tmp/e3"; rc=$?
 is "$rc:$(wc -l < "$tmp/e3")" "2:1" "no Slurm, no --nproc: exit 2 with one line"
