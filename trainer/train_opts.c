@@ -102,7 +102,7 @@ void tr_opts_help(FILE *f)
 		case K_DBL: snprintf(def, sizeof(def), " [%g]", *(const double *)p); break;
 		default: break;
 		}
-		if (strstr(fl->help, "(default"))
+		if (strstr(fl->help, "default"))
 			def[0] = 0; /* the help text says it better */
 		char lhs[64];
 		snprintf(lhs, sizeof(lhs), "--%s%s%s", fl->name, fl->meta ? " " : "", fl->meta ? fl->meta : "");
