@@ -686,6 +686,9 @@ static int world_from_env(int rank, int size, double timeout, struct tr_world *w
 			goto bad;
 		}
 		w->listen_fd = fd;
+		/* the socket is consumed here (closed once the transport is up): a second world in this
+		 * process must not take whatever file later gets the same number */
+		unsetenv("MOE_COMM_FD");
 		const char *job = getenv("MOE_COMM_JOB");
 		if (job && *job) {
 			snprintf(w->job, sizeof(w->job), "%s", job);
@@ -739,9 +742,9 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 		snprintf(err, errlen, "rank %d is outside a world of %d ranks (MOE_RANK/MOE_WORLD_SIZE)", rank, size);
 		return -1;
 	}
-	if (size > 1 && !strcmp(kind, "self")) {
-		snprintf(err, errlen, "transport 'self' needs a world of one rank, this one has %d", size);
-		return -1;
+	if (!strcmp(kind, "self")) { /* asked for explicitly: a private world of one, whatever the launch */
+		size = 1;
+		rank = 0;
 	}
 	struct tr_world w;
 	if (size == 1) {

@@ -19,7 +19,9 @@ extern "C" {
 
 struct tr_comm;
 
-/* kind: "auto" (shm when all ranks share this node, else tcp), "shm", "tcp"; NULL = MOE_TRANSPORT or auto. */
+/* kind: "auto" (shm when all ranks share this node, else tcp), "shm", "tcp"; NULL = MOE_TRANSPORT or auto.
+ * "self" gives a private world of one rank whatever the environment says.  Once per process: the
+ * launcher's socket is consumed; make groups with tr_comm_split. */
 int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errlen);
 /* Sub-communicator of the ranks with the same color, ordered by key (then parent rank). Collective. */
 int tr_comm_split(struct tr_comm *c, int color, int key, struct tr_comm **out);

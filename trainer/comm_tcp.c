@@ -293,8 +293,8 @@ static void raise_nofile(int need)
 int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)
 {
 	if (w->listen_fd < 0 && w->rank > 0) {
-		snprintf(err, errlen, "tcp: no listen socket (MOE_COMM_FD) for rank %d: start the ranks with moe-launch",
-			 w->rank);
+		snprintf(err, errlen, "tcp: no listen socket (MOE_COMM_FD) for rank %d: start the ranks with moe-launch "
+			 "(and initialise the world once per process; make groups with tr_comm_split)", w->rank);
 		return -1;
 	}
 	raise_nofile(w->size);

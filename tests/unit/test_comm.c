@@ -409,6 +409,14 @@ int main(void)
 		tap_ok(tr_allreduce_f32(c, v, 3) == 0 && v[2] == 3 && tr_barrier(c) == 0, "self: collectives are local");
 		tr_comm_free(c);
 	}
+	setenv("MOE_WORLD_SIZE", "4", 1);
+	setenv("MOE_RANK", "2", 1);
+	rc = tr_comm_init("self", &c, err, sizeof(err));
+	tap_ok(rc == 0 && tr_comm_size(c) == 1 && tr_comm_rank(c) == 0, "kind self: a world of one even inside a launch");
+	if (rc == 0)
+		tr_comm_free(c);
+	unsetenv("MOE_WORLD_SIZE");
+	unsetenv("MOE_RANK");
 	rc = tr_comm_init("carrier-pigeon", &c, err, sizeof(err));
 	tap_ok(rc != 0 && strstr(err, "carrier-pigeon") && strstr(err, "valid: auto, shm, tcp"),
 	       "unknown transport named with the valid choices: %s", err);
