@@ -351,6 +351,8 @@ static int train(struct tr_run *r)
 		if (stopped) {
 			if (r->rank == 0)
 				printf("moe-train: stopping after step %ld on a signal\n", r->step);
+			if (r->rank == 0 && !o->ckpt_dir)
+				fprintf(stderr, "moe-train: no --ckpt-dir, so nothing was saved; give one to continue later with --resume\n");
 			break;
 		}
 	}
