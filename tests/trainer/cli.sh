@@ -74,5 +74,8 @@ if [ -x "$ML" ]; then
 	is "$?" 2 "2 ranks, rank 0 cannot open --metrics: exit 2"
 	ok "with the line naming the file" test -n "$(grep -F -- "--metrics $tmp/no/m.jsonl: No such file" "$tmp/err")"
 	sed 's/^/#   /' "$tmp/err"
+	"$ML" --nproc 2 --spec ep=2,experts=8 -- "$bin" "${d[@]}" --steps 2 --global-batch 3 > "$tmp/out" 2> "$tmp/err"
+	is "$?" 2 "--global-batch 3 over 2 ranks: exit 2"
+	ok "naming the valid values" grep -q -- "--global-batch 3 does not divide over 2 ranks; valid: multiples of 2" "$tmp/err"
 fi
 done_testing
