@@ -362,7 +362,9 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 		return -1;
 	}
 	const char *zc = getenv("MOE_SHM_SINGLE_COPY_BYTES");
-	s->zc_min = zc && *zc ? strtoull(zc, NULL, 0) : 256u << 10;
+	/* Off unless asked for: measured here, per-page pinning made process_vm_readv slower than the
+	 * two cache-resident ring copies (doc/launcher.md, Benchmark). */
+	s->zc_min = zc && *zc ? strtoull(zc, NULL, 0) : 0;
 	snprintf(s->name, sizeof(s->name), "/moe-%s-%d", w->job, opened++);
 	double deadline = tr_now() + w->timeout;
 	int fd = -1;
@@ -451,7 +453,8 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 	s->unlinked = true; /* the last rank did it */
 	/* Single copy needs every rank to read every other's memory (same pid namespace, ptrace
 	 * permission); one failure turns it off for the whole world, decided before any message. */
-	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); /* Yama: let sibling ranks read us */
+	if (s->zc_min)
+		prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); /* Yama: let sibling ranks read us */
 	bool cma = true;
 	for (int p = 0; p < w->size; p++) {
 		if (p == w->rank)
