@@ -214,7 +214,7 @@ int ml_standalone(const struct ml_opts *o)
 		rp[r].listen_fd = -1;
 	if (spec.mode != MT_MODE_OFF) {
 		if (mt_node_load_live(0, &node, err, sizeof(err)) != 0) {
-			ml_warn("cannot read this machine's topology: %s", err);
+			ml_warn("cannot read this machine's topology: %s (--spec off starts the ranks without a plan)", err);
 			goto out;
 		}
 		allowed = ml_allowed_cpus();

@@ -108,27 +108,47 @@ static int tcp_wait(struct tr_transport *t, uint64_t token, const int *peers, co
 	return 0; /* errors and hang-ups surface in the next send/recv, which names the peer */
 }
 
-/* Unread input makes close() send a reset, which can destroy our abort notice in flight: read
- * and drop what is there and half-close, so peers see the notice and then a clean end. */
+/* Unread input makes close() send a reset, which can destroy our abort notice before a peer read
+ * it.  So: half-close (the notice goes out, then FIN), and read and drop what peers still send
+ * until each has closed too or half a second passed. */
 static void tcp_abandon(struct tr_transport *t)
 {
 	struct tcp *s = (struct tcp *)t;
-	char sink[4096];
-	for (int i = 0; i < t->size; i++) {
-		if (s->fd[i] < 0)
-			continue;
-		shutdown(s->fd[i], SHUT_WR);
-		for (int k = 0; k < 256 && recv(s->fd[i], sink, sizeof(sink), MSG_DONTWAIT) > 0; k++)
-			;
+	char sink[16384];
+	int open_n = 0;
+	for (int i = 0; i < t->size; i++)
+		if (s->fd[i] >= 0) {
+			shutdown(s->fd[i], SHUT_WR);
+			s->pfd[open_n++] = (struct pollfd){ .fd = s->fd[i], .events = POLLIN };
+		}
+	double deadline = tr_now() + 0.5;
+	while (open_n > 0) {
+		double left = deadline - tr_now();
+		if (left <= 0 || poll(s->pfd, open_n, (int)(left * 1000) + 1) <= 0)
+			break;
+		for (int i = 0; i < open_n; i++) {
+			if (!s->pfd[i].revents)
+				continue;
+			ssize_t k;
+			while ((k = recv(s->pfd[i].fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+				;
+			if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+				s->pfd[i--] = s->pfd[--open_n]; /* that peer closed: done with it */
+		}
 	}
 }
 
 static void tcp_destroy(struct tr_transport *t)
 {
 	struct tcp *s = (struct tcp *)t;
+	char sink[4096];
 	for (int i = 0; i < t->size; i++)
-		if (s->fd[i] >= 0)
+		if (s->fd[i] >= 0) {
+			/* drop unread input first: closing over it would reset the connection */
+			for (int k = 0; k < 64 && recv(s->fd[i], sink, sizeof(sink), MSG_DONTWAIT) > 0; k++)
+				;
 			close(s->fd[i]);
+		}
 	free(s->fd);
 	free(s->pfd);
 	free(s);

@@ -437,6 +437,8 @@ int main(void)
 	run_case("tcp-4", "tcp", 4, M_SUITE, NULL, 0, "20");
 	run_case("shm-2", "shm", 2, M_SUITE, NULL, 0, "20");
 	run_case("shm-3", "shm", 3, M_SUITE, NULL, 0, "20");
+	run_case("shm-6", "shm", 6, M_SUITE, NULL, 0, "20"); /* more ranks than cores: sleeping waits */
+	run_case("tcp-6", "tcp", 6, M_SUITE, NULL, 0, "20");
 	/* the same with large payloads read straight from the sender (single copy, opt-in) */
 	setenv("MOE_SHM_SINGLE_COPY_BYTES", "262144", 1);
 	run_case("shm-3-single-copy", "shm", 3, M_SUITE, NULL, 0, "20");
