@@ -1,7 +1,7 @@
 /* model.h - the moe-train model: a decoder-only byte-level transformer with DeepSeek-V3-style MoE FFNs,
  * CPU fp32 reference (OpenMP), expert-parallel over trainer/comm.h.
  *
- * Model: token embedding (tied with the output head) -> n_layers x [RMSNorm -> causal MHA with RoPE ->
+ * Model: token embedding x 4 (table tied with the output head) -> n_layers x [RMSNorm -> causal MHA with RoPE ->
  * residual -> RMSNorm -> FFN -> residual] -> RMSNorm -> logits -> cross-entropy.  The first n_dense_layers
  * FFNs are dense SwiGLU (d_ff); the rest are MoE: 1 shared SwiGLU expert (d_ff) + n_experts routed
  * SwiGLU experts (d_expert), sigmoid router, per-expert bias used only for selection, group-limited
@@ -56,11 +56,15 @@ struct tr_config {
 			       > 0 = force G contiguous groups of E/G experts (tests, single process) */
 	int topk_groups;    /* M: groups a token may reach; 0 or >= G: no group limit */
 	float route_scale;  /* gate multiplier (DeepSeek-V3: 2.5) */
-	float bias_gamma;   /* aux-loss-free bias update speed (DeepSeek-V3: 0.001) */
+	float bias_gamma;   /* aux-loss-free bias update speed; default 0.02 (DeepSeek-V3: 0.001 over ~10^5 steps;
+			       runs of 10^2..10^3 steps need faster, too fast makes all tokens swing together) */
 	float rope_theta;   /* 10000 */
-	float init_std;     /* 0.02; output projections use init_std / sqrt(2 * n_layers) */
+	float init_std;     /* default 0.1; output projections use init_std / sqrt(2 * n_layers).  Keep it near
+			       1/sqrt(d_model) at learning rates ~1e-2: much smaller weights change by half their size
+			       per AdamW step and the router input collapses (see EMB_SCALE in model.c) */
 };
-/* A small default model (d_model 128, 4 heads, 4 layers, 1 dense, 8 experts top-2). */
+/* A small default model (d_model 128, 4 heads, 4 layers, 1 dense, 8 experts top-2, init_std 0.1,
+ * bias_gamma 0.02). */
 void tr_config_default(struct tr_config *c);
 /* 0 when consistent; else -1 and one line naming the bad field and what it must be. */
 int tr_config_check(const struct tr_config *c, char *err, size_t errlen);
