@@ -766,8 +766,12 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 	for (int i = 0; i < size; i++)
 		if (strcmp(w.peers[i].host, w.peers[rank].host) != 0)
 			one_node = false;
+	bool shared_node = false; /* some node runs several ranks: they can share memory */
+	for (int i = 0; i < size && !one_node && !shared_node; i++)
+		for (int j = i + 1; j < size && !shared_node; j++)
+			shared_node = !strcmp(w.peers[i].host, w.peers[j].host);
 	if (!strcmp(kind, "auto"))
-		kind = one_node ? "shm" : "tcp";
+		kind = one_node ? "shm" : shared_node ? "shm+tcp" : "tcp";
 	struct tr_transport *t = NULL;
 	int rc;
 	if (!strcmp(kind, "self")) {
@@ -783,6 +787,8 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 		} else {
 			rc = tr_shm_open(&w, &t, err, errlen);
 		}
+	} else if (!strcmp(kind, "shm+tcp")) {
+		rc = tr_hybrid_open(&w, &t, err, errlen);
 	} else {
 		rc = tr_tcp_open(&w, &t, err, errlen);
 	}

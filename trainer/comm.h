@@ -19,7 +19,8 @@ extern "C" {
 
 struct tr_comm;
 
-/* kind: "auto" (shm when all ranks share this node, else tcp), "shm", "tcp"; NULL = MOE_TRANSPORT or auto.
+/* kind: "auto" (shm when all ranks share this node; on several nodes "shm+tcp" - shm inside a node, tcp
+ * between nodes - when some node runs several ranks, else tcp), "shm", "tcp"; NULL = MOE_TRANSPORT or auto.
  * "self" gives a private world of one rank whatever the environment says.  Once per process: the
  * launcher's socket is consumed; make groups with tr_comm_split. */
 int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errlen);
@@ -29,7 +30,7 @@ void tr_comm_free(struct tr_comm *c); /* sub-communicators first, then the world
 
 int tr_comm_rank(const struct tr_comm *c);
 int tr_comm_size(const struct tr_comm *c);
-const char *tr_comm_kind(const struct tr_comm *c);  /* "self", "shm", "tcp" */
+const char *tr_comm_kind(const struct tr_comm *c);  /* "self", "shm", "tcp", "shm+tcp" */
 const char *tr_comm_error(const struct tr_comm *c);
 
 /* Variable all-to-all of bytes: send_bytes[p] bytes at send + send_off[p] go to rank p, which

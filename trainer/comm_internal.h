@@ -60,15 +60,20 @@ struct tr_transport {
 	int rank, size;
 	double timeout;
 	int refs;
-	struct tr_peer *peers;  /* owned: copy of the world table */
+	struct tr_peer *peers;  /* the world table (owned by the top transport) */
+	const int *rank_map;    /* world rank of each of this transport's ranks when it serves a subset
+				   (the shm half of shm+tcp), NULL = the same numbers */
 	char err[TR_ERRLEN];
 };
+#define TR_WORLD_RANK(t, r) ((t)->rank_map ? (t)->rank_map[r] : (r))
 
 /* Transport constructors: fill err on failure and leave refs 0; tr_comm_init then hands the
  * transport w->peers (t->peers) and its rank, size and timeout. */
 int tr_self_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
 int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
 int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
+/* shm between the ranks of each node, tcp between nodes (several nodes, several ranks on one). */
+int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
 
 /* Shared helpers. */
 double tr_now(void); /* monotonic seconds */

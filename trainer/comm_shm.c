@@ -170,10 +170,11 @@ static ssize_t zc_copy(struct shm *s, struct ring *r, int peer, void *buf, size_
 	ssize_t k = process_vm_readv(atomic_load(&s->bells[peer].pid), &local, 1, &remote, 1, 0);
 	if (k < 0) {
 		if (errno == ESRCH)
-			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died", peer,
+			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died", TR_WORLD_RANK(&s->t, peer),
 				 (int)atomic_load(&s->bells[peer].pid), s->t.peers ? s->t.peers[peer].host : "this node");
 		else
-			snprintf(s->t.err, sizeof(s->t.err), "shm: cannot read rank %d's message: %s", peer, strerror(errno));
+			snprintf(s->t.err, sizeof(s->t.err), "shm: cannot read rank %d's message: %s",
+				 TR_WORLD_RANK(&s->t, peer), strerror(errno));
 		return -1;
 	}
 	r->zc_done += k;
@@ -245,8 +246,8 @@ static int check_peers(struct shm *s, const int *peers, int n)
 	for (int i = 0; i < n; i++) {
 		int pid = atomic_load(&s->bells[peers[i]].pid);
 		if (pid > 0 && s->pid_ok[peers[i]] && !pid_alive(pid)) {
-			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died", peers[i], pid,
-				 s->t.peers ? s->t.peers[peers[i]].host : "this node");
+			snprintf(s->t.err, sizeof(s->t.err), "shm: rank %d (pid %d on %s) died",
+				 TR_WORLD_RANK(&s->t, peers[i]), pid, s->t.peers ? s->t.peers[peers[i]].host : "this node");
 			return -1;
 		}
 	}

@@ -2,7 +2,7 @@
 # slurm.sh - moe-launch under a real Slurm cluster (the testbed: slurmctld + 4 slurmd in network
 # namespaces, fake GPUs, the freshly built plugin): srun starts one moe-launch per task, which runs the
 # TCP or PMI2 rendezvous across nodes and execs comm_peer; ranks on different nodes talk tcp, ranks on
-# one node shm.  Also the fallback without the plugin, and a killed rank seen by the others.
+# one node shm (shm+tcp when both).  Also the fallback without the plugin, and a killed rank seen by the others.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
@@ -20,15 +20,17 @@ bound() {  # each rank's affinity inside the program is the plugin's MOE_CPUS
 
 run_client srun -N2 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=ep=4,experts=8 moe-launch -- "$PEER"
 is "$rc" 0 "srun -N2 x 2 tasks with the plugin through moe-launch: exit 0 $(head -c 300 <<<"$err")"
-is "$(count tcp 10)" 4 "4 ranks on 2 nodes: tcp, allreduce and alltoallv right"
+is "$(count 'shm+tcp' 10)" 4 "2 nodes x 2 ranks: shm inside a node, tcp between nodes; allreduce and alltoallv right"
 is "$(bound)" "" "the plugin's CPU binding survives moe-launch"
 is "$(grep -o 'ep [0-3]/4' <<<"$out" | sort | tr '\n' ' ')" "ep 0/4 ep 1/4 ep 2/4 ep 3/4 " "EP ranks 0..3 of one group of 4"
 
 run_client srun -N1 --ntasks-per-node=3 --gpus-per-node=3 --moe-topology=ep=3 moe-launch -- "$PEER"
 is "$rc:$(count shm 6)" "0:3" "3 ranks on one node: shm"
+run_client srun -N2 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=ep=4 moe-launch --transport tcp -- "$PEER"
+is "$rc:$(count tcp 10)" "0:4" "--transport tcp: tcp between all ranks"
 
 run_client srun --mpi=pmi2 -N2 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=ep=4 moe-launch --verbose -- "$PEER"
-is "$rc:$(count tcp 10)" "0:4" "srun --mpi=pmi2: the rendezvous goes through PMI2 $(head -c 300 <<<"$err")"
+is "$rc:$(count 'shm+tcp' 10)" "0:4" "srun --mpi=pmi2: the rendezvous goes through PMI2 $(head -c 300 <<<"$err")"
 ok "moe-launch used PMI2" grep -q "rendezvous (pmi2) done" <<<"$err"
 
 run_client srun -N2 --ntasks-per-node=1 --moe-topology=off moe-launch -- "$PEER"
@@ -36,8 +38,11 @@ is "$rc:$(count tcp 3)" "0:2" "--moe-topology=off: fallback to SLURM_* works $(g
 is "$(grep -c 'no topology-aware layout is in effect' <<<"$err")" 2 "and each task warns"
 
 # a rank killed by SIGKILL: the other ranks fail with an error naming it, no hang
-run_client srun -N2 --ntasks-per-node=1 --moe-topology=off moe-launch --timeout 20 -- "$PEER" --die 1
+# (each task's stderr goes to a file: srun stops forwarding output once a task was killed)
+rm -f "$MOE_TESTBED"/work/kill.*.err
+run_client srun -N2 --ntasks-per-node=1 --moe-topology=off --error=kill.%t.err moe-launch --timeout 20 -- "$PEER" --die 1
 ok "a killed rank fails the step" [ "$rc" != 0 ]
-ok "rank 0 names rank 1 as gone ($(grep 'rank 0:' <<<"$err" | head -c 200))" \
-	grep -q "rank 0: tcp: rank 1 (127.1.0.1[0-9]:[0-9]*) closed the connection" <<<"$err"
+for _ in $(seq 50); do grep -q "rank 0:" "$MOE_TESTBED/work/kill.0.err" 2>/dev/null && break; sleep 0.1; done
+ok "rank 0 names rank 1 as gone ($(grep 'rank 0:' "$MOE_TESTBED/work/kill.0.err" 2>/dev/null | head -c 200))" \
+	grep -q "rank 0: tcp: rank 1 (127.1.0.1[0-9]:[0-9]*) closed the connection" "$MOE_TESTBED/work/kill.0.err"
 done_testing

@@ -24,6 +24,9 @@
 #include "comm_internal.h"
 
 static int report_fd;
+/* Pretend nodes: rank r's host in the peer table is "node" + fake_nodes[r] (NULL: the real host), and
+ * the transport the suite expects then. */
+static const char *fake_nodes, *want_override;
 static const char *cur_case;
 static int cur_rank;
 
@@ -64,7 +67,9 @@ static float fval(int r, size_t i)
 static void suite(struct tr_comm *c, const char *want_kind)
 {
 	int me = tr_comm_rank(c), n = tr_comm_size(c);
-	if (!strcmp(want_kind, "auto"))
+	if (want_override)
+		want_kind = want_override;
+	else if (!strcmp(want_kind, "auto"))
 		want_kind = "shm"; /* every rank of these tests is on this node */
 	check(!strcmp(tr_comm_kind(c), want_kind), "kind", "kind %s, want %s", tr_comm_kind(c), want_kind);
 
@@ -259,7 +264,10 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 			printf("Bail out! %s\n", err);
 			exit(1);
 		}
-		snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
+		if (fake_nodes)
+			snprintf(peers[r].host, sizeof(peers[r].host), "node%c", fake_nodes[r]);
+		else
+			snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
 		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
 	}
 	char *table = master_port ? NULL : tr_peers_format(peers, n);
@@ -443,6 +451,17 @@ int main(void)
 	setenv("MOE_SHM_SINGLE_COPY_BYTES", "262144", 1);
 	run_case("shm-3-single-copy", "shm", 3, M_SUITE, NULL, 0, "20");
 	unsetenv("MOE_SHM_SINGLE_COPY_BYTES");
+	/* two pretend nodes, AAB B: shm inside a node, tcp between them */
+	fake_nodes = "AABB";
+	want_override = "shm+tcp";
+	run_case("nodes-AABB", "auto", 4, M_SUITE, NULL, 0, "20");
+	fake_nodes = "AAB";
+	run_case("nodes-AAB", "auto", 3, M_SUITE, NULL, 0, "20");
+	run_case("nodes-AAB-kill", "auto", 3, M_KILL, "rank 2", 0, "10"); /* rank 2: alone on node B */
+	fake_nodes = "ABB";
+	run_case("nodes-ABB-kill", "auto", 3, M_KILL, "rank 2", 0, "10"); /* rank 2 shares node B with rank 1 */
+	fake_nodes = NULL;
+	want_override = NULL;
 	run_case("rendezvous-tcp-3", "tcp", 3, M_SUITE, NULL, free_port(), "20");
 	run_case("rendezvous-auto-3", "auto", 3, M_SUITE, NULL, free_port(), "20");
 	run_case("tcp-kill", "tcp", 3, M_KILL, "closed the connection", 0, "10");
