@@ -88,11 +88,11 @@ static int add_nodes(struct mt_domains *d, const char *path, int line, const cha
 	int n, rc;
 	char e2[MT_ERRLEN];
 	if ((rc = mt_hostlist_expand(expr, &names, &n, e2, sizeof(e2))))
-		return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: %s", path, line, e2);
+		return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: %s", path, line, e2);
 	int di = add_domain(d, dom);
 	if (di < 0) {
 		mt_hostlist_free(names, n);
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	}
 	if (d->n_nodes + n > d->cap_nodes) {
 		int cap = d->cap_nodes ? d->cap_nodes : 64;
@@ -106,7 +106,7 @@ static int add_nodes(struct mt_domains *d, const char *path, int line, const cha
 			d->node_dom = nd;
 		if (!nn || !nd) {
 			mt_hostlist_free(names, n);
-			return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+			return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 		}
 		d->cap_nodes = cap;
 	}
@@ -115,11 +115,11 @@ static int add_nodes(struct mt_domains *d, const char *path, int line, const cha
 	for (k = 0; k < n; k++) {
 		int idx = mt_strmap_put(&d->map, names[k], d->n_nodes);
 		if (idx < 0) {
-			rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+			rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 			break;
 		}
 		if (idx != d->n_nodes) {
-			rc = mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: node '%s' is already in domain '%s'", path,
+			rc = mt_seterr(err, errlen, MT_EPARSE, "%s:%d: node '%s' is already in domain '%s'", path,
 					 line, names[k], d->dnames[d->node_dom[idx]]);
 			break;
 		}
@@ -142,7 +142,7 @@ static int parse_line(struct mt_domains *d, const char *path, int line, char *te
 		if (!*s)
 			break;
 		if (nt == 64)
-			return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: too many words on one line", path, line);
+			return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: too many words on one line", path, line);
 		tok[nt++] = s;
 		while (*s && !isspace((unsigned char)*s))
 			s++;
@@ -153,7 +153,7 @@ static int parse_line(struct mt_domains *d, const char *path, int line, char *te
 		return 0;
 	if (!strchr(tok[0], '=')) {
 		if (nt != 2)
-			return mt_plan_err(err, errlen, MT_EPARSE,
+			return mt_seterr(err, errlen, MT_EPARSE,
 					   "%s:%d: expected 'NODE DOMAIN' or topology.conf 'BlockName=... Nodes=...' / "
 					   "'SwitchName=... Nodes=...', got %d words",
 					   path, line, nt);
@@ -163,11 +163,11 @@ static int parse_line(struct mt_domains *d, const char *path, int line, char *te
 	for (int i = 0; i < nt; i++) {
 		char *eq = strchr(tok[i], '=');
 		if (!eq)
-			return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: '%s' is not KEY=VALUE", path, line, tok[i]);
+			return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: '%s' is not KEY=VALUE", path, line, tok[i]);
 		*eq = '\0';
 		const char *k = tok[i], *v = eq + 1;
 		if (!*v)
-			return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: %s= has no value", path, line, k);
+			return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: %s= has no value", path, line, k);
 		if (!strcasecmp(k, "BlockName"))
 			block = v;
 		else if (!strcasecmp(k, "SwitchName"))
@@ -177,29 +177,29 @@ static int parse_line(struct mt_domains *d, const char *path, int line, char *te
 		else if (!strcasecmp(k, "Switches"))
 			switches = v;
 		else if (strcasecmp(k, "LinkSpeed") && strcasecmp(k, "BlockSizes"))
-			return mt_plan_err(err, errlen, MT_EPARSE,
+			return mt_seterr(err, errlen, MT_EPARSE,
 					   "%s:%d: unknown key '%s' (valid: BlockName, SwitchName, Nodes, Switches, "
 					   "LinkSpeed, BlockSizes)",
 					   path, line, k);
 	}
 	if (block && sw)
-		return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: BlockName and SwitchName on one line", path, line);
+		return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: BlockName and SwitchName on one line", path, line);
 	if (block) {
 		if (!nodes)
-			return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: BlockName=%s has no Nodes=", path, line, block);
+			return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: BlockName=%s has no Nodes=", path, line, block);
 		return add_nodes(d, path, line, nodes, block, err, errlen);
 	}
 	if (sw) {
 		if (nodes && switches)
-			return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: SwitchName=%s has both Nodes= and Switches=",
+			return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: SwitchName=%s has both Nodes= and Switches=",
 					   path, line, sw);
 		if (!nodes && !switches)
-			return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: SwitchName=%s has neither Nodes= nor Switches=",
+			return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: SwitchName=%s has neither Nodes= nor Switches=",
 					   path, line, sw);
 		return nodes ? add_nodes(d, path, line, nodes, sw, err, errlen) : 0;
 	}
 	if (nodes || switches)
-		return mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: Nodes=/Switches= without BlockName= or SwitchName=",
+		return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: Nodes=/Switches= without BlockName= or SwitchName=",
 				   path, line);
 	return 0; /* BlockSizes= / LinkSpeed= alone */
 }
@@ -217,7 +217,7 @@ struct mt_domains *mt_domains_new(void)
 int mt_domains_add(struct mt_domains *d, const char *nodes, const char *domain, char *err, size_t errlen)
 {
 	if (!d || !nodes || !domain || !*domain)
-		return mt_plan_err(err, errlen, MT_EINVAL, "domain map entry needs nodes and a domain name");
+		return mt_seterr(err, errlen, MT_EINVAL, "domain map entry needs nodes and a domain name");
 	return add_nodes(d, "map", 0, nodes, domain, err, errlen);
 }
 
@@ -226,13 +226,13 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 	*out = NULL;
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return mt_plan_err(err, errlen, MT_ENOENT, "cannot open domain map '%s': %m", path);
+		return mt_seterr(err, errlen, MT_ENOENT, "cannot open domain map '%s': %m", path);
 	struct mt_domains *d = calloc(1, sizeof(*d));
 	char *logical = NULL, *buf = NULL;
 	size_t cap = 0, llen = 0, lcap = 0;
 	int rc = 0, lineno = 0, start = 0;
 	if (!d || mt_strmap_init(&d->map, 64) || mt_strmap_init(&d->dmap, 16)) {
-		rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 		goto out;
 	}
 	ssize_t n;
@@ -241,7 +241,7 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 		if (!llen)
 			start = lineno;
 		if (memchr(buf, '\0', (size_t)n)) {
-			rc = mt_plan_err(err, errlen, MT_EPARSE, "%s:%d: binary data in a text file", path, lineno);
+			rc = mt_seterr(err, errlen, MT_EPARSE, "%s:%d: binary data in a text file", path, lineno);
 			goto out;
 		}
 		char *hash = strchr(buf, '#');
@@ -262,7 +262,7 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 			lcap = (llen + len + 2) * 2;
 			char *nl = realloc(logical, lcap);
 			if (!nl) {
-				rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+				rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 				goto out;
 			}
 			logical = nl;
@@ -279,7 +279,7 @@ int mt_domains_load(const char *path, struct mt_domains **out, char *err, size_t
 	if (llen && (rc = parse_line(d, path, start, logical, err, errlen)))
 		goto out;
 	if (!d->n_nodes)
-		rc = mt_plan_err(err, errlen, MT_EPARSE,
+		rc = mt_seterr(err, errlen, MT_EPARSE,
 				 "domain map '%s' names no nodes (expected 'BlockName=... Nodes=...', leaf "
 				 "'SwitchName=... Nodes=...' or 'NODE DOMAIN' lines)",
 				 path);

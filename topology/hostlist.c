@@ -6,11 +6,11 @@
  * zero-padded to that width ("[08-10]" -> 08 09 10).
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mt_plan.h"
+#include "node_int.h"
 
 #define HL_MAX_NAMES (1 << 22) /* refuse expressions that would expand past this */
 #define HL_MAX_GROUPS 8
@@ -27,18 +27,6 @@ struct group {
 	int nr;
 	unsigned long count; /* values in the group */
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return MT_EPARSE;
-}
 
 static bool name_char(int c)
 {
@@ -80,7 +68,7 @@ static int parse_group(const char *expr, const char *s, const char **end, struct
 		int dlo, dhi;
 		const char *at = s;
 		if (parse_num(&s, &r.lo, &dlo))
-			return fail(err, errlen,
+			return mt_seterr(err, errlen, MT_EPARSE,
 				    "hostlist '%s': expected a number at column %d (ranges look like [01-18,20])",
 				    expr, (int)(at - expr) + 1);
 		r.hi = r.lo;
@@ -89,10 +77,10 @@ static int parse_group(const char *expr, const char *s, const char **end, struct
 			s++;
 			at = s;
 			if (parse_num(&s, &r.hi, &dhi))
-				return fail(err, errlen, "hostlist '%s': expected a number after '-' at column %d",
+				return mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': expected a number after '-' at column %d",
 					    expr, (int)(at - expr) + 1);
 			if (r.hi < r.lo)
-				return fail(err, errlen, "hostlist '%s': range %lu-%lu runs backwards", expr,
+				return mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': range %lu-%lu runs backwards", expr,
 					    r.lo, r.hi);
 		}
 		if (g->nr == cap) {
@@ -105,7 +93,7 @@ static int parse_group(const char *expr, const char *s, const char **end, struct
 		g->r[g->nr++] = r;
 		g->count += r.hi - r.lo + 1;
 		if (g->count > HL_MAX_NAMES)
-			return fail(err, errlen, "hostlist '%s' expands to more than %d names", expr,
+			return mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' expands to more than %d names", expr,
 				    HL_MAX_NAMES);
 		if (*s == ',') {
 			s++;
@@ -116,8 +104,8 @@ static int parse_group(const char *expr, const char *s, const char **end, struct
 			return 0;
 		}
 		if (!*s)
-			return fail(err, errlen, "hostlist '%s': '[' without a closing ']'", expr);
-		return fail(err, errlen, "hostlist '%s': unexpected '%c' at column %d inside brackets", expr,
+			return mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': '[' without a closing ']'", expr);
+		return mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': unexpected '%c' at column %d inside brackets", expr,
 			    *s, (int)(s - expr) + 1);
 	}
 }
@@ -175,7 +163,7 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 	while (s < e) {
 		if (*s == '[') {
 			if (ng == HL_MAX_GROUPS) {
-				rc = fail(err, errlen, "hostlist '%s': more than %d bracket groups in one name",
+				rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': more than %d bracket groups in one name",
 					  expr, HL_MAX_GROUPS);
 				goto out;
 			}
@@ -188,7 +176,7 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 				goto out;
 			total *= g[ng - 1].count;
 			if (total > HL_MAX_NAMES) {
-				rc = fail(err, errlen, "hostlist '%s' expands to more than %d names", expr,
+				rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' expands to more than %d names", expr,
 					  HL_MAX_NAMES);
 				goto out;
 			}
@@ -196,7 +184,7 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 			continue;
 		}
 		if (!name_char((unsigned char)*s)) {
-			rc = fail(err, errlen,
+			rc = mt_seterr(err, errlen, MT_EPARSE,
 				  "hostlist '%s': unexpected '%c' at column %d (names use letters, digits, - _ .)",
 				  expr, *s, (int)(s - expr) + 1);
 			goto out;
@@ -204,7 +192,7 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 		s++;
 	}
 	if ((unsigned long)o->n + total > HL_MAX_NAMES) {
-		rc = fail(err, errlen, "hostlist '%s' expands to more than %d names", expr, HL_MAX_NAMES);
+		rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' expands to more than %d names", expr, HL_MAX_NAMES);
 		goto out;
 	}
 	/* odometer over the groups, last group fastest */
@@ -235,7 +223,7 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 	}
 	goto out;
 toolong:
-	rc = fail(err, errlen, "hostlist '%s': a name is longer than %d characters", expr, HL_MAX_NAME - 1);
+	rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': a name is longer than %d characters", expr, HL_MAX_NAME - 1);
 out:
 	free_groups(g, ng);
 	return rc;
@@ -248,12 +236,12 @@ int mt_hostlist_expand(const char *expr, char ***names, int *count, char *err, s
 	*names = NULL;
 	*count = 0;
 	if (!expr)
-		return fail(err, errlen, "hostlist is missing");
+		return mt_seterr(err, errlen, MT_EPARSE, "hostlist is missing");
 	const char *s = expr;
 	for (;;) {
 		while (*s == ',' || isspace((unsigned char)*s)) {
 			if (*s == ',' && (s == expr || s[1] == ',' || s[1] == '\0')) {
-				rc = fail(err, errlen, "hostlist '%s': empty name at column %d", expr,
+				rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': empty name at column %d", expr,
 					  (int)(s - expr) + 1);
 				goto fail;
 			}
@@ -266,14 +254,14 @@ int mt_hostlist_expand(const char *expr, char ***names, int *count, char *err, s
 		while (*s && (depth || (*s != ',' && !isspace((unsigned char)*s)))) {
 			if (*s == '[') {
 				if (depth) {
-					rc = fail(err, errlen, "hostlist '%s': nested '[' at column %d", expr,
+					rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': nested '[' at column %d", expr,
 						  (int)(s - expr) + 1);
 					goto fail;
 				}
 				depth = 1;
 			} else if (*s == ']') {
 				if (!depth) {
-					rc = fail(err, errlen, "hostlist '%s': ']' without '[' at column %d", expr,
+					rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': ']' without '[' at column %d", expr,
 						  (int)(s - expr) + 1);
 					goto fail;
 				}
@@ -282,14 +270,14 @@ int mt_hostlist_expand(const char *expr, char ***names, int *count, char *err, s
 			s++;
 		}
 		if (depth) {
-			rc = fail(err, errlen, "hostlist '%s': '[' without a closing ']'", expr);
+			rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s': '[' without a closing ']'", expr);
 			goto fail;
 		}
 		if ((rc = expand_item(expr, b, s, &o, err, errlen)))
 			goto fail;
 	}
 	if (!o.n) {
-		rc = fail(err, errlen, "hostlist '%s' names no hosts", expr);
+		rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' names no hosts", expr);
 		goto fail;
 	}
 	*names = o.names;

@@ -86,7 +86,7 @@ static int resolve_domains(const struct mt_job *job, struct mt_plan *p, char *er
 	p->node_domain = malloc(sizeof(int) * (size_t)job->n_nodes);
 	if (!names || !p->node_domain || mt_strmap_init(&map, (size_t)job->n_nodes)) {
 		free(names);
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory resolving NVLink domains");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory resolving NVLink domains");
 	}
 	int rc = 0, nd = 0;
 	for (int i = 0; i < job->n_nodes; i++) {
@@ -95,7 +95,7 @@ static int resolve_domains(const struct mt_job *job, struct mt_plan *p, char *er
 		if (job->domains) {
 			dn = mt_domains_lookup(job->domains, job->nodes[i]);
 			if (!dn) {
-				rc = mt_plan_err(err, errlen, MT_EINVAL,
+				rc = mt_seterr(err, errlen, MT_EINVAL,
 						 "node '%s' is not in the NVLink domain map (add it to the map, or "
 						 "plan without one: each node is then its own domain)",
 						 job->nodes[i]);
@@ -111,14 +111,14 @@ static int resolve_domains(const struct mt_job *job, struct mt_plan *p, char *er
 		if (d < 0) {
 			size_t n = strlen(dn) + 1;
 			if (!(names[nd] = malloc(n))) {
-				rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+				rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 				break;
 			}
 			memcpy(names[nd], dn, n);
 			d = mt_strmap_put(&map, names[nd], nd);
 			if (d < 0) {
 				free(names[nd]);
-				rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+				rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 				break;
 			}
 			nd++;
@@ -134,32 +134,32 @@ static int resolve_domains(const struct mt_job *job, struct mt_plan *p, char *er
 static int check_job(const struct mt_job *job, int *world, char *err, size_t errlen)
 {
 	if (job->spec.mode == MT_MODE_OFF || job->spec.mode == MT_MODE_HELP)
-		return mt_plan_err(err, errlen, MT_EINVAL, "spec '%s' asks for no plan (valid: auto or key=value,...)",
+		return mt_seterr(err, errlen, MT_EINVAL, "spec '%s' asks for no plan (valid: auto or key=value,...)",
 				   job->spec.mode == MT_MODE_OFF ? "off" : "help");
 	if (job->n_nodes < 1 || !job->nodes || !job->tasks || !job->models)
-		return mt_plan_err(err, errlen, MT_EINVAL, "job has no nodes");
+		return mt_seterr(err, errlen, MT_EINVAL, "job has no nodes");
 	struct mt_strmap seen;
 	if (mt_strmap_init(&seen, (size_t)job->n_nodes))
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	long long w = 0;
 	int rc = 0;
 	for (int i = 0; i < job->n_nodes && !rc; i++) {
 		const struct mt_node *m = job->models[i];
 		if (!job->nodes[i] || !m)
-			rc = mt_plan_err(err, errlen, MT_EINVAL, "node %d has no name or no node model", i);
+			rc = mt_seterr(err, errlen, MT_EINVAL, "node %d has no name or no node model", i);
 		else if (mt_strmap_put(&seen, job->nodes[i], i) != i)
-			rc = mt_plan_err(err, errlen, MT_EINVAL, "node '%s' is listed twice in the job", job->nodes[i]);
+			rc = mt_seterr(err, errlen, MT_EINVAL, "node '%s' is listed twice in the job", job->nodes[i]);
 		else if (job->tasks[i] < 1)
-			rc = mt_plan_err(err, errlen, MT_EINVAL, "node '%s' runs %d tasks (valid: 1 or more)",
+			rc = mt_seterr(err, errlen, MT_EINVAL, "node '%s' runs %d tasks (valid: 1 or more)",
 					 job->nodes[i], job->tasks[i]);
 		else if (m->n_gpus > 0 && job->tasks[i] > m->n_gpus)
-			rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE,
+			rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE,
 					 "node '%s' runs %d tasks but has %d GPUs (valid: 1 to %d tasks per node, one "
 					 "GPU each)",
 					 job->nodes[i], job->tasks[i], m->n_gpus, m->n_gpus);
 		w += job->tasks[i];
 		if (w > (1 << 24))
-			rc = mt_plan_err(err, errlen, MT_EINVAL, "job has more than %d tasks", 1 << 24);
+			rc = mt_seterr(err, errlen, MT_EINVAL, "job has more than %d tasks", 1 << 24);
 	}
 	mt_strmap_free(&seen);
 	*world = (int)w;
@@ -171,7 +171,7 @@ static int *procid_table(const struct mt_job *job, int world, const int *first, 
 {
 	int *slot_of = malloc(sizeof(int) * (size_t)world); /* procid -> global slot (first[i] + t) */
 	if (!slot_of) {
-		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 		return NULL;
 	}
 	for (int p = 0; p < world; p++)
@@ -180,7 +180,7 @@ static int *procid_table(const struct mt_job *job, int world, const int *first, 
 		for (int t = 0; t < job->tasks[i]; t++) {
 			int p = job->procids ? job->procids[i][t] : first[i] + t;
 			if (p < 0 || p >= world || slot_of[p] >= 0) {
-				*rc = mt_plan_err(err, errlen, MT_EINVAL,
+				*rc = mt_seterr(err, errlen, MT_EINVAL,
 						  "task ids are not a permutation of 0..%d (node '%s' task %d has %d)",
 						  world - 1, job->nodes[i], t, p);
 				free(slot_of);
@@ -199,7 +199,7 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	if (err && errlen)
 		err[0] = '\0';
 	if (!job)
-		return mt_plan_err(err, errlen, MT_EINVAL, "no job");
+		return mt_seterr(err, errlen, MT_EINVAL, "no job");
 	if ((rc = check_job(job, &world, err, errlen)))
 		return rc;
 
@@ -208,32 +208,32 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	for (int i = 0; i < job->n_nodes; i++)
 		if (job->tasks[i] % T) {
 			divisors(job->tasks[i], list, sizeof(list));
-			return mt_plan_err(err, errlen, MT_EIMPOSSIBLE,
+			return mt_seterr(err, errlen, MT_EIMPOSSIBLE,
 					   "tp=%d does not divide the %d tasks on node '%s' (TP groups stay inside a "
 					   "node; valid tp: %s)",
 					   T, job->tasks[i], job->nodes[i], list);
 		}
 	if (world % (T * P)) {
 		divisors(world / T, list, sizeof(list));
-		return mt_plan_err(err, errlen, MT_EIMPOSSIBLE,
+		return mt_seterr(err, errlen, MT_EIMPOSSIBLE,
 				   "pp=%d does not divide world %d / tp %d (valid pp: %s)", P, world, T, list);
 	}
 	int D = world / (T * P);
 
 	struct mt_plan *p = calloc(1, sizeof(*p));
 	if (!p)
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	p->spec = *s;
 	p->world = world;
 	p->n_nodes = job->n_nodes;
 	if (!(p->node_names = calloc((size_t)job->n_nodes, sizeof(char *)))) {
-		rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 		goto fail;
 	}
 	for (int i = 0; i < job->n_nodes; i++) {
 		size_t n = strlen(job->nodes[i]) + 1;
 		if (!(p->node_names[i] = malloc(n))) {
-			rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+			rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 			goto fail;
 		}
 		memcpy(p->node_names[i], job->nodes[i], n);
@@ -244,7 +244,7 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	/* units (TP groups) per domain */
 	int *dunits = calloc((size_t)p->n_domains, sizeof(int));
 	if (!dunits) {
-		rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 		goto fail;
 	}
 	for (int i = 0; i < job->n_nodes; i++)
@@ -257,7 +257,7 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	} else if (D % E) {
 		free(dunits);
 		divisors(D, list, sizeof(list));
-		rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE,
+		rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE,
 				 "ep=%d does not divide the data-parallel size %d (world %d / (tp %d x pp %d)); valid "
 				 "ep: %s",
 				 E, D, world, T, P, list);
@@ -267,7 +267,7 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	if (s->experts) {
 		if (s->experts % E) {
 			free(dunits);
-			rc = mt_plan_err(err, errlen, MT_EINVAL,
+			rc = mt_seterr(err, errlen, MT_EINVAL,
 					 "experts=%d is not divisible by ep=%d (valid: a multiple of %d, e.g. %d or %d)",
 					 s->experts, E, E, s->experts > E ? s->experts / E * E : E,
 					 (s->experts / E + 1) * E);
@@ -281,7 +281,7 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	int *slot_of = NULL;
 	if (!first) {
 		free(dunits);
-		rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 		goto fail;
 	}
 	for (int i = 0, acc = 0; i < job->n_nodes; i++) {

@@ -280,7 +280,7 @@ int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, co
 		const struct mt_node *m = job->models[i];
 		const char *allowed = job->allowed_cpus ? job->allowed_cpus[i] : NULL;
 		if ((rc = cache_get(&cache, m, allowed, job->tasks[i], p->spec.cpu))) {
-			mt_plan_err(err, errlen, rc, "cannot compute CPU sets for node '%s'", job->nodes[i]);
+			mt_seterr(err, errlen, rc, "cannot compute CPU sets for node '%s'", job->nodes[i]);
 			goto out;
 		}
 		for (int t = 0; t < job->tasks[i]; t++) {
@@ -300,7 +300,7 @@ int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, co
 				R->numa = m->numa_os[(long)t * m->n_numa / job->tasks[i]];
 			size_t n = strlen(cache.sets[t]) + 1;
 			if (!(R->cpuset = malloc(n))) {
-				rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+				rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 				goto out;
 			}
 			memcpy(R->cpuset, cache.sets[t], n);
@@ -346,7 +346,7 @@ int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, co
 	rc = 0;
 out:
 	if (rc == MT_ENOMEM && err && errlen && !err[0])
-		mt_plan_err(err, errlen, rc, "out of memory building the plan");
+		mt_seterr(err, errlen, rc, "out of memory building the plan");
 	cache_drop(&cache);
 	free(snode);
 	free(proc_at);

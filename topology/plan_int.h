@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "mt_plan.h"
+#include "node_int.h" /* mt_seterr: one-line errors, shared with the node model */
 
 /* Open-addressing string -> int map.  Keys are borrowed: they must outlive the map. */
 struct mt_strmap {
@@ -19,7 +20,6 @@ int mt_strmap_get(const struct mt_strmap *m, const char *key); /* -1 when absent
 void mt_strmap_free(struct mt_strmap *m);
 
 /* printf-style error into err (may be NULL), returns code. */
-int mt_plan_err(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* A layout reduced to what the traffic metrics need: per rank (indexed by rank) its EP group,
  * node, NVLink domain and rail.  Both the plan and Slurm's default layout are described this way,

@@ -481,7 +481,7 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	int n = 0, opt_local = (U - R) / E;
 	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2 || !a4 || !a5 ||
 	    !bits || !scratch) {
-		*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+		*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 		goto fail;
 	}
 	/* counting sort of units by domain, keeping Slurm's node order inside a domain */
@@ -545,7 +545,7 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 			}
 		}
 		if (!a) {
-			*rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE, "internal error: leftover units do not fill blocks");
+			*rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE, "internal error: leftover units do not fill blocks");
 			goto fail;
 		}
 		/* a domain's tail is handed out front to back in block order, so on every node the ranks
@@ -553,7 +553,7 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		qsort(a, (size_t)na_used, sizeof(*a), by_domain);
 		struct piece *pc = malloc(sizeof(*pc) * (size_t)na_used);
 		if (!pc) {
-			*rc = mt_plan_err(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+			*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 			goto fail;
 		}
 		for (int i = 0; i < na_used; i++) {
@@ -569,7 +569,7 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		free(pc);
 	}
 	if (n != U) {
-		*rc = mt_plan_err(err, errlen, MT_EIMPOSSIBLE, "internal error: packed %d of %d units", n, U);
+		*rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE, "internal error: packed %d of %d units", n, U);
 		goto fail;
 	}
 	goto out;

@@ -63,7 +63,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 	memset(res, 0, sizeof(*res));
 	if (!(sp->tokens > 0 && sp->hidden > 0 && sp->topk >= 1 && sp->bytes > 0 && sp->nvlink_gbs > 0 &&
 	      sp->nic_gbs > 0 && sp->oversub >= 1))
-		return mt_plan_err(err, errlen, MT_EINVAL,
+		return mt_seterr(err, errlen, MT_EINVAL,
 				   "simulation parameters must be positive (top-k >= 1, oversubscription >= 1)");
 	mt_layout_summary(l, &res->summary);
 	int E_ = l->ep;
@@ -80,7 +80,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		free(nr);
 		free(unal);
 		free(hit);
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	}
 	for (int d = 0; d < l->n_domains; d++)
 		tix[d] = -1;
@@ -169,7 +169,7 @@ int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct 
 	int W = p->world, E = p->spec.ep;
 	int *lay = malloc(sizeof(int) * (size_t)W * 5);
 	if (!lay)
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
 	for (int r = 0; r < W; r++) {
 		const struct mt_rank *R = &p->ranks[p->by_rank[r]];
@@ -192,7 +192,7 @@ int mt_sim_default(const struct mt_job *job, const struct mt_plan *p, const stru
 	int W = p->world, E = p->spec.ep, T = p->spec.tp > 0 ? p->spec.tp : 1;
 	int *lay = malloc(sizeof(int) * (size_t)W * 5);
 	if (!lay)
-		return mt_plan_err(err, errlen, MT_ENOMEM, "out of memory");
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
 	for (int i = 0, acc = 0; i < job->n_nodes; i++) {
 		const struct mt_node *m = job->models[i];

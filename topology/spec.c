@@ -5,11 +5,11 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mt_plan.h"
+#include "node_int.h"
 
 #define SPEC_KEYS "ep, tp, pp, experts, route-groups, gpus, cpu, export, verbose"
 
@@ -22,18 +22,6 @@ void mt_spec_default(struct mt_spec *s)
 	s->gpus = MT_GPUS_ALL;
 	s->cpu = MT_CPU_NUMA;
 	s->export_ = MT_EXPORT_MOE;
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return MT_EINVAL;
 }
 
 /* A positive decimal integer no larger than max; "ep=auto" is handled by the caller. */
@@ -77,12 +65,12 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 		if (!strcmp(key, names[k]))
 			break;
 	if (k == sizeof(names) / sizeof(names[0]))
-		return fail(err, errlen, "unknown key '%s' in spec (valid keys: %s)", key, SPEC_KEYS);
+		return mt_seterr(err, errlen, MT_EINVAL, "unknown key '%s' in spec (valid keys: %s)", key, SPEC_KEYS);
 	if (*seen & (1u << k))
-		return fail(err, errlen, "key '%s' given twice in spec", key);
+		return mt_seterr(err, errlen, MT_EINVAL, "key '%s' given twice in spec", key);
 	*seen |= 1u << k;
 	if (!val && k != 8)
-		return fail(err, errlen, "key '%s' needs a value (%s=VALUE)", key, key);
+		return mt_seterr(err, errlen, MT_EINVAL, "key '%s' needs a value (%s=VALUE)", key, key);
 
 	switch (k) {
 	case 0:
@@ -91,23 +79,23 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 			return 0;
 		}
 		if (parse_count(val, 1, 1 << 24, &s->ep))
-			return fail(err, errlen, "bad value ep=%s (valid: a positive integer or auto)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value ep=%s (valid: a positive integer or auto)", val);
 		return 0;
 	case 1:
 		if (parse_count(val, 1, 1 << 16, &s->tp))
-			return fail(err, errlen, "bad value tp=%s (valid: a positive integer, default 1)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value tp=%s (valid: a positive integer, default 1)", val);
 		return 0;
 	case 2:
 		if (parse_count(val, 1, 1 << 16, &s->pp))
-			return fail(err, errlen, "bad value pp=%s (valid: a positive integer, default 1)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value pp=%s (valid: a positive integer, default 1)", val);
 		return 0;
 	case 3:
 		if (parse_count(val, 1, 1 << 24, &s->experts))
-			return fail(err, errlen, "bad value experts=%s (valid: a positive integer)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value experts=%s (valid: a positive integer)", val);
 		return 0;
 	case 4:
 		if (parse_count(val, 1, 1 << 24, &s->route_groups))
-			return fail(err, errlen, "bad value route-groups=%s (valid: a positive integer)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value route-groups=%s (valid: a positive integer)", val);
 		return 0;
 	case 5:
 		if (!strcmp(val, "all"))
@@ -115,7 +103,7 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 		else if (!strcmp(val, "single"))
 			s->gpus = MT_GPUS_SINGLE;
 		else
-			return fail(err, errlen, "bad value gpus=%s (valid: all, single)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value gpus=%s (valid: all, single)", val);
 		return 0;
 	case 6:
 		if (!strcmp(val, "numa"))
@@ -123,7 +111,7 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 		else if (!strcmp(val, "none"))
 			s->cpu = MT_CPU_NONE;
 		else
-			return fail(err, errlen, "bad value cpu=%s (valid: numa, none)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value cpu=%s (valid: numa, none)", val);
 		return 0;
 	case 7:
 		if (!strcmp(val, "moe"))
@@ -131,7 +119,7 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 		else if (!strcmp(val, "torch"))
 			s->export_ = MT_EXPORT_TORCH;
 		else
-			return fail(err, errlen, "bad value export=%s (valid: moe, torch)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value export=%s (valid: moe, torch)", val);
 		return 0;
 	default:
 		if (!val) {
@@ -139,7 +127,7 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 			return 0;
 		}
 		if (parse_bool(val, &s->verbose))
-			return fail(err, errlen, "bad value verbose=%s (valid: verbose, verbose=1|0|yes|no)", val);
+			return mt_seterr(err, errlen, MT_EINVAL, "bad value verbose=%s (valid: verbose, verbose=1|0|yes|no)", val);
 		return 0;
 	}
 }
@@ -161,9 +149,9 @@ int mt_spec_parse(const char *text, struct mt_spec *s, char *err, size_t errlen)
 	}
 	size_t n = strlen(text);
 	if (n > 4096)
-		return fail(err, errlen, "spec is too long (%zu characters, at most 4096)", n);
+		return mt_seterr(err, errlen, MT_EINVAL, "spec is too long (%zu characters, at most 4096)", n);
 	if (text[0] == ',' || text[n - 1] == ',' || strstr(text, ",,"))
-		return fail(err, errlen, "empty item in spec '%s' (write key=value,key=value)", text);
+		return mt_seterr(err, errlen, MT_EINVAL, "empty item in spec '%s' (write key=value,key=value)", text);
 	char buf[4097];
 	memcpy(buf, text, n + 1);
 	tmp.mode = MT_MODE_SPEC;
@@ -177,9 +165,9 @@ int mt_spec_parse(const char *text, struct mt_spec *s, char *err, size_t errlen)
 		if (eq)
 			*eq = '\0';
 		if (!*tok)
-			return fail(err, errlen, "empty key in spec '%s' (valid keys: %s)", text, SPEC_KEYS);
+			return mt_seterr(err, errlen, MT_EINVAL, "empty key in spec '%s' (valid keys: %s)", text, SPEC_KEYS);
 		if (!strcmp(tok, "off") || !strcmp(tok, "auto") || !strcmp(tok, "help"))
-			return fail(err, errlen, "'%s' must be the whole spec, not one item of '%s'", tok, text);
+			return mt_seterr(err, errlen, MT_EINVAL, "'%s' must be the whole spec, not one item of '%s'", tok, text);
 		int rc = parse_item(tok, eq ? eq + 1 : NULL, &tmp, &seen, err, errlen);
 		if (rc)
 			return rc;

@@ -1,6 +1,5 @@
 /* strmap.c - a small string -> int hash map: node names and domain names are looked up once per
  * node, so plans for 100k GPUs stay linear. */
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,13 +80,3 @@ void mt_strmap_free(struct mt_strmap *m)
 	m->cap = m->n = 0;
 }
 
-int mt_plan_err(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-	va_list ap;
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
