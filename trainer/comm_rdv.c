@@ -390,16 +390,34 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	/* Rank 0's line comes last in the message but first in the table: each rank gets rank 0 at the
+	 * address it reached rank 0 on (rank 0's own view of its name may be a loopback alias such as
+	 * Debian's 127.0.1.1, useless to the other nodes). */
 	n += snprintf(msg, cap, "MOE-RDV1 OK %d %s\n", world, nonce);
-	for (int i = 0; i < world; i++)
+	size_t first = n;
+	n += snprintf(msg + n, cap - n, "%s %s %d\n", tab[0].host, tab[0].addr, tab[0].port);
+	size_t rest = n;
+	for (int i = 1; i < world; i++)
 		n += snprintf(msg + n, cap - n, "%s %s %d\n", tab[i].host, tab[i].addr, tab[i].port);
 	rc = 0;
-	for (int i = 0; i < nslots; i++)
-		if (cs[i].fd >= 0 && cs[i].rank > 0 && send_all(cs[i].fd, msg, n, deadline) != 0) {
+	for (int i = 0; i < nslots; i++) {
+		if (cs[i].fd < 0 || cs[i].rank <= 0)
+			continue;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char via[TR_ADDR_LEN], line0[TR_HOST_LEN + TR_ADDR_LEN + 16];
+		const char *a0 = tab[0].addr;
+		if (getsockname(cs[i].fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		    getnameinfo((struct sockaddr *)&ss, sl, via, sizeof(via), NULL, 0, NI_NUMERICHOST) == 0)
+			a0 = via;
+		int l0 = snprintf(line0, sizeof(line0), "%s %s %d\n", tab[0].host, a0, tab[0].port);
+		if (send_all(cs[i].fd, msg, first, deadline) != 0 || send_all(cs[i].fd, line0, l0, deadline) != 0 ||
+		    send_all(cs[i].fd, msg + rest, n - rest, deadline) != 0) {
 			snprintf(err, errlen, "rendezvous: rank %d (%s) went away before it got the table", cs[i].rank,
 				 tab[cs[i].rank].addr);
 			rc = -1;
 		}
+	}
 	free(msg);
 out:
 	if (cs)
