@@ -2,7 +2,7 @@
  * data endpoints, and the MOE_COMM_PEERS text that carries the result across exec.
  *
  * Wire protocol (TCP, text lines, documented in doc/launcher.md):
- *   rank -> rank 0:  "MOE-RDV1 <rank> <world> <host> <addr> <port> <job key>\n"
+ *   rank -> rank 0:  "MOE-RDV1 <rank> <world> <host> <addr> <port> <job key> <off-loopback addr>\n"
  *   rank 0 -> rank:  "MOE-RDV1 OK <world> <nonce>\n" then <world> lines "<host> <addr> <port>\n"
  *                or  "MOE-RDV1 ERR <one line>\n"
  * Rank 0 answers only once every rank registered, so the answer is also a start barrier.
@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,11 +248,11 @@ static void job_key(char *buf, size_t len)
 }
 
 /* Parses a registration; 0 and fills the entry, -2 for a rank of another job, -1 otherwise, with why. */
-static int parse_reg(const char *line, int world, int *rank, struct tr_peer *pe, char *why, size_t wl)
+static int parse_reg(const char *line, int world, int *rank, struct tr_peer *pe, char *ext, char *why, size_t wl)
 {
 	int r, wsz, port;
 	char host[TR_HOST_LEN], addr[TR_ADDR_LEN], key[64], mine[64];
-	if (sscanf(line, "MOE-RDV1 %d %d %63s %63s %d %63s", &r, &wsz, host, addr, &port, key) != 6) {
+	if (sscanf(line, "MOE-RDV1 %d %d %63s %63s %d %63s %63s", &r, &wsz, host, addr, &port, key, ext) != 7) {
 		snprintf(why, wl, "malformed registration");
 		return -1;
 	}
@@ -284,8 +286,9 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 	struct pollfd *pf = calloc(nslots + 1, sizeof(*pf));
 	int *slot_of = calloc(nslots + 1, sizeof(int)); /* poll index -> slot */
 	bool *seen = calloc(world, sizeof(bool));
+	char (*ext)[TR_ADDR_LEN] = calloc(world, TR_ADDR_LEN); /* each rank's off-loopback address */
 	int have = 1, rc = -1;
-	if (!tab || !cs || !pf || !slot_of || !seen) {
+	if (!tab || !cs || !pf || !slot_of || !seen || !ext) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -358,7 +361,8 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 				c->fd = -1;
 				continue;
 			}
-			int pr = parse_reg(c->buf, world, &rank, &pe, why, sizeof(why));
+			char ext1[TR_ADDR_LEN];
+			int pr = parse_reg(c->buf, world, &rank, &pe, ext1, why, sizeof(why));
 			if (pr == -2) { /* another job's rank: turn it away, keep serving ours */
 				reply_err(c->fd, why, tr_now() + 1);
 				close(c->fd);
@@ -380,10 +384,19 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 			c->rank = rank;
 			seen[rank] = true;
 			tab[rank] = pe;
+			snprintf(ext[rank], TR_ADDR_LEN, "%s", ext1);
 			have++;
 		}
 	}
-	/* Everyone is here: answer them all. */
+	/* Everyone is here.  A rank on rank 0's node may have reached it over a loopback interface
+	 * (a hostname mapped to 127.0.1.1): when the world spans nodes, publish its other address. */
+	bool multi = false;
+	for (int i = 1; i < world; i++)
+		multi |= strcmp(tab[i].host, tab[0].host) != 0;
+	for (int i = 1; multi && i < world; i++)
+		if (ext[i][0])
+			snprintf(tab[i].addr, sizeof(tab[i].addr), "%s", ext[i]);
+	/* Answer them all. */
 	size_t cap = 64 + (size_t)world * (TR_HOST_LEN + TR_ADDR_LEN + 10), n = 0;
 	char *msg = malloc(cap);
 	if (!msg) {
@@ -432,6 +445,7 @@ out:
 	free(pf);
 	free(slot_of);
 	free(seen);
+	free(ext);
 	if (rc == 0)
 		*table = tab;
 	else
@@ -554,6 +568,32 @@ bad:
 	return -1;
 }
 
+/* `addr` itself, or when it belongs to a loopback interface the first address of the same family on
+ * an interface that is up and not loopback (what ranks on other nodes can reach). */
+static void off_loopback(const char *addr, int family, char *out, size_t len)
+{
+	struct ifaddrs *ifs, *i;
+	snprintf(out, len, "%s", addr);
+	if (getifaddrs(&ifs) != 0)
+		return;
+	bool on_lo = false;
+	char a[TR_ADDR_LEN];
+	for (i = ifs; i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == family &&
+		    getnameinfo(i->ifa_addr, family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), a,
+				sizeof(a), NULL, 0, NI_NUMERICHOST) == 0 && !strcmp(a, addr))
+			on_lo = (i->ifa_flags & IFF_LOOPBACK) != 0;
+	for (i = ifs; on_lo && i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == family && (i->ifa_flags & IFF_UP) &&
+		    !(i->ifa_flags & IFF_LOOPBACK) &&
+		    getnameinfo(i->ifa_addr, family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), a,
+				sizeof(a), NULL, 0, NI_NUMERICHOST) == 0 && strncmp(a, "fe80", 4) != 0) {
+			snprintf(out, len, "%s", a);
+			break;
+		}
+	freeifaddrs(ifs);
+}
+
 int tr_rdv_join(const char *addr, int port, int rank, int world, const char *host, int data_port, double timeout,
 		struct tr_peer **table, char *nonce, char *err, size_t errlen)
 {
@@ -562,15 +602,16 @@ int tr_rdv_join(const char *addr, int port, int rank, int world, const char *hos
 	if (connect_retry(addr, port, deadline, &fd, err, errlen) != 0)
 		return -1;
 	/* Advertise the local address of the route to rank 0: the one the other nodes can reach. */
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
 	socklen_t sl = sizeof(ss);
 	char me[TR_ADDR_LEN] = "";
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		getnameinfo((struct sockaddr *)&ss, sl, me, sizeof(me), NULL, 0, NI_NUMERICHOST);
-	char line[LINE_MAX_RDV];
-	char key[64];
+	char line[LINE_MAX_RDV], key[64], ext[TR_ADDR_LEN];
+	off_loopback(me, ss.ss_family, ext, sizeof(ext));
 	job_key(key, sizeof(key));
-	int n = snprintf(line, sizeof(line), "MOE-RDV1 %d %d %s %s %d %s\n", rank, world, host, me, data_port, key);
+	int n = snprintf(line, sizeof(line), "MOE-RDV1 %d %d %s %s %d %s %s\n", rank, world, host, me, data_port, key,
+			 ext);
 	int rc = -1;
 	if (send_all(fd, line, n, deadline) != 0)
 		snprintf(err, errlen, "rendezvous: rank 0 at %s:%d closed the connection", addr, port);
