@@ -151,7 +151,9 @@ static int rdv_pmi2(const char *maddr, int rank, int world, double timeout, stru
 	if (tr_listen(family, 0, false, &w->listen_fd, &port, err, errlen) != 0)
 		goto bad;
 	snprintf(key, sizeof(key), "moe-ep-%d", rank);
-	snprintf(val, sizeof(val), "%s@%s:%d", host, addr, port);
+	char reach[TR_ADDR_LEN]; /* rank 0's name may be a loopback alias on its own node */
+	tr_off_loopback(addr, family, reach, sizeof(reach));
+	snprintf(val, sizeof(val), "%s@%s:%d", host, reach, port);
 	if (ml_pmi2_put(p, key, val, err, errlen) || ml_pmi2_fence(p, err, errlen))
 		goto bad;
 	w->peers = calloc(world, sizeof(*w->peers));

@@ -93,6 +93,9 @@ char *tr_peers_import(const char *value, char *err, size_t errlen);
 /* Opens a TCP listen socket of `family` (AF_INET/AF_INET6) on port (0 = any) of the wildcard
  * address, or of loopback only (one-machine jobs). */
 int tr_listen(int family, int port, bool loopback, int *fd, int *bound_port, char *err, size_t errlen);
+/* `addr`, or when it sits on a loopback interface the first address of an up non-loopback interface
+ * of the same family (what other nodes can reach). */
+void tr_off_loopback(const char *addr, int family, char *out, size_t len);
 /* Rank 0: serves the rendezvous on master_fd until every rank registered, then answers each with
  * the table and the job nonce.  me is rank 0's own entry. */
 int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char *nonce,

@@ -570,7 +570,7 @@ bad:
 
 /* `addr` itself, or when it belongs to a loopback interface the first address of the same family on
  * an interface that is up and not loopback (what ranks on other nodes can reach). */
-static void off_loopback(const char *addr, int family, char *out, size_t len)
+void tr_off_loopback(const char *addr, int family, char *out, size_t len)
 {
 	struct ifaddrs *ifs, *i;
 	snprintf(out, len, "%s", addr);
@@ -608,7 +608,7 @@ int tr_rdv_join(const char *addr, int port, int rank, int world, const char *hos
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		getnameinfo((struct sockaddr *)&ss, sl, me, sizeof(me), NULL, 0, NI_NUMERICHOST);
 	char line[LINE_MAX_RDV], key[64], ext[TR_ADDR_LEN];
-	off_loopback(me, ss.ss_family, ext, sizeof(ext));
+	tr_off_loopback(me, ss.ss_family, ext, sizeof(ext));
 	job_key(key, sizeof(key));
 	int n = snprintf(line, sizeof(line), "MOE-RDV1 %d %d %s %s %d %s %s\n", rank, world, host, me, data_port, key,
 			 ext);
