@@ -137,13 +137,16 @@ struct mt_sim_params {
 	double bytes;       /* bytes per element on the wire */
 	double nvlink_gbs;  /* NVLink GB/s per GPU per direction */
 	double nic_gbs;     /* NIC GB/s per rail per direction */
-	double oversub;     /* spine oversubscription (>= 1): rail-crossing bytes go this much slower */
+	double oversub;     /* spine oversubscription (>= 1): a domain's uplinks carry its NICs' bandwidth / oversub,
+			     * shared by all groups; rail-crossing bytes also go this much slower per rank */
 	int route_groups;   /* 0 = uniform routing; M = group-limited to M domains */
 };
 struct mt_sim_result {
 	double dispatch_us, combine_us, total_us; /* the slowest EP group: it gates the training step */
 	double mean_group_us;                    /* dispatch + combine averaged over EP groups */
 	double net_bytes_max, nvl_bytes_max;  /* per rank, the slowest rank's */
+	double spine_us_max;                  /* busiest NVLink domain's uplink time, one direction */
+	int spine_bound_groups;               /* groups whose time the shared spine sets, not their NICs */
 	struct mt_summary summary;
 };
 void mt_sim_default_params(struct mt_sim_params *sp);

@@ -10,7 +10,12 @@
  * split 60 + 4 over two racks as slow as one spread over 16.  Per rank, time =
  * max(network bytes / NIC bandwidth, NVLink bytes / NVLink bandwidth); an EP group waits for its
  * slowest rank and the training step for the slowest group (also reported: the mean over groups,
- * i.e. the fabric load); combine mirrors dispatch.  No latency, no congestion beyond the spine factor.
+ * i.e. the fabric load); combine mirrors dispatch.
+ * Spine: all EP groups run their all-to-all at once (a synchronous MoE layer), so the bytes leaving and
+ * entering an NVLink domain, summed over every group, share that domain's uplink capacity, its GPUs'
+ * NIC bandwidth / oversub (fair share, rail-optimised fat tree).  A group's time is at least the spine
+ * time of every domain it touches.  With oversub 1 that only binds when traffic is uneven.
+ * No latency, no other congestion.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -82,9 +87,26 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		free(hit);
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	}
+	/* per domain: cross-domain bytes out and in (in tokens, all groups), GPUs; per group: its slowest
+	 * rank's time */
+	double *dout = calloc((size_t)l->n_domains * 2 + (size_t)l->n_groups, sizeof(double));
+	int *dn = calloc((size_t)l->n_domains, sizeof(int));
+	if (!dout || !dn) {
+		free(dout);
+		free(dn);
+		free(tix);
+		free(touched);
+		free(cnt);
+		free(nr);
+		free(unal);
+		free(hit);
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
+	}
+	double *din = dout + l->n_domains, *gt = din + l->n_domains;
 	for (int d = 0; d < l->n_domains; d++)
 		tix[d] = -1;
-	double E = E_, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0, sum = 0;
+	double E = E_, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0, sum = 0,
+	       rworst = 0;
 	for (int g = 0; g < l->n_groups; g++) {
 		const int *m = l->members + (size_t)g * E_;
 		int nt = 0, G[NSLOT] = {0}; /* G: the group's members per rail slot */
@@ -102,16 +124,25 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		double x = k; /* uniform routing: k independent expert draws */
 		if (M > 0 && M < nt)
 			x = mt_sim_draws(cnt, nt, E, k, M);
+		double H = 0; /* remote-or-not domains a token reaches, summed */
 		for (int j = 0; j < nt; j++) {
 			double c = cnt[j];
 			/* hit: probability a token needs domain j; cpt: copies for j when it does (experts
 			 * stay balanced, so j gets k c/E copies per token on average either way) */
 			hit[j] = c >= E ? 1 : 1 - pow(1 - c / E, x);
 			cpt[j] = k * c / E / hit[j];
+			H += hit[j];
 			unal[j] = 0;
 			for (int s = 0; s < NSLOT; s++)
 				if (G[s] && (s == 64 || !nr[(size_t)j * NSLOT + s]))
 					unal[j] += G[s] - nr[(size_t)j * NSLOT + s];
+		}
+		/* spine: each of j's members sends one copy per other domain it needs; each sender outside
+		 * j sends j one copy when it needs j (bytes, not the rail penalty) */
+		for (int j = 0; j < nt; j++) {
+			dout[touched[j]] += cnt[j] * (H - hit[j]);
+			din[touched[j]] += (E - cnt[j]) * hit[j];
+			dn[touched[j]] += cnt[j];
 		}
 		double gworst = 0;
 		for (int e = 0; e < E_; e++) {
@@ -136,21 +167,46 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 			double t = t_net > t_nvl ? t_net : t_nvl;
 			if (t > gworst)
 				gworst = t;
-			if (t > worst) {
-				worst = t;
+			if (t > rworst) {
+				rworst = t;
 				res->net_bytes_max = net * tok_bytes;
 				res->nvl_bytes_max = nvl * tok_bytes;
 			}
 		}
-		sum += gworst;
+		gt[g] = gworst;
 		for (int j = 0; j < nt; j++) {
 			memset(nr + (size_t)j * NSLOT, 0, sizeof(int) * NSLOT);
 			cnt[j] = 0;
 			tix[touched[j]] = -1;
 		}
 	}
+	/* spine time per domain (seconds, one direction; combine is the mirror, so max(out, in) covers
+	 * both), kept in dout */
+	double spine_bw = sp->nic_gbs * 1e9 / sp->oversub;
+	for (int d = 0; d < l->n_domains; d++) {
+		double b = dout[d] > din[d] ? dout[d] : din[d];
+		dout[d] = dn[d] ? b * tok_bytes / (dn[d] * spine_bw) : 0;
+		if (dout[d] > res->spine_us_max / 1e6)
+			res->spine_us_max = dout[d] * 1e6;
+	}
+	for (int g = 0; g < l->n_groups; g++) {
+		const int *m = l->members + (size_t)g * E_;
+		double t = gt[g];
+		for (int e = 0; e < E_; e++) {
+			double st = dout[l->domain[m[e]]];
+			if (st > t)
+				t = st;
+		}
+		if (t > gt[g] * (1 + 1e-9))
+			res->spine_bound_groups++;
+		sum += t;
+		if (t > worst)
+			worst = t;
+	}
 	if (l->n_groups)
 		res->mean_group_us = 2 * sum / l->n_groups * 1e6;
+	free(dout);
+	free(dn);
 	free(tix);
 	free(touched);
 	free(cnt);

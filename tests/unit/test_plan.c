@@ -281,13 +281,23 @@ int main(void)
 	 * set; NIC 50 GB/s, NVLink 450 GB/s).  The slowest group is the 4 + 4 one: a token reaches the
 	 * other node with probability 1 - (1/2)^8 and crosses the network once: 0.99609375 * 58720256 B /
 	 * 50 GB/s = 1169.8 us per direction, more than its NVLink share (6 copies / 450 GB/s = 783 us).
-	 * With spine oversubscription 2, the default's misaligned group pays twice that. */
+	 * With spine oversubscription 2, the default's misaligned group pays twice that per rank.  The
+	 * shared spine (all groups at once): dgx1 and dgx3 hold 4 GPUs each, all of whose traffic in the
+	 * plan's 4 + 4 group leaves the node: 4 x 0.996 tokens over 4 NICs / 2 = twice the NIC time, so
+	 * at oversub 2 the plan's cross-node group is spine-bound at the same 2 x net per direction.  In
+	 * the default, dgx2 (8 GPUs) sends 4 x 0.996 for each of its two groups: 8 x 0.996 / (8 / 2),
+	 * also 2 x net.  At oversub 1 the spine never exceeds the NIC time here. */
 	double tok = 4096.0 * 7168 * 2, net = (1 - 1.0 / 256) * tok / 50e9 * 1e6;
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "plan simulated, oversub 1");
+	tap_ok(mine.total_us > 2 * net * 0.999999 && mine.total_us < 2 * net * 1.000001,
+	       "plan, oversub 1: dispatch + combine = 2 x %.1f us (%.1f)", net, mine.total_us);
+	TAP_INT(mine.spine_bound_groups, 0, "plan, oversub 1: no group spine-bound");
 	sp.oversub = 2;
 	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "plan simulated");
 	TAP_INT(mt_sim_default(&jb.job, p, &sp, &def, err, sizeof(err)), 0, "default simulated, oversub 2");
-	tap_ok(mine.total_us > 2 * net * 0.999999 && mine.total_us < 2 * net * 1.000001,
-	       "plan: dispatch + combine = 2 x %.1f us (%.1f)", net, mine.total_us);
+	tap_ok(mine.total_us > 4 * net * 0.999999 && mine.total_us < 4 * net * 1.000001,
+	       "plan, oversub 2: the 4-GPU nodes' shared uplinks: 4 x %.1f us (%.1f)", net, mine.total_us);
+	TAP_INT(mine.spine_bound_groups, 1, "plan: the cross-node group is spine-bound");
 	tap_ok(def.total_us > 4 * net * 0.999999 && def.total_us < 4 * net * 1.000001,
 	       "default: the misaligned group crosses the spine, twice as long (%.1f)", def.total_us);
 	tap_ok(def.mean_group_us > mine.mean_group_us, "mean group faster too");
@@ -295,6 +305,39 @@ int main(void)
 	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), MT_EINVAL, "oversubscription below 1 is refused");
 	mt_plan_free(p);
 	job_free(&jb);
+
+	/* The shared spine by hand: 2 racks of 2 GB300 trays (8 GPUs each, rails 0-3 per tray), node
+	 * names alternating racks (s1, s3 in A; s2, s4 in B), ep=8, defaults (NIC 50 GB/s, NVLink 450).
+	 * Default: groups s1+s2 and s3+s4, each split 4/4 and rail-aligned.  Per rank, a token needs the
+	 * other rack with probability h = 1 - (1/2)^8 = 255/256: it sends h and receives h (one sender
+	 * per rail) -> NIC time h x 58,720,256 B / 50 GB/s = 1169.8 us; NVLink 6 copies / 450 = 783 us.
+	 * Spine: rack A sends 2 groups x 4 ranks x h = 8h token sets (and receives the same) over
+	 * 8 NICs / oversub: oversub 1 -> h / 50 GB/s, the NIC time (full bisection, even traffic: no
+	 * change); oversub 2 -> 2h / 50 GB/s = 2339.6 us per direction: every group spine-bound.
+	 * Plan: s1+s3 and s2+s4, NVLink-local: 7 copies / 450 GB/s, no spine, any oversub. */
+	struct mt_domains *d3 = mt_domains_new();
+	mt_domains_add(d3, "s[1,3]", "rackA", err, sizeof(err));
+	mt_domains_add(d3, "s[2,4]", "rackB", err, sizeof(err));
+	job_make(&jb, "s[1-4]", 4, gb, d3, "ep=8");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "2 racks x 2 trays, ep=8 (%s)", err);
+	TAP_INT(p->summary.ep_groups_local, 2, "plan: both groups rack-local");
+	mt_sim_default_params(&sp);
+	double h = 255.0 / 256, nic1 = h * tok / 50e9 * 1e6, loc = 7 * tok / 450e9 * 1e6;
+	for (int o = 1; o <= 2; o++) {
+		sp.oversub = o;
+		TAP_INT(mt_sim_default(&jb.job, p, &sp, &def, err, sizeof(err)), 0, "default, oversub %d", o);
+		TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "plan, oversub %d", o);
+		tap_ok(fabs(def.total_us - 2 * o * nic1) < 1e-6 * nic1,
+		       "default, oversub %d: dispatch + combine = 2 x %d x %.1f us (%.1f)", o, o, nic1, def.total_us);
+		tap_ok(fabs(def.spine_us_max - o * nic1) < 1e-6 * nic1, "default, oversub %d: busiest rack's spine %.1f us",
+		       o, def.spine_us_max);
+		TAP_INT(def.spine_bound_groups, o == 1 ? 0 : 2, "default, oversub %d: spine-bound groups", o);
+		tap_ok(fabs(mine.total_us - 2 * loc) < 1e-6 * loc && mine.spine_us_max == 0,
+		       "plan, oversub %d: NVLink only, 2 x %.1f us (%.1f)", o, loc, mine.total_us);
+	}
+	mt_plan_free(p);
+	job_free(&jb);
+	mt_domains_free(d3);
 
 	/* Group-limited routing by hand: 3 GB300 trays, each its own domain, ep=12 (4 + 4 + 4).
 	 * Uniform: each other tray is reached with probability 1 - (8/12)^8, so a token crosses the
