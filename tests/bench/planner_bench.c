@@ -4,7 +4,8 @@
  * pattern), 8,192 and 131,072 GPUs, ep=64.  Baselines measured in the same run: expanding the
  * step's hostlist, and building Slurm's default layout (rank = procid, consecutive EP groups).
  * Best of several runs on one core.  Traffic: `simulate`'s model on the same allocations, with
- * Slurm's order following the racks and with node names that interleave racks.
+ * Slurm's order following the racks and with node names that interleave racks, at spine
+ * oversubscription 1, 2 and 4 (the shared rack uplinks are what oversubscription limits).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,14 +298,17 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	mt_sim_plan(p, &sp, &x, err, sizeof(err));
 	mt_sim_default(&j.job, p, &sp, &y, err, sizeof(err));
 	printf("  %d GB300, %s order, ep=%d, oversub %.0f, %s:\n"
-	       "    plan    local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
-	       "    default local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us\n"
+	       "    plan    local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us"
+	       ", spine-bound groups %3d\n"
+	       "    default local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us"
+	       ", spine-bound groups %3d\n"
 	       "    default/plan: slowest group %.2fx, mean group %.2fx\n",
 	       p->world, interleave ? "interleaved" : "rack", ep, oversub, rg ? "group-limited M=2" : "uniform",
 	       x.summary.ep_groups_local, x.summary.ep_groups, x.summary.max_domains_per_group,
-	       100 * x.summary.nvlink_local_fraction, x.total_us, x.mean_group_us, y.summary.ep_groups_local,
-	       y.summary.ep_groups, y.summary.max_domains_per_group, 100 * y.summary.nvlink_local_fraction,
-	       y.total_us, y.mean_group_us, y.total_us / x.total_us, y.mean_group_us / x.mean_group_us);
+	       100 * x.summary.nvlink_local_fraction, x.total_us, x.mean_group_us, x.spine_bound_groups,
+	       y.summary.ep_groups_local, y.summary.ep_groups, y.summary.max_domains_per_group,
+	       100 * y.summary.nvlink_local_fraction, y.total_us, y.mean_group_us, y.spine_bound_groups,
+	       y.total_us / x.total_us, y.mean_group_us / x.mean_group_us);
 	mt_plan_free(p);
 	job_free(&j);
 	mt_domains_free(a.domains);
@@ -377,9 +381,9 @@ int main(int argc, char **argv)
 		speed(gb, 131072, 500);
 	printf("simulated MoE all-to-all per layer (4096 tokens/GPU, hidden 7168, top-8, bf16, NVLink 900 GB/s, "
 	       "NIC 100 GB/s):\n");
-	traffic(gb, 8192, 64, 0, 1, 0);
-	traffic(gb, 8192, 64, 0, 2, 0);
-	traffic(gb, 8192, 64, 1, 2, 0);
+	for (int il = 0; il < 2; il++) /* rack order, then interleaved names; spine oversubscription 1, 2, 4 */
+		for (int o = 1; o <= 4; o *= 2)
+			traffic(gb, 8192, 64, il, o, 0);
 	traffic(gb, 8192, 64, 1, 2, 2);
 	traffic(gb, 8192, 32, 1, 2, 0);
 	printf("simulated MoE all-to-all per layer, DGX H100 (NVLink 450 GB/s, NIC 50 GB/s):\n");
