@@ -146,7 +146,8 @@ static const char sim_usage[] =
 	"  --bytes B         bytes per element on the wire (default 2, bf16)\n"
 	"  --nvlink-gbs X    NVLink GB/s per GPU per direction (default: 900 for GB200/GB300 presets, else 450)\n"
 	"  --nic-gbs X       NIC GB/s per rail per direction (default: 100 for gb300, else 50)\n"
-	"  --oversub X       spine oversubscription >= 1 (default 1): bytes that must change rails go X times slower\n"
+	"  --oversub X       spine oversubscription >= 1 (default 1): an NVLink domain's uplinks carry its GPUs'\n"
+	"                    NIC bandwidth / X, shared by all EP groups; bytes that must change rails go X times slower\n"
 	"  --routing R       uniform (default), or group: group-limited routing to M NVLink domains\n"
 	"  --route-groups M  M for --routing group (default: the spec's route-groups)\n"
 	"\n"
@@ -160,8 +161,11 @@ static const char sim_usage[] =
 	"the others on their rail, are often the slowest.  Per rank time = max(network bytes / NIC bw,\n"
 	"NVLink bytes / NVLink bw), NVLink counting its own copies and the copies it forwards; a group waits\n"
 	"for its slowest rank and the step for the slowest group (total_us); mean_grp_us averages over\n"
-	"groups; combine mirrors dispatch.  No latency, no overlap with compute, no congestion but the spine\n"
-	"factor, no per-rack uplink limit beyond the NICs (rail-optimised, non-blocking leaves).\n";
+	"groups; combine mirrors dispatch.  Spine: all EP groups run their all-to-all at the same time (a\n"
+	"synchronous MoE layer), so the cross-domain bytes of every group leaving or entering a domain share\n"
+	"its uplinks, (its GPUs x NIC bw) / oversub; a group's network time is at least the spine time\n"
+	"max(out, in) / that capacity of every domain it touches.  With --oversub 1 the spine only binds\n"
+	"when traffic is uneven.  No latency, no overlap with compute, no other congestion.\n";
 
 static int parse_num(const char *cmd, const char *opt, const char *v, double min, double *out)
 {
@@ -374,6 +378,9 @@ static int run(int argc, char **argv, bool simulate_cmd)
 				       r[k]->summary.ep_groups_local,
 				       r[k]->summary.ep_groups, 100 * r[k]->summary.nvlink_local_fraction,
 				       100 * r[k]->summary.rail_aligned_fraction, r[k]->summary.max_domains_per_group);
+			printf("spine (busiest domain's uplinks, per direction): plan %.1f us, default %.1f us; groups it slows:"
+			       " plan %d, default %d\n",
+			       a.spine_us_max, b.spine_us_max, a.spine_bound_groups, b.spine_bound_groups);
 			printf("speedup (default / plan): slowest group %.2fx, mean over groups %.2fx\n", ratio, mean_ratio);
 			printf("total_us: dispatch + combine of the slowest EP group, which gates the step; mean_grp_us: the\n"
 			       "same averaged over EP groups (fabric load)\n");

@@ -13,8 +13,8 @@
  * i.e. the fabric load); combine mirrors dispatch.
  * Spine: all EP groups run their all-to-all at once (a synchronous MoE layer), so the bytes leaving and
  * entering an NVLink domain, summed over every group, share that domain's uplink capacity, its GPUs'
- * NIC bandwidth / oversub (fair share, rail-optimised fat tree).  A group's time is at least the spine
- * time of every domain it touches.  With oversub 1 that only binds when traffic is uneven.
+ * NIC bandwidth / oversub (fair share, rail-optimised fat tree).  A group that crosses domains takes
+ * at least the spine time of every domain it touches.  With oversub 1 that only binds when traffic is uneven.
  * No latency, no other congestion.
  */
 #include <math.h>
@@ -89,7 +89,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 	}
 	/* per domain: cross-domain bytes out and in (in tokens, all groups), GPUs; per group: its slowest
 	 * rank's time */
-	double *dout = calloc((size_t)l->n_domains * 2 + (size_t)l->n_groups, sizeof(double));
+	double *dout = calloc((size_t)l->n_domains * 2 + (size_t)l->n_groups * 2, sizeof(double));
 	int *dn = calloc((size_t)l->n_domains, sizeof(int));
 	if (!dout || !dn) {
 		free(dout);
@@ -102,7 +102,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 		free(hit);
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 	}
-	double *din = dout + l->n_domains, *gt = din + l->n_domains;
+	double *din = dout + l->n_domains, *gt = din + l->n_domains, *gnt = gt + l->n_groups;
 	for (int d = 0; d < l->n_domains; d++)
 		tix[d] = -1;
 	double E = E_, k = sp->topk, tok_bytes = sp->tokens * sp->hidden * sp->bytes, worst = 0, sum = 0,
@@ -174,6 +174,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 			}
 		}
 		gt[g] = gworst;
+		gnt[g] = nt;
 		for (int j = 0; j < nt; j++) {
 			memset(nr + (size_t)j * NSLOT, 0, sizeof(int) * NSLOT);
 			cnt[j] = 0;
@@ -192,7 +193,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 	for (int g = 0; g < l->n_groups; g++) {
 		const int *m = l->members + (size_t)g * E_;
 		double t = gt[g];
-		for (int e = 0; e < E_; e++) {
+		for (int e = 0; gnt[g] > 1 && e < E_; e++) { /* an NVLink-local group never uses the spine */
 			double st = dout[l->domain[m[e]]];
 			if (st > t)
 				t = st;
