@@ -337,6 +337,26 @@ int main(void)
 	}
 	mt_plan_free(p);
 	job_free(&jb);
+	/* A busy spine does not slow an NVLink-local group: rack A with 3 trays (12 GPUs), rack B with
+	 * one, ep=8 -> the plan keeps 8 of A's GPUs local and pairs A's other 4 with B's 4 (h as above).
+	 * Oversub 4: B's uplinks carry 4h over 4 NICs / 4 -> 4h / 50 GB/s per direction (A's: 4h over
+	 * 12 / 4, less).  The local group stays at 7 NVLink copies / 450 GB/s although rack A's spine
+	 * is busy: mean over the 2 groups = (2 x 4h / 50 + 2 x 7 / 450) / 2 token sets. */
+	mt_domains_add(d3, "t[1-3]", "rackA", err, sizeof(err));
+	mt_domains_add(d3, "t4", "rackB", err, sizeof(err));
+	job_make(&jb, "t[1-4]", 4, gb, d3, "ep=8");
+	TAP_INT(mt_plan_build(&jb.job, &p, err, sizeof(err)), 0, "12 + 4 GPUs, ep=8 (%s)", err);
+	TAP_INT(p->summary.ep_groups_local, 1, "plan: one local group");
+	sp.oversub = 4;
+	TAP_INT(mt_sim_plan(p, &sp, &mine, err, sizeof(err)), 0, "plan, oversub 4");
+	TAP_INT(mine.spine_bound_groups, 1, "only the cross-rack group is spine-bound");
+	tap_ok(fabs(mine.total_us - 8 * nic1) < 1e-6 * nic1, "cross-rack group: 2 x 4 x %.1f us (%.1f)", nic1,
+	       mine.total_us);
+	double wm = (8 * nic1 + 2 * loc) / 2;
+	tap_ok(fabs(mine.mean_group_us - wm) < 1e-6 * wm, "local group unslowed: mean %.1f us (want %.1f)",
+	       mine.mean_group_us, wm);
+	mt_plan_free(p);
+	job_free(&jb);
 	mt_domains_free(d3);
 
 	/* Group-limited routing by hand: 3 GB300 trays, each its own domain, ep=12 (4 + 4 + 4).
