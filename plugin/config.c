@@ -7,6 +7,7 @@
  * are read as root, so they must be root's and writable by nobody else.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,35 +111,94 @@ static int trusted_stat(const struct stat *st, bool dir)
 	if (st->st_uid != 0 && st->st_uid != getuid())
 		return -1;
 	if (dir && (st->st_mode & S_ISVTX))
-		return 0;
+		return 0;   /* sticky (like /tmp): others may add names but not replace root's */
 	return (st->st_mode & (S_IWGRP | S_IWOTH)) ? -1 : 0;
 }
 
-int mtp_trusted_file(const char *path, char *err, size_t errlen)
+/* Every folder from DIR (already resolved, no symlinks) up to "/" must pass trusted_stat: a folder a user
+ * can write lets that user swap the file or a folder below it between our check and our open. */
+static int trusted_dirs(char *dir, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
-	char *copy;
-	int rc;
 
-	if (stat(path, &st)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
+	for (;;) {
+		if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || trusted_stat(&st, true)) {
+			snprintf(err, errlen, "%s: refused: folder %s must be owned by root and writable only by root",
+				 path, dir);
+			return -1;
+		}
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir) {
+			if (dir[1] == '\0')
+				return 0;
+			dir[1] = '\0';   /* "/x" -> "/" */
+		} else
+			*slash = '\0';
 	}
-	if (!S_ISREG(st.st_mode) || trusted_stat(&st, false)) {
-		snprintf(err, errlen, "%s: refused: must be a regular file owned by root and writable only by root",
-			 path);
-		return -1;
-	}
-	copy = strdup(path);
+}
+
+int mtp_open_trusted(const char *path, char *err, size_t errlen)
+{
+	char *copy = strdup(path), *dir = NULL, *full = NULL;
+	struct stat st;
+	int fd = -1;
+
 	if (!copy) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	rc = stat(dirname(copy), &st);
-	if (rc || trusted_stat(&st, true)) {
-		snprintf(err, errlen, "%s: refused: its folder must be owned by root and writable only by root", path);
-		rc = -1;
+	/* The folders are checked where they really are; the file itself is opened without following a
+	 * symlink (a link could be retargeted) and judged on the descriptor, not on a second lookup. */
+	dir = realpath(dirname(copy), NULL);
+	if (!dir) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fd = errno == ENOENT ? MTP_ENOFILE : -1;
+		goto out;
 	}
 	free(copy);
-	return rc;
+	copy = strdup(path);
+	if (!copy || !(full = malloc(strlen(dir) + strlen(path) + 2))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	sprintf(full, "%s/%s", strcmp(dir, "/") ? dir : "", basename(copy));
+	if (trusted_dirs(dir, path, err, errlen))
+		goto out;
+	fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			snprintf(err, errlen, "%s: refused: a symbolic link (name the file itself)", path);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fd = errno == ENOENT ? MTP_ENOFILE : -1;
+		goto out;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || trusted_stat(&st, false)) {
+		snprintf(err, errlen, "%s: refused: must be a regular file owned by root and writable only by root",
+			 path);
+		close(fd);
+		fd = -1;
+	}
+out:
+	free(copy);
+	free(dir);
+	free(full);
+	return fd;
+}
+
+int mtp_fd_path(int fd, char *buf, size_t len)
+{
+	return snprintf(buf, len, "/proc/self/fd/%d", fd) < (int)len ? 0 : -1;
+}
+
+void mtp_fd_unname(char *err, size_t errlen, const char *fd_path, const char *path)
+{
+	char *at = strstr(err, fd_path), tail[MT_ERRLEN];
+	size_t head;
+
+	if (!at)
+		return;
+	head = (size_t)(at - err);
+	snprintf(tail, sizeof tail, "%s", at + strlen(fd_path));
+	snprintf(err + head, errlen - head, "%s%s", path, tail);
 }

@@ -69,10 +69,33 @@ static int topo_path(const char *pattern, const char *name, char *buf, size_t le
 	return 0;
 }
 
+/* Reads a file named in plugstack.conf through its checked descriptor (see mtp_open_trusted): a node
+ * model into *node, else a domain map into *map.  1 when the file does not exist (err says so). */
+static int load_trusted(const char *path, struct mt_node **node, struct mt_domains **map, char *err,
+			size_t errlen)
+{
+	char fdp[32];
+	int fd = mtp_open_trusted(path, err, errlen), rc;
+
+	if (fd < 0)
+		return fd == MTP_ENOFILE ? 1 : -1;
+	mtp_fd_path(fd, fdp, sizeof fdp);
+	rc = node ? mt_node_load_file(fdp, node, err, errlen) : mt_domains_load(fdp, map, err, errlen);
+	close(fd);
+	if (rc) {
+		mtp_fd_unname(err, errlen, fdp, path);
+		return -1;
+	}
+	if (node)
+		snprintf((*node)->source, sizeof (*node)->source, "%s", path);
+	return 0;
+}
+
 static int load_model(const struct mtp_config *c, const char *name, bool own, struct mt_node **out, char *err,
 		      size_t errlen)
 {
 	char path[4096];
+	int rc;
 
 	*out = NULL;
 	if (c->topology) {
@@ -80,11 +103,9 @@ static int load_model(const struct mtp_config *c, const char *name, bool own, st
 			snprintf(err, errlen, "topology path for %s is too long", name);
 			return -1;
 		}
-		if (access(path, F_OK) == 0) {
-			if (mtp_trusted_file(path, err, errlen))
-				return -1;
-			return mt_node_load_file(path, out, err, errlen) ? -1 : 0;
-		}
+		rc = load_trusted(path, out, NULL, err, errlen);
+		if (rc <= 0)
+			return rc;
 		if (!own)
 			return 1;      /* not cached here: the caller assumes this node's model */
 	}
@@ -268,8 +289,7 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 	}
 	if (mtp_facts_gather(sp, &st.facts, err, sizeof err) || load_models(c, err, sizeof err))
 		goto failed;
-	if (c->domains && (mtp_trusted_file(c->domains, err, sizeof err) ||
-			   mt_domains_load(c->domains, &st.domains, err, sizeof err)))
+	if (c->domains && load_trusted(c->domains, NULL, &st.domains, err, sizeof err))
 		goto failed;
 	if (build_plan(err, sizeof err))
 		goto failed;
