@@ -11,13 +11,17 @@
  *    which that works (binary search);
  *  - default: when Slurm's own order (rank = procid, consecutive blocks) already keeps the most
  *    local blocks, its leftover blocks as they are (domain counts per block).
- * The best packing has, in order: the largest smallest chunk (members of a leftover block in one
- * domain: a member's cross-domain share is (ep - chunk)/ep, and the few members of a small chunk
- * receive from all the others, so the smallest chunk sets the slowest EP group); then fewer
+ * Each is priced with `simulate`'s model, shared spine included, at spine oversubscription 1, 2 and 4
+ * (the planner does not know the fabric): a leftover group takes the longer of its busiest member's
+ * NIC and the uplinks of the domains it touches, which every group's crossings share.  The best
+ * packing has, in order: the largest smallest chunk (members of a leftover block in one domain: a
+ * member's cross-domain share is (ep - chunk)/ep, and the few members of a small chunk receive from
+ * all the others); then the lowest slowest leftover group summed over the three levels; then fewer
  * cross-domain member pairs without a same-rail peer; then fewer domains in its widest leftover
- * block; then fewer pieces.  Since Slurm's layout is a candidate whenever it keeps the most local
- * blocks, the plan's worst cross-domain share is then never above the default's.
- * O(world + ep + blocks log blocks).
+ * block; then fewer pieces.  When Slurm's own layout keeps the most local blocks it is a candidate,
+ * and a packing worse than it on the smallest chunk or on the slowest group at any level is not
+ * taken: the plan is then never behind the default on either.
+ * O(world + ep + blocks log blocks + pieces x 64 x widest block).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -261,16 +265,21 @@ static int node_of_slot(const int *first, int n_nodes, int slot)
 	return lo;
 }
 
-/* Cost of a packing, compared lexicographically: the smallest chunk (units of one domain in one
- * block; larger is better), then the worst member's network load in `simulate`'s model (crossings
- * per token, the larger of sent and received; top-k and routing as simulate's defaults and the
- * spec's route-groups; rails as the plan binds them, spine counted once), then member pairs of a leftover block in different
- * domains where the receiver's domain has no member on the sender's rail (local slot i = rail i;
- * mixing a whole node with half nodes, or cutting a node, leaves peers without their rail), then
- * the widest block in domains, then the pieces in all.  Sorts `a`. */
+/* Cost of a packing.  The fabric is unknown to the planner, so a packing is priced with `simulate`'s
+ * model at spine oversubscription 1, 2 and 4 (NS levels): w[s] is its slowest leftover group at
+ * oversubscription sim_S[s], in token sets per GPU and direction: the larger of the worst member's
+ * NIC load (sent and received crossings, rail-less crossings counted S times) and the shared spine
+ * of every domain the group touches (all groups' cross-domain bytes of the domain / its GPUs, S
+ * times).  Compared in order: the smallest chunk (units of one domain in one block; larger is
+ * better), then the sum of w over the levels, then member pairs of a leftover block in different
+ * domains where the receiver's domain has no member on the sender's rail (local slot i = rail i),
+ * then the widest block in domains, then the pieces in all.  Sorts `a`. */
+#define NS 3
+static const double sim_S[NS] = {1, 2, 4};
+
 struct cost {
 	int min_chunk;
-	double worst;
+	double w[NS];
 	double unaligned;
 	int widest, pieces;
 };
@@ -283,10 +292,9 @@ static int by_bin_only(const void *a, const void *b)
 	return (x->d > y->d) - (x->d < y->d);
 }
 
-/* own[r]: the piece's members on local slot (rail) r */
+/* own[r] += the piece's members on local slot (rail) r */
 static void piece_rails(const struct alloc *p, int T, const int *dlist, const int *first, int n_nodes, double *own)
 {
-	memset(own, 0, sizeof(double) * 64);
 	for (int u = p->start; u < p->start + p->cnt; u++) {
 		int node = node_of_slot(first, n_nodes, dlist[u]);
 		for (int t = 0; t < T; t++) {
@@ -297,43 +305,67 @@ static void piece_rails(const struct alloc *p, int T, const int *dlist, const in
 	}
 }
 
-/* Worst member's network load (crossings per token) of the block a[i..j), as simulate computes it
- * with every spine factor 1; pieces stand for domains.  cnt: scratch for j - i ints. */
-static double block_load(const struct alloc *a, int i, int j, int T, int E, double k, int M, const int *dlist,
-			 const int *first, int n_nodes, int *cnt)
+/* Scratch for packing_cost, sized for the most pieces (na) and domains (nd). */
+struct cost_ws {
+	int *ccnt, *cd;      /* per chunk (a domain's pieces in one block, merged): units, domain */
+	double *own, *h;     /* per chunk: members per rail slot (64), hit probability */
+	double *out, *in;    /* per domain: cross-domain tokens leaving / entering, all groups */
+	double *bnic;        /* per block: worst member's NIC load at each level */
+	int *bfirst;         /* per block: first chunk */
+	const int *dunits;   /* per domain: units in the job */
+};
+
+/* The chunks of block chunks [c0, c1): their hit probabilities (group-limited routing as simulate),
+ * spine bytes into ws->out/in, and the worst member's NIC load at each level into nic[]. */
+static void block_load(struct cost_ws *ws, int c0, int c1, int T, int E, double k, int M, double *nic)
 {
-	double G[64] = {0}, own[64], H = 0, x = k, worst = 0;
-	for (int p = i; p < j; p++) {
-		cnt[p - i] = a[p].cnt;
-		piece_rails(&a[p], T, dlist, first, n_nodes, own);
+	double G[64] = {0}, H = 0, x = k;
+	int nt = c1 - c0;
+	for (int c = c0; c < c1; c++)
 		for (int r = 0; r < 64; r++)
-			G[r] += own[r];
+			G[r] += ws->own[(size_t)c * 64 + r];
+	if (M > 0 && M < nt)
+		x = mt_sim_draws(ws->ccnt + c0, nt, E, k, M);
+	for (int c = c0; c < c1; c++) {
+		ws->h[c] = ws->ccnt[c] >= E ? 1 : 1 - pow(1 - ws->ccnt[c] / (double)E, x);
+		H += ws->h[c];
 	}
-	if (M > 0 && M < j - i)
-		x = mt_sim_draws(cnt, j - i, E, k, M);
-	for (int p = i; p < j; p++)
-		H += 1 - pow(1 - a[p].cnt / (double)E, x);
-	for (int p = i; p < j; p++) {
-		double h = 1 - pow(1 - a[p].cnt / (double)E, x), unal = 0, send = H - h;
-		piece_rails(&a[p], T, dlist, first, n_nodes, own);
+	for (int s = 0; s < NS; s++)
+		nic[s] = 0;
+	for (int c = c0; c < c1; c++) {
+		const double *own = ws->own + (size_t)c * 64;
+		double h = ws->h[c], unal = 0, ci = (double)ws->ccnt[c] * T;
+		ws->out[ws->cd[c]] += ws->ccnt[c] * (H - h);
+		ws->in[ws->cd[c]] += (E - ws->ccnt[c]) * h;
 		for (int r = 0; r < 64; r++)
 			if (!own[r])
 				unal += G[r];
-		for (int r = 0; r < 64; r++)
-			if (own[r] > 0) {
-				double recv = h * (G[r] - own[r]) / own[r] + h * unal / ((double)a[p].cnt * T);
+		for (int r = 0; r < 64; r++) {
+			if (!(own[r] > 0))
+				continue;
+			double al = 0, un = 0; /* crossings sent on the rail / over the spine */
+			for (int j = c0; j < c1; j++)
+				if (j != c) {
+					if (ws->own[(size_t)j * 64 + r] > 0)
+						al += ws->h[j];
+					else
+						un += ws->h[j];
+				}
+			for (int s = 0; s < NS; s++) {
+				double send = al + un * sim_S[s];
+				double recv = h * (G[r] - own[r]) / own[r] + h * unal / ci * sim_S[s];
 				double load = send > recv ? send : recv;
-				if (load > worst)
-					worst = load;
+				if (load > nic[s])
+					nic[s] = load;
 			}
+		}
 	}
-	return worst;
 }
 
 static struct cost packing_cost(struct alloc *a, int n, int T, int E, double k, int M, const int *tail,
-				const int *dlist, const int *first, int n_nodes, int *scratch)
+				const int *dlist, const int *first, int n_nodes, struct cost_ws *ws)
 {
-	struct cost c = {1 << 30, 0, 0, 0, n};
+	struct cost c = {1 << 30, {0}, 0, 0, n};
 	/* each piece's start: a domain's pieces take its tail front to back in block order */
 	qsort(a, (size_t)n, sizeof(*a), by_domain);
 	for (int i = 0, at = 0; i < n; i++) {
@@ -341,59 +373,98 @@ static struct cost packing_cost(struct alloc *a, int n, int T, int E, double k, 
 			at = tail[a[i].d];
 		a[i].start = at;
 		at += a[i].cnt;
+		ws->out[a[i].d] = ws->in[a[i].d] = 0;
 	}
 	qsort(a, (size_t)n, sizeof(*a), by_bin_only);
+	int nc = 0, nb = 0;
 	for (int i = 0; i < n;) {
 		int j = i;
 		double C[64] = {0}, S[64] = {0}, tot = 0;
-		int chunk = 0, nd = 0;
+		ws->bfirst[nb] = nc;
 		for (; j < n && a[j].bin == a[i].bin; j++) {
-			double own[64] = {0};
 			/* a domain may come in several pieces: its chunk is their sum */
-			chunk = j > i && a[j].d == a[j - 1].d ? chunk + a[j].cnt : a[j].cnt;
-			nd += !(j > i && a[j].d == a[j - 1].d);
-			if (j + 1 == n || a[j + 1].bin != a[j].bin || a[j + 1].d != a[j].d)
-				if (chunk < c.min_chunk)
-					c.min_chunk = chunk;
-			for (int u = a[j].start; u < a[j].start + a[j].cnt; u++) {
-				int node = node_of_slot(first, n_nodes, dlist[u]);
-				for (int t = 0; t < T; t++) {
-					int loc = dlist[u] + t - first[node];
-					if (loc < 64)
-						own[loc]++;
-				}
+			if (!(j > i && a[j].d == a[j - 1].d)) {
+				ws->ccnt[nc] = 0;
+				ws->cd[nc] = a[j].d;
+				memset(ws->own + (size_t)nc * 64, 0, sizeof(double) * 64);
+				nc++;
 			}
+			ws->ccnt[nc - 1] += a[j].cnt;
+			double own[64] = {0};
+			piece_rails(&a[j], T, dlist, first, n_nodes, own);
 			double members = (double)a[j].cnt * T;
 			tot += members;
-			for (int r = 0; r < 64; r++)
+			for (int r = 0; r < 64; r++) {
+				ws->own[(size_t)(nc - 1) * 64 + r] += own[r];
 				if (own[r] > 0) {
 					C[r] += own[r];
 					S[r] += members;
 				}
+			}
 		}
+		for (int q = ws->bfirst[nb]; q < nc; q++)
+			if (ws->ccnt[q] < c.min_chunk)
+				c.min_chunk = ws->ccnt[q];
 		for (int r = 0; r < 64; r++)
 			c.unaligned += C[r] * (tot - S[r]);
-		if (nd > c.widest)
-			c.widest = nd;
-		double w = block_load(a, i, j, T, E, k, M, dlist, first, n_nodes, scratch);
-		if (w > c.worst)
-			c.worst = w;
+		if (nc - ws->bfirst[nb] > c.widest)
+			c.widest = nc - ws->bfirst[nb];
+		block_load(ws, ws->bfirst[nb], nc, T, E, k, M, ws->bnic + (size_t)nb * NS);
+		nb++;
 		i = j;
+	}
+	ws->bfirst[nb] = nc;
+	/* a crossing group waits for the busiest uplinks of the domains it touches */
+	for (int b = 0; b < nb; b++) {
+		double sp = 0;
+		for (int q = ws->bfirst[b]; q < ws->bfirst[b + 1]; q++) {
+			int d = ws->cd[q];
+			double v = (ws->out[d] > ws->in[d] ? ws->out[d] : ws->in[d]) / ws->dunits[d];
+			if (v > sp)
+				sp = v;
+		}
+		for (int s = 0; s < NS; s++) {
+			double t = ws->bnic[(size_t)b * NS + s], st = sp * sim_S[s];
+			t = t > st ? t : st;
+			if (t > c.w[s])
+				c.w[s] = t;
+		}
 	}
 	return c;
 }
 
+static double wsum(struct cost x)
+{
+	double t = 0;
+	for (int s = 0; s < NS; s++)
+		t += x.w[s];
+	return t;
+}
+
 static bool cheaper(struct cost x, struct cost y)
 {
+	double a = wsum(x), b = wsum(y);
 	if (x.min_chunk != y.min_chunk)
 		return x.min_chunk > y.min_chunk;
-	if (fabs(x.worst - y.worst) > 1e-9 * (x.worst + y.worst))
-		return x.worst < y.worst;
+	if (fabs(a - b) > 1e-9 * (a + b))
+		return a < b;
 	if (x.unaligned != y.unaligned)
 		return x.unaligned < y.unaligned;
 	if (x.widest != y.widest)
 		return x.widest < y.widest;
 	return x.pieces < y.pieces;
+}
+
+/* x is no worse than y on every count the plan promises against Slurm's layout: the smallest chunk
+ * and the slowest leftover group at every level. */
+static bool no_worse(struct cost x, struct cost y)
+{
+	if (x.min_chunk < y.min_chunk)
+		return false;
+	for (int s = 0; s < NS; s++)
+		if (x.w[s] > y.w[s] * (1 + 1e-9))
+			return false;
+	return true;
 }
 
 /* Tails -> blocks as Slurm's default layout has them (rank = procid, EP block b = ranks
@@ -477,10 +548,10 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na), *a3 = NULL;
 	struct alloc *a4 = malloc(sizeof(*a4) * na), *a5 = malloc(sizeof(*a5) * na);
 	uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(E / 64 + 1));
-	int *scratch = malloc(sizeof(int) * (size_t)na);
+	double *scratch = NULL; /* cost workspace, sized once the candidates are known */
 	int n = 0, opt_local = (U - R) / E;
 	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2 || !a4 || !a5 ||
-	    !bits || !scratch) {
+	    !bits) {
 		*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 		goto fail;
 	}
@@ -529,19 +600,40 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		}
 		ca[3] = a4;
 		struct alloc *a = NULL;
-		int na_used = -1;
-		struct cost best = {0, 0, 0, 0, 0};
+		int na_used = -1, mp = 0;
+		for (int c = 0; c < 4; c++)
+			mp = cn[c] > mp ? cn[c] : mp;
+		/* per chunk: count, domain (2 ints) and 65 doubles; per domain 2 doubles; per block NS doubles and
+		 * an int */
+		size_t nwords = (size_t)mp * 66 + (size_t)nd * 2 + (size_t)(L + 1) * (NS + 1) + 8;
+		if (!(scratch = malloc(sizeof(double) * nwords))) {
+			*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+			goto fail;
+		}
+		struct cost_ws ws = {.own = scratch, .h = scratch + (size_t)mp * 64, .out = scratch + (size_t)mp * 65,
+				     .dunits = dunits};
+		ws.in = ws.out + nd;
+		ws.bnic = ws.in + nd;
+		ws.ccnt = (int *)(ws.bnic + (size_t)(L + 1) * NS);
+		ws.cd = ws.ccnt + mp;
+		ws.bfirst = ws.cd + mp;
+		struct cost best = {0, {0}, 0, 0, 0}, k[4];
 		struct mt_sim_params sp;
 		mt_sim_default_params(&sp); /* top-k as simulate assumes it */
+		for (int c = 0; c < 4; c++)
+			if (cn[c] >= 0)
+				k[c] = packing_cost(ca[c], cn[c], T, E, sp.topk, job->spec.route_groups, fill, dlist, first,
+						    job->n_nodes, &ws);
 		for (int c = 0; c < 4; c++) {
 			if (cn[c] < 0)
 				continue;
-			struct cost k = packing_cost(ca[c], cn[c], T, E, sp.topk, job->spec.route_groups, fill, dlist,
-						     first, job->n_nodes, scratch);
-			if (!a || cheaper(k, best)) {
+			/* when Slurm's layout keeps the most local groups too, never pick worse than it on any count */
+			if (cn[2] >= 0 && !no_worse(k[c], k[2]))
+				continue;
+			if (!a || cheaper(k[c], best)) {
 				a = ca[c];
 				na_used = cn[c];
-				best = k;
+				best = k[c];
 			}
 		}
 		if (!a) {
