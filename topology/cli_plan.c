@@ -355,11 +355,12 @@ static int run(int argc, char **argv, bool simulate_cmd)
 			for (int k = 0; k < 2; k++)
 				printf("\"%s\":{\"dispatch_us\":%.6g,\"combine_us\":%.6g,\"total_us\":%.6g,\"ep_groups\":%d,"
 				       "\"ep_groups_local\":%d,\"max_domains_per_group\":%d,\"nvlink_local_fraction\":%.6g,"
-				       "\"rail_aligned_fraction\":%.6g,\"mean_group_us\":%.6g},\n",
+				       "\"rail_aligned_fraction\":%.6g,\"mean_group_us\":%.6g,\"spine_us_max\":%.6g,"
+				       "\"spine_bound_groups\":%d},\n",
 				       nm[k], r[k]->dispatch_us, r[k]->combine_us, r[k]->total_us, r[k]->summary.ep_groups,
 				       r[k]->summary.ep_groups_local, r[k]->summary.max_domains_per_group,
 				       r[k]->summary.nvlink_local_fraction, r[k]->summary.rail_aligned_fraction,
-				       r[k]->mean_group_us);
+				       r[k]->mean_group_us, r[k]->spine_us_max, r[k]->spine_bound_groups);
 			printf("\"speedup\":%.6g,\"speedup_mean\":%.6g}\n", ratio, mean_ratio);
 		} else {
 			printf("%sMoE all-to-all per layer: %g tokens/GPU, hidden %g, top-%g, %g B/element, NVLink %g GB/s,"

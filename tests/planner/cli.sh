@@ -109,4 +109,36 @@ is "$?" 0 "simulate runs"
 ok "simulate prints both layouts and the ratio" sh -c "grep -q '^moetopo plan' '$T/sim' && grep -q '^slurm default' '$T/sim' && grep -q 'speedup' '$T/sim'"
 ok "plan has 3 local groups, default none" sh -c "grep '^moetopo plan' '$T/sim' | grep -q ' 3/5 ' && grep '^slurm default' '$T/sim' | grep -q ' 0/5 '"
 ok "plan --simulate --json gives the simulation as JSON" sh -c "'$M' plan --nodes 'n[01-50]' --preset gb300-nvl72-tray --domains '$T/inter.map' --spec ep=40 --simulate --json | tr -d '\\n' | grep -q '\"schema\":\"moetopo-simulate/1\".*\"speedup\"'"
+# --oversub end to end, names interleaving 2 racks of 2 GB300 trays (4 GPUs, NIC 100 GB/s), ep=8:
+# the plan keeps each rack's 8 GPUs in one local group (NVLink only, no spine), the default puts
+# n1+n2 and n3+n4 together, 4 GPUs per rack.  A token needs the other rack with probability
+# 1 - (1/2)^8 = 0.99609 (top-8 of 8 experts, half of them there): each GPU sends that many token sets
+# of 4096 x 7168 x 2 B on its own rail (every rail has a peer), 584.9 us at 100 GB/s.  Each rack's 8
+# GPUs send 8 x 0.99609 sets over uplinks of 8 x 100 GB/s / oversub: 584.9 us at oversub 1 (the NICs'
+# time), 1169.8 us at oversub 2.  So the default's slowest group, dispatch + combine, doubles from
+# 1169.8 to 2339.6 us with both groups spine-bound, and the plan does not change.
+: >"$T/two.map"
+for n in 1 2 3 4; do echo "n$n rack$((n % 2))" >>"$T/two.map"; done
+for o in 1 2; do
+	"$M" simulate --nodes 'n[1-4]' --preset gb300-nvl72-tray --domains "$T/two.map" --spec ep=8 --oversub $o --json \
+		>"$T/over$o.json" 2>"$T/over$o.err"
+	is "$?" 0 "simulate --oversub $o --json runs"
+done
+if [ -z "${skip_py:-}" ]; then
+	ok "--oversub 2 doubles the interleaved default's slowest group, not the plan's; spine fields in JSON" \
+		python3 - "$T/over1.json" "$T/over2.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+one = 2 * (1 - 0.5 ** 8) * 4096 * 7168 * 2 / 100e9 * 1e6  # dispatch + combine at oversub 1, us
+assert a["params"]["oversub"] == 1 and b["params"]["oversub"] == 2
+assert abs(a["default"]["total_us"] - one) < 0.5, a["default"]
+assert abs(b["default"]["total_us"] - 2 * one) < 0.5, b["default"]
+assert abs(b["default"]["spine_us_max"] - one) < 0.5 and b["default"]["spine_bound_groups"] == 2
+assert a["default"]["spine_bound_groups"] == 0  # at oversub 1 the uplinks take exactly the NICs' time
+assert a["plan"]["total_us"] == b["plan"]["total_us"] and b["plan"]["ep_groups_local"] == 2
+assert b["plan"]["spine_us_max"] == 0 and b["plan"]["spine_bound_groups"] == 0
+assert isinstance(b["default"]["spine_bound_groups"], int)
+assert abs(b["speedup"] - 2 * a["speedup"]) < 1e-3
+PY
+fi
 done_testing
