@@ -13,12 +13,33 @@
 
 static char *option_value;
 
-static int option_cb(int val, const char *optarg, int remote)
+int mtp_spec_check(const char *origin, const char *text)
 {
 	char err[MT_ERRLEN];
 	struct mt_spec s;
 
+	if (mt_spec_parse(text, &s, err, sizeof err)) {
+		mtp_error("%s=%.100s: %s", origin, text, err);
+		return -1;
+	}
+	if (s.mode == MT_MODE_HELP) {
+		fputs(mtp_help_text(), stdout);
+		fflush(stdout);
+		exit(0);
+	}
+	return (int)s.mode;
+}
+
+static int option_cb(int val, const char *optarg, int remote)
+{
 	(void)val;
+	if (remote) {
+		/* slurmstepd: a failing callback there fails the launch and, under a batch job, drains the node.
+		 * Keep whatever came (it was checked at submit); user_init applies the failure policy to it. */
+		free(option_value);
+		option_value = optarg ? strdup(optarg) : NULL;
+		return 0;
+	}
 	if (!optarg || strlen(optarg) > MTP_SPEC_MAX) {
 		mtp_error("--" MTP_OPTION " needs a SPEC of at most %d characters (see --" MTP_OPTION "=help)",
 			  MTP_SPEC_MAX);
@@ -28,18 +49,7 @@ static int option_cb(int val, const char *optarg, int remote)
 	option_value = strdup(optarg);
 	if (!option_value)
 		return -1;
-	if (remote)
-		return 0;   /* checked at submit; the step applies its failure policy to anything else */
-	if (mt_spec_parse(optarg, &s, err, sizeof err)) {
-		mtp_error("--" MTP_OPTION "=%s: %s", optarg, err);
-		return -1;
-	}
-	if (s.mode == MT_MODE_HELP) {
-		fputs(mtp_help_text(), stdout);
-		fflush(stdout);
-		exit(0);
-	}
-	return 0;
+	return mtp_spec_check("--" MTP_OPTION, optarg) < 0 ? -1 : 0;
 }
 
 static struct spank_option option = {

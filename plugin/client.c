@@ -4,7 +4,6 @@
  * MOE_TOPOLOGY from the submitting environment and the site configuration.  A broken plugstack line only
  * stops users who ask for the plugin, so that a typo there cannot block every job on the cluster.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +12,7 @@
 int mtp_client_post_opt(spank_t sp, const struct mtp_config *c)
 {
 	const char *env = getenv(MTP_ENV_SPEC), *origin, *text;
-	char err[MT_ERRLEN];
-	struct mt_spec s;
+	int mode;
 
 	(void)sp;
 	if (env && strlen(env) > MTP_SPEC_MAX) {
@@ -22,17 +20,10 @@ int mtp_client_post_opt(spank_t sp, const struct mtp_config *c)
 		return -1;
 	}
 	text = mtp_spec_text(c, env, &origin);
-	if (mt_spec_parse(text, &s, err, sizeof err)) {
-		/* only the environment can get here: the option and default= were checked already */
-		mtp_error("%s=%s: %s", origin, text, err);
+	/* only the environment can fail here: the option and default= were checked already */
+	if ((mode = mtp_spec_check(origin, text)) < 0)
 		return -1;
-	}
-	if (s.mode == MT_MODE_HELP) {
-		fputs(mtp_help_text(), stdout);
-		fflush(stdout);
-		exit(0);
-	}
-	if (c->error[0] && s.mode != MT_MODE_OFF && (mtp_option_value() || (env && *env))) {
+	if (c->error[0] && mode != MT_MODE_OFF && (mtp_option_value() || (env && *env))) {
 		mtp_error("%s; ask the administrators to fix it, or use --" MTP_OPTION "=off", c->error);
 		return -1;
 	}

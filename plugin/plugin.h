@@ -52,6 +52,9 @@ void mtp_option_free(void);
  * *origin names where it came from, for messages. */
 const char *mtp_spec_text(const struct mtp_config *c, const char *env, const char **origin);
 const char *mtp_help_text(void);
+/* Client side (srun, sbatch, salloc) only: parses TEXT, logs one line naming ORIGIN on error (-1), prints
+ * the grammar and ends the client for "help"; else returns the SPEC's enum mt_mode. */
+int mtp_spec_check(const char *origin, const char *text);
 
 /* ---- contexts */
 int mtp_client_post_opt(spank_t sp, const struct mtp_config *c);  /* client.c: srun, sbatch, salloc */
@@ -85,6 +88,8 @@ int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *e
 int **mtp_cyclic_procids(const int *tasks, int n_nodes, int world);
 /* True when a node name is safe inside a file name: letters, digits, '.', '-', '_', not starting with '.'. */
 bool mtp_node_name_ok(const char *s);
+/* The GRES index of each of N GPU tokens ("0".."1023", no repeats) into index[]; -1 with err otherwise. */
+int mtp_gpu_indices(char *const *tokens, int n, int *index, char *err, size_t errlen);
 
 /* ---- one rank (apply.c) */
 struct mtp_node_ctx {
