@@ -49,6 +49,12 @@ static int parse_one(const char *arg, struct mtp_config *c, unsigned *seen)
 			snprintf(c->error, sizeof c->error, "plugstack.conf: default=%.100s: %.380s", val, err);
 			return -1;
 		}
+		if (s.mode == MT_MODE_HELP) {
+			/* every srun without the option would print the grammar and stop */
+			snprintf(c->error, sizeof c->error,
+				 "plugstack.conf: default=help is not a layout (valid: off, auto, key=value,...)");
+			return -1;
+		}
 		return 0;
 	}
 	if (KEY("domains"))

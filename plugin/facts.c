@@ -22,6 +22,21 @@ static int getenv_s(spank_t sp, const char *name, char *buf, int len)
 	return spank_getenv(sp, name, buf, len) == ESPANK_SUCCESS ? 0 : -1;
 }
 
+/* Like getenv_s, but a value too long for BUF is an error (err filled, -1) rather than "unset" (1). */
+static int getenv_fit(spank_t sp, const char *name, char *buf, int len, char *err, size_t errlen)
+{
+	spank_err_t rc;
+
+	buf[0] = '\0';
+	rc = spank_getenv(sp, name, buf, len);
+	if (rc == ESPANK_NOSPACE) {
+		buf[0] = '\0';
+		snprintf(err, errlen, "%s is longer than %d characters", name, len - 1);
+		return -1;
+	}
+	return rc == ESPANK_SUCCESS ? 0 : 1;
+}
+
 static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
 	char *buf = malloc(ENVLEN), dist[64];
@@ -124,29 +139,17 @@ fail:
 	return -1;
 }
 
-static bool small_index(const char *s, int *out)
-{
-	char *end;
-	long v;
-
-	if (!isdigit((unsigned char)*s))
-		return false;
-	v = strtol(s, &end, 10);
-	if (*end || v < 0 || v > 1023)
-		return false;
-	*out = (int)v;
-	return true;
-}
-
 /* CUDA_VISIBLE_DEVICES as GRES set it (the token tasks must see) and SLURM_STEP_GPUS (the node's own
  * GRES index of each, which differs when ConstrainDevices renumbers the devices). */
 static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
 	char cvd[1024], abs[1024];
 	char **idx = NULL;
-	int n_idx = 0, rc = -1;
+	int n_idx = 0, rc;
 
-	if (getenv_s(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd) || !cvd[0] || !strcmp(cvd, "NoDevFiles")) {
+	if ((rc = getenv_fit(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd, err, errlen)) < 0)
+		return -1;
+	if (rc > 0 || !cvd[0] || !strcmp(cvd, "NoDevFiles")) {
 		f->gpu_list = strdup("");
 		return f->gpu_list ? 0 : -1;   /* a step without GPUs: CPU-only ranks */
 	}
@@ -155,24 +158,27 @@ static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (!getenv_s(sp, "SLURM_STEP_GPUS", abs, sizeof abs) && abs[0] && (n_idx = split_list(abs, &idx)) < 0) {
+	if ((rc = getenv_fit(sp, "SLURM_STEP_GPUS", abs, sizeof abs, err, errlen)) < 0)
+		return -1;
+	rc = -1;
+	if (abs[0] && (n_idx = split_list(abs, &idx)) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (n_idx && n_idx != f->n_gpus) {
-		snprintf(err, errlen, "SLURM_STEP_GPUS=%s and CUDA_VISIBLE_DEVICES=%s disagree", abs, cvd);
+		snprintf(err, errlen, "SLURM_STEP_GPUS=%.100s and CUDA_VISIBLE_DEVICES=%.100s disagree", abs, cvd);
+		goto out;
+	}
+	if (f->n_gpus == 0) {
+		snprintf(err, errlen, "CUDA_VISIBLE_DEVICES='%.40s' names no GPU", cvd);
 		goto out;
 	}
 	f->gpu_index = calloc(f->n_gpus, sizeof *f->gpu_index);
-	if (!f->gpu_index)
+	if (!f->gpu_index) {
+		snprintf(err, errlen, "out of memory");
 		goto out;
-	for (int i = 0; i < f->n_gpus; i++)
-		if (!small_index(n_idx ? idx[i] : f->gpu_tokens[i], &f->gpu_index[i])) {
-			snprintf(err, errlen, "GPU '%s' is not a device index (UUID and MIG lists are not supported)",
-				 n_idx ? idx[i] : f->gpu_tokens[i]);
-			goto out;
-		}
-	rc = 0;
+	}
+	rc = mtp_gpu_indices(n_idx ? idx : f->gpu_tokens, f->n_gpus, f->gpu_index, err, errlen);
 out:
 	for (int i = 0; i < n_idx; i++)
 		free(idx[i]);

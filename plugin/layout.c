@@ -75,6 +75,8 @@ int **mtp_cyclic_procids(const int *tasks, int n_nodes, int world)
 		int tries = 0;
 		while (fill[node] >= tasks[node] && tries++ < n_nodes)
 			node = (node + 1) % n_nodes;
+		if (fill[node] >= tasks[node])
+			goto fail;   /* more tasks than the nodes hold: never write past a node's list */
 		ids[node][fill[node]++] = k;
 		node = (node + 1) % n_nodes;
 	}
@@ -86,4 +88,28 @@ fail:
 	free(ids);
 	free(fill);
 	return NULL;
+}
+
+/* GRES indices come from the job's environment: small non-negative integers, each GPU once (a repeat
+ * would give two ranks one GPU and leave another idle). */
+int mtp_gpu_indices(char *const *tokens, int n, int *index, char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++) {
+		const char *s = tokens[i];
+		char *end;
+		long v = isdigit((unsigned char)*s) ? strtol(s, &end, 10) : -1;
+
+		if (v < 0 || *end || v > 1023) {
+			snprintf(err, errlen, "GPU '%.40s' is not a device index 0-1023 (UUID and MIG lists are not "
+				 "supported)", s);
+			return -1;
+		}
+		for (int j = 0; j < i; j++)
+			if (index[j] == v) {
+				snprintf(err, errlen, "GPU %ld is listed twice", v);
+				return -1;
+			}
+		index[i] = (int)v;
+	}
+	return 0;
 }

@@ -55,6 +55,11 @@ static void test_config(void)
 	mtp_config_free(&c);
 	TAP_INT(parse(&c, "strict", NULL, NULL), -1, "a key without '=' is an error");
 	mtp_config_free(&c);
+	TAP_INT(parse(&c, "default=help", NULL, NULL), -1, "default=help is refused (every srun would stop)");
+	tap_ok(strstr(c.error, "valid: off, auto") != NULL, "naming the valid defaults: %s", c.error);
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "default=off", NULL, NULL), 0, "default=off is fine");
+	mtp_config_free(&c);
 }
 
 /* 0 when mtp_open_trusted accepts PATH (the descriptor is closed again), else its return value. */
@@ -190,6 +195,23 @@ static void test_layout(void)
 	for (int i = 0; ids && i < 2; i++)
 		free(ids[i]);
 	free(ids);
+
+	/* GPU indices come from the job's environment */
+	char *good[] = {"3", "0", "7"}, *dup[] = {"1", "2", "1"}, *neg[] = {"-1"}, *big[] = {"1024"},
+	     *uuid[] = {"GPU-5f1c2d"}, *trail[] = {"1x"}, *huge[] = {"99999999999999999999"};
+	int idx[3] = {0};
+	TAP_INT(mtp_gpu_indices(good, 3, idx, err, sizeof err), 0, "GPU indices 3,0,7 accepted");
+	tap_ok(idx[0] == 3 && idx[1] == 0 && idx[2] == 7, "in the order given");
+	TAP_INT(mtp_gpu_indices(dup, 3, idx, err, sizeof err), -1, "a repeated GPU index is refused");
+	tap_ok(strstr(err, "GPU 1 is listed twice") != NULL, "naming it: %s", err);
+	TAP_INT(mtp_gpu_indices(neg, 1, idx, err, sizeof err), -1, "a negative index is refused");
+	TAP_INT(mtp_gpu_indices(big, 1, idx, err, sizeof err), -1, "an index above 1023 is refused");
+	TAP_INT(mtp_gpu_indices(huge, 1, idx, err, sizeof err), -1, "an index beyond long is refused");
+	TAP_INT(mtp_gpu_indices(trail, 1, idx, err, sizeof err), -1, "trailing junk is refused");
+	TAP_INT(mtp_gpu_indices(uuid, 1, idx, err, sizeof err), -1, "a UUID is refused");
+	tap_ok(strstr(err, "UUID and MIG lists are not supported") != NULL, "saying why: %s", err);
+
+	tap_ok(mtp_cyclic_procids(tasks2, 2, 5) == NULL, "cyclic: more tasks than the nodes hold is refused");
 
 	tap_ok(mtp_node_name_ok("gpu-r1-n1") && mtp_node_name_ok("node_07.cluster"), "plain node names accepted");
 	tap_ok(!mtp_node_name_ok("../etc/passwd") && !mtp_node_name_ok("a/b") && !mtp_node_name_ok(".hidden") &&
