@@ -384,6 +384,7 @@ int main(int argc, char **argv)
 	for (int il = 0; il < 2; il++) /* rack order, then interleaved names; spine oversubscription 1, 2, 4 */
 		for (int o = 1; o <= 4; o *= 2)
 			traffic(gb, 8192, 64, il, o, 0);
+	traffic(gb, 8192, 64, 0, 2, 2); /* group-limited routing, rack order and interleaved */
 	traffic(gb, 8192, 64, 1, 2, 2);
 	traffic(gb, 8192, 32, 1, 2, 0);
 	printf("simulated MoE all-to-all per layer, DGX H100 (NVLink 450 GB/s, NIC 50 GB/s):\n");
