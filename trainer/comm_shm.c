@@ -27,11 +27,16 @@
 
 #include "comm_internal.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define SEG_MAGIC 0x4d4f4553u /* "MOES" */
 #define LINE 64
 #define PAGE 4096
 #define CHUNK (256u << 10)  /* bytes moved per call: lets the peer start copying out early */
 #define SPIN_NS 50000       /* busy-wait this long before sleeping */
+#define NT_MIN (4u << 20)   /* receive messages this large with non-temporal stores */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -85,11 +90,42 @@ struct shm {
 	size_t zc_min;       /* payloads this large go single-copy; 0 = never */
 	size_t *zc_wait;     /* per peer: bytes of a posted payload not yet acknowledged */
 	bool *pid_ok;        /* per peer: its pid is visible here (same pid namespace) */
+	bool *nt;            /* per peer: the message being received is large (copy_nt) */
 };
 
 #define CANARY 0x6d6f652d63616e61ull
 static const volatile uint64_t canary = CANARY;
 #define ZC_MAX_CALL (8u << 20) /* bytes per process_vm_readv: progress shows in between */
+
+/* Copies out of a ring into a large destination with non-temporal stores: the destination of a
+ * big message will not be read back from cache soon, and plain stores would first read every line
+ * of it from memory (the copy is memory-bound at these sizes). */
+static void copy_nt(char *dst, const char *src, size_t n)
+{
+#ifdef __SSE2__
+	size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+	if (n < head + 64) {
+		memcpy(dst, src, n);
+		return;
+	}
+	memcpy(dst, src, head);
+	dst += head;
+	src += head;
+	n -= head;
+	for (; n >= 64; n -= 64, dst += 64, src += 64) {
+		__m128i a = _mm_loadu_si128((const __m128i *)src), b = _mm_loadu_si128((const __m128i *)(src + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32)), d = _mm_loadu_si128((const __m128i *)(src + 48));
+		_mm_stream_si128((__m128i *)dst, a);
+		_mm_stream_si128((__m128i *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(dst + 48), d);
+	}
+	memcpy(dst, src, n);
+	_mm_sfence(); /* other threads of this rank may read the destination next */
+#else
+	memcpy(dst, src, n);
+#endif
+}
 
 static struct ring *ring_of(struct shm *s, int from, int to)
 {
@@ -197,18 +233,27 @@ static ssize_t shm_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 	if (avail == 0 && atomic_load_explicit(&r->zc_posted, memory_order_acquire) !=
 				  atomic_load_explicit(&r->zc_acked, memory_order_relaxed) && r->zc_pos == tail)
 		return zc_copy(s, r, peer, buf, len);
+	size_t len_req = len;
 	if (len > avail)
 		len = avail;
 	if (len > CHUNK)
 		len = CHUNK;
 	char *dst = buf;
+	/* A request this big is the rest of a large message: its destination is cold */
+	if (len_req >= NT_MIN)
+		s->nt[peer] = true;
 	while (moved < len) {
 		size_t at = (tail + moved) & (s->cap - 1), n = s->cap - at;
 		if (n > len - moved)
 			n = len - moved;
-		memcpy(dst + moved, r->data + at, n);
+		if (s->nt[peer])
+			copy_nt(dst + moved, r->data + at, n);
+		else
+			memcpy(dst + moved, r->data + at, n);
 		moved += n;
 	}
+	if (moved == len_req)
+		s->nt[peer] = false;
 	if (moved) {
 		atomic_store_explicit(&r->tail, tail + moved, memory_order_release);
 		ring_bell(s, peer);
@@ -292,6 +337,7 @@ static void shm_destroy(struct tr_transport *t)
 		munmap(s->base, s->total);
 	free(s->zc_wait);
 	free(s->pid_ok);
+	free(s->nt);
 	free(s);
 }
 
@@ -355,9 +401,11 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 	s->t.rank = w->rank;
 	s->zc_wait = calloc(w->size, sizeof(size_t));
 	s->pid_ok = calloc(w->size, sizeof(bool));
-	if (!s->zc_wait || !s->pid_ok) {
+	s->nt = calloc(w->size, sizeof(bool));
+	if (!s->zc_wait || !s->pid_ok || !s->nt) {
 		free(s->zc_wait);
 		free(s->pid_ok);
+		free(s->nt);
 		free(s);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -489,6 +537,7 @@ fail:
 		munmap(s->base, s->total);
 	free(s->zc_wait);
 	free(s->pid_ok);
+	free(s->nt);
 	free(s);
 	return -1;
 }
