@@ -157,10 +157,9 @@ int mtp_apply_rank(spank_t sp, const struct mtp_node_ctx *n, int procid, char *e
 		spank_setenv(sp, v[i].name, v[i].value, v[i].overwrite);
 
 	if (p->spec.verbose)
-		slurm_spank_log(MTP_NAME ": rank %d/%d node %s gpu %s cuda %s nic %s cores %s ep-group %d ep-rank %d "
-				"domain %s", r->rank, p->world, f->nodes[r->node], r->gpu_pci[0] ? r->gpu_pci : "-",
-				cvd[0] ? cvd : "-", r->nics[0] ? r->nics : "-",
-				r->cpuset && r->cpuset[0] ? r->cpuset : "-", r->ep_group, r->ep_rank,
-				p->domain_names[r->domain]);
+		mtp_user("rank %d/%d node %s gpu %s cuda %s nic %s cores %s ep-group %d ep-rank %d domain %s",
+			 r->rank, p->world, f->nodes[r->node], r->gpu_pci[0] ? r->gpu_pci : "-", cvd[0] ? cvd : "-",
+			 r->nics[0] ? r->nics : "-", r->cpuset && r->cpuset[0] ? r->cpuset : "-", r->ep_group,
+			 r->ep_rank, p->domain_names[r->domain]);
 	return 0;
 }

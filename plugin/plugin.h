@@ -3,7 +3,7 @@
  * The plugin is a thin shell around libmoetopo: moe_topology.c routes each SPANK callback by context,
  * args.c owns the --moe-topology option, config.c the plugstack.conf arguments, client.c the
  * srun/sbatch/salloc side, stepd.c the slurmstepd side (facts.c gathers the step's facts, apply.c applies
- * one rank).  Nothing here is exported: the version script keeps only the SPANK symbols visible.
+ * one rank), log.c writes every line.  Nothing here is exported: the version script keeps only the SPANK symbols visible.
  */
 #ifndef MTP_PLUGIN_H
 #define MTP_PLUGIN_H
@@ -103,8 +103,12 @@ struct mtp_node_ctx {
 };
 int mtp_apply_rank(spank_t sp, const struct mtp_node_ctx *n, int procid, char *err, size_t errlen);
 
-/* Messages.  slurm_error and slurm_spank_log reach the user's stderr from the step; the first also the log. */
-#define mtp_error(...) slurm_error(MTP_NAME ": " __VA_ARGS__)
-#define mtp_info(...) slurm_info(MTP_NAME ": " __VA_ARGS__)
+/* Messages (log.c): one line each, prefixed MTP_NAME, control characters from quoted input made '?'.
+ * From the step, ERROR and USER reach the user's stderr (ERROR also the slurmd log); INFO only the log. */
+enum mtp_log_kind { MTP_LOG_ERROR, MTP_LOG_INFO, MTP_LOG_USER };
+void mtp_log(enum mtp_log_kind kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define mtp_error(...) mtp_log(MTP_LOG_ERROR, __VA_ARGS__)
+#define mtp_info(...) mtp_log(MTP_LOG_INFO, __VA_ARGS__)
+#define mtp_user(...) mtp_log(MTP_LOG_USER, __VA_ARGS__)
 
 #endif

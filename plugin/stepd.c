@@ -318,7 +318,7 @@ static void report(const struct mtp_config *c, int local_task)
 	if (c->strict)
 		mtp_error("%s (strict=yes: the step fails)", st.err);
 	else
-		slurm_spank_log(MTP_NAME ": warning: %s; Slurm's own binding is left unchanged", st.err);
+		mtp_user("warning: %s; Slurm's own binding is left unchanged", st.err);
 }
 
 int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c)

@@ -64,6 +64,10 @@ run_client salloc -N1 --moe-topology=colour=red true
 ok "salloc: unknown key exits non-zero and lists the keys" fails_with "'colour'.*valid keys"
 MOE_TOPOLOGY=cpu=socket run_client srun -N1 true
 ok "srun: invalid MOE_TOPOLOGY is refused at submit" fails_with 'MOE_TOPOLOGY=cpu=socket.*numa, none' 
+# A quoted value cannot start a line of its own: every line the plugin writes carries its prefix.
+MOE_TOPOLOGY=$'ep=banana\nFORGED: all good' run_client srun -N1 true
+ok "srun: MOE_TOPOLOGY with a newline is refused at submit" fails_with 'moe-topology: MOE_TOPOLOGY=ep=banana?FORGED'
+is "$(grep -c '^FORGED' <<<"$err")" 0 "the newline in it does not start an unprefixed line"
 after=$(job_id)
 is "$after" "$((before + 1))" "no job was allocated for any invalid SPEC"
 
