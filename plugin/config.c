@@ -93,14 +93,23 @@ int mtp_config_parse(int ac, char **av, struct mtp_config *c)
 	memset(c, 0, sizeof *c);
 	for (int i = 0; i < ac; i++)
 		if (parse_one(av[i], c, &seen))
-			return -1;
+			goto bad;
 	if (c->topology && !strstr(c->topology, "%n")) {
 		/* one file for every node would plan a heterogeneous cluster with the wrong machine */
-		snprintf(c->error, sizeof c->error, "plugstack.conf: topology=%s has no %%n (node name) placeholder",
+		snprintf(c->error, sizeof c->error, "plugstack.conf: topology=%.200s has no %%n (node name) placeholder",
 			 c->topology);
-		return -1;
+		goto bad;
 	}
 	return 0;
+bad:
+	/* nothing half-applied: a default= or strict=yes read before the error must not reach users who
+	 * never asked for the plugin */
+	if (!c->error[0])
+		snprintf(c->error, sizeof c->error, "plugstack.conf: out of memory");
+	mtp_config_free(c);
+	c->nvml = MTP_NVML_AUTO;
+	c->strict = false;
+	return -1;
 }
 
 void mtp_config_free(struct mtp_config *c)

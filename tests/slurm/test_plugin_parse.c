@@ -55,6 +55,9 @@ static void test_config(void)
 	mtp_config_free(&c);
 	TAP_INT(parse(&c, "strict", NULL, NULL), -1, "a key without '=' is an error");
 	mtp_config_free(&c);
+	TAP_INT(parse(&c, "strict=yes", "default=ep=4", "bogus=1"), -1, "an error after valid keys");
+	tap_ok(!c.default_spec && !c.strict, "leaves nothing half-applied (no default=, strict=no)");
+	mtp_config_free(&c);
 	TAP_INT(parse(&c, "default=help", NULL, NULL), -1, "default=help is refused (every srun would stop)");
 	tap_ok(strstr(c.error, "valid: off, auto") != NULL, "naming the valid defaults: %s", c.error);
 	mtp_config_free(&c);
