@@ -152,7 +152,7 @@ static int trusted_dirs(char *dir, const char *path, char *err, size_t errlen)
 	}
 }
 
-int mtp_open_trusted(const char *path, char *err, size_t errlen)
+int mtp_open_trusted(const char *path, char **real, char *err, size_t errlen)
 {
 	char *copy = strdup(path), *dir = NULL, *full = NULL;
 	struct stat st;
@@ -163,7 +163,8 @@ int mtp_open_trusted(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	/* The folders are checked where they really are; the file itself is opened without following a
-	 * symlink (a link could be retargeted) and judged on the descriptor, not on a second lookup. */
+	 * symlink (a link could be retargeted) and judged on the descriptor, not on a second lookup.  With
+	 * every folder up to "/" closed to others, nobody but root can rebind the resolved name afterwards. */
 	dir = realpath(dirname(copy), NULL);
 	if (!dir) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -195,25 +196,24 @@ int mtp_open_trusted(const char *path, char *err, size_t errlen)
 		fd = -1;
 	}
 out:
+	if (fd >= 0 && real) {
+		*real = full;
+		full = NULL;
+	}
 	free(copy);
 	free(dir);
 	free(full);
 	return fd;
 }
 
-int mtp_fd_path(int fd, char *buf, size_t len)
+void mtp_name_back(char *err, size_t errlen, const char *real, const char *path)
 {
-	return snprintf(buf, len, "/proc/self/fd/%d", fd) < (int)len ? 0 : -1;
-}
-
-void mtp_fd_unname(char *err, size_t errlen, const char *fd_path, const char *path)
-{
-	char *at = strstr(err, fd_path), tail[MT_ERRLEN];
+	char *at = strstr(err, real), tail[MT_ERRLEN];
 	size_t head;
 
-	if (!at)
+	if (!at || !strcmp(real, path))
 		return;
 	head = (size_t)(at - err);
-	snprintf(tail, sizeof tail, "%s", at + strlen(fd_path));
+	snprintf(tail, sizeof tail, "%s", at + strlen(real));
 	snprintf(err + head, errlen - head, "%s%s", path, tail);
 }

@@ -34,14 +34,13 @@ int mtp_config_parse(int ac, char **av, struct mtp_config *c);
 void mtp_config_free(struct mtp_config *c);
 /* Opens PATH to be read as root: a regular file, not a symlink, owned by root (or by the daemon's own
  * user) that nobody else can write, under folders nobody else can write (sticky ones excepted).  The file
- * is judged on the opened descriptor (no check-then-open race).  Returns the descriptor (O_CLOEXEC), or
- * MTP_ENOFILE when it does not exist, or -1, with err filled either way. */
+ * is judged on the opened descriptor (no check-then-open race).  Returns the descriptor (O_CLOEXEC) and,
+ * when REAL is not NULL, the resolved name in *REAL (malloc'd): only root can rebind that name, so the
+ * library may read it by name.  Else MTP_ENOFILE when it does not exist, or -1; err filled either way. */
 #define MTP_ENOFILE (-2)
-int mtp_open_trusted(const char *path, char *err, size_t errlen);
-/* The library reads files by name: "/proc/self/fd/N" names the checked descriptor itself. */
-int mtp_fd_path(int fd, char *buf, size_t len);
-/* Puts PATH back where a message names fd_path. */
-void mtp_fd_unname(char *err, size_t errlen, const char *fd_path, const char *path);
+int mtp_open_trusted(const char *path, char **real, char *err, size_t errlen);
+/* Puts PATH back where a message names its resolved name REAL. */
+void mtp_name_back(char *err, size_t errlen, const char *real, const char *path);
 
 /* ---- the option (args.c) */
 int mtp_option_register(spank_t sp);

@@ -69,26 +69,25 @@ static int topo_path(const char *pattern, const char *name, char *buf, size_t le
 	return 0;
 }
 
-/* Reads a file named in plugstack.conf through its checked descriptor (see mtp_open_trusted): a node
- * model into *node, else a domain map into *map.  1 when the file does not exist (err says so). */
+/* Reads a file named in plugstack.conf once it passed the checks of mtp_open_trusted: a node model into
+ * *node, else a domain map into *map.  1 when the file does not exist (err says so).  The library opens
+ * the resolved name (not /proc/self/fd: with privileges dropped, /proc/self may not be ours to read). */
 static int load_trusted(const char *path, struct mt_node **node, struct mt_domains **map, char *err,
 			size_t errlen)
 {
-	char fdp[32];
-	int fd = mtp_open_trusted(path, err, errlen), rc;
+	char *real = NULL;
+	int fd = mtp_open_trusted(path, &real, err, errlen), rc;
 
 	if (fd < 0)
 		return fd == MTP_ENOFILE ? 1 : -1;
-	mtp_fd_path(fd, fdp, sizeof fdp);
-	rc = node ? mt_node_load_file(fdp, node, err, errlen) : mt_domains_load(fdp, map, err, errlen);
+	rc = node ? mt_node_load_file(real, node, err, errlen) : mt_domains_load(real, map, err, errlen);
 	close(fd);
-	if (rc) {
-		mtp_fd_unname(err, errlen, fdp, path);
-		return -1;
-	}
-	if (node)
+	if (rc)
+		mtp_name_back(err, errlen, real, path);
+	else if (node)
 		snprintf((*node)->source, sizeof (*node)->source, "%s", path);
-	return 0;
+	free(real);
+	return rc ? -1 : 0;
 }
 
 static int load_model(const struct mtp_config *c, const char *name, bool own, struct mt_node **out, char *err,

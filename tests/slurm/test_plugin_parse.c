@@ -68,7 +68,7 @@ static void test_config(void)
 /* 0 when mtp_open_trusted accepts PATH (the descriptor is closed again), else its return value. */
 static int trusted(const char *path, char *err, size_t errlen)
 {
-	int fd = mtp_open_trusted(path, err, errlen);
+	int fd = mtp_open_trusted(path, NULL, err, errlen);
 
 	if (fd < 0)
 		return fd;
@@ -79,7 +79,7 @@ static int trusted(const char *path, char *err, size_t errlen)
 static void test_trusted(void)
 {
 	char dir[] = BUILDDIR "/tests/slurm-trust-XXXXXX", path[512], other[512], sub[512], err[MT_ERRLEN];
-	char fdp[32], msg[MT_ERRLEN];
+	char msg[MT_ERRLEN], *real = NULL;
 	FILE *f;
 	int fd;
 
@@ -145,14 +145,17 @@ static void test_trusted(void)
 	TAP_INT(trusted(other, err, sizeof err), MTP_ENOFILE, "missing file: MTP_ENOFILE");
 	tap_ok(strstr(err, "No such file") != NULL, "with errno text: %s", err);
 
-	/* the library reads the checked descriptor by name; its messages get the real name back */
-	fd = mtp_open_trusted(path, err, sizeof err);
-	mtp_fd_path(fd, fdp, sizeof fdp);
-	snprintf(msg, sizeof msg, "cannot parse %s: line 3", fdp);
-	mtp_fd_unname(msg, sizeof msg, fdp, path);
-	snprintf(other, sizeof other, "cannot parse %s: line 3", path);
-	TAP_STR(msg, other, "descriptor name replaced by the path in messages");
-	close(fd);
+	/* the library reads the resolved name; its messages get the name from plugstack.conf back */
+	snprintf(other, sizeof other, "%s/./map", dir);
+	fd = mtp_open_trusted(other, &real, err, sizeof err);
+	TAP_STR(real, path, "the resolved name is returned with the descriptor");
+	snprintf(msg, sizeof msg, "cannot parse %s: line 3", real ? real : "?");
+	mtp_name_back(msg, sizeof msg, real ? real : "?", other);
+	snprintf(sub, sizeof sub, "cannot parse %s: line 3", other);
+	TAP_STR(msg, sub, "messages name the file as configured");
+	if (fd >= 0)
+		close(fd);
+	free(real);
 
 	if (getuid() == 0 && chown(path, 1234, 1234) == 0)
 		TAP_INT(trusted(path, err, sizeof err), -1, "file owned by another user refused");
