@@ -132,6 +132,14 @@ ok "strict=yes: no task ran" [ -z "$(grep '^T ' <<<"$out")" ]
 ok "strict=yes: the reason is on the user's stderr" grep -q 'moe-topology: ep=3 .*valid ep: 1, 2, 4, 8 (strict=yes' <<<"$err"
 run_client srun -N2 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
 ok "strict=yes: a possible plan still runs" [ "$rc" = 0 ]
+# Under a batch job a failure in slurmstepd's init would drain the node: only the step's tasks may fail.
+run_client sbatch --wait -N2 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=3 \
+	-o "$MOE_TESTBED/work/strict.out" --wrap "srun $REPORT"
+ok "strict=yes under sbatch: the job fails" [ "$rc" != 0 ]
+ok "strict=yes under sbatch: the reason is in the job's output" \
+	grep -q 'moe-topology: ep=3 .*(strict=yes' "$MOE_TESTBED/work/strict.out"
+run_client sinfo -h -o '%T'
+is "$(sort -u <<<"$out")" "idle" "strict=yes under sbatch: no node drained"
 $TESTBED plugstack
 
 run_client srun -N2 --ntasks-per-node=2 --gpus-per-task=1 --moe-topology=auto "$REPORT"
