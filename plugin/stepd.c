@@ -149,8 +149,10 @@ static int load_models(const struct mtp_config *c, char *err, size_t errlen)
 		st.node_only = true;
 		return -1;
 	}
-	if (restrict_model(st.own_full, f->nodes[me], &st.models[me], err, errlen))
+	if (restrict_model(st.own_full, f->nodes[me], &st.models[me], err, errlen)) {
+		st.node_only = true;   /* this node's GRES and topology disagree: the others may be fine */
 		return -1;
+	}
 	for (int i = 0; i < f->n_nodes; i++) {
 		struct mt_node *full = NULL;
 		if (i == me)
@@ -286,7 +288,13 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		fail(false, "%s", c->error);
 		goto out;
 	}
-	if (mtp_facts_gather(sp, &st.facts, err, sizeof err) || load_models(c, err, sizeof err))
+	if (mtp_facts_gather(sp, &st.facts, err, sizeof err)) {
+		/* what Slurm set in this node's environment (GPUs above all) may be wrong here only: this node
+		 * reports, or nobody would */
+		st.node_only = true;
+		goto failed;
+	}
+	if (load_models(c, err, sizeof err))
 		goto failed;
 	if (c->domains && load_trusted(c->domains, NULL, &st.domains, err, sizeof err))
 		goto failed;
