@@ -16,14 +16,9 @@
 
 #define ENVLEN 8192
 
-static int getenv_s(spank_t sp, const char *name, char *buf, int len)
-{
-	buf[0] = '\0';
-	return spank_getenv(sp, name, buf, len) == ESPANK_SUCCESS ? 0 : -1;
-}
-
-/* Like getenv_s, but a value too long for BUF is an error (err filled, -1) rather than "unset" (1). */
-static int getenv_fit(spank_t sp, const char *name, char *buf, int len, char *err, size_t errlen)
+/* A variable of the step's environment into BUF: 0 when set, 1 when unset, -1 (err filled) when longer
+ * than BUF holds: the job's environment is untrusted and a cut value must never pass for a whole one. */
+static int step_env(spank_t sp, const char *name, char *buf, int len, char *err, size_t errlen)
 {
 	spank_err_t rc;
 
@@ -37,6 +32,16 @@ static int getenv_fit(spank_t sp, const char *name, char *buf, int len, char *er
 	return rc == ESPANK_SUCCESS ? 0 : 1;
 }
 
+/* step_env for a variable Slurm always sets in a step. */
+static int slurm_env(spank_t sp, const char *name, char *buf, int len, char *err, size_t errlen)
+{
+	int rc = step_env(sp, name, buf, len, err, errlen);
+
+	if (rc > 0)
+		snprintf(err, errlen, "%s is not set in the step", name);
+	return rc;
+}
+
 static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
 	char *buf = malloc(ENVLEN), dist[64];
@@ -47,10 +52,8 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (getenv_s(sp, "SLURM_STEP_NODELIST", buf, ENVLEN)) {
-		snprintf(err, errlen, "SLURM_STEP_NODELIST is not set in the step");
+	if (slurm_env(sp, "SLURM_STEP_NODELIST", buf, ENVLEN, err, errlen))
 		goto out;
-	}
 	if (mt_hostlist_expand(buf, &f->nodes, &count, err, errlen))
 		goto out;
 	f->n_names = count;
@@ -63,10 +66,8 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 			snprintf(err, errlen, "node name '%s' is not usable", f->nodes[i]);
 			goto out;
 		}
-	if (getenv_s(sp, "SLURM_STEP_TASKS_PER_NODE", buf, ENVLEN)) {
-		snprintf(err, errlen, "SLURM_STEP_TASKS_PER_NODE is not set in the step");
+	if (slurm_env(sp, "SLURM_STEP_TASKS_PER_NODE", buf, ENVLEN, err, errlen))
 		goto out;
-	}
 	if (mtp_tasks_per_node_parse(buf, f->n_nodes, &f->tasks, err, errlen))
 		goto out;
 	for (int i = 0; i < f->n_nodes; i++)
@@ -87,7 +88,8 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 			f->local_ids[t] = u;
 	/* The planner needs every node's task ids; Slurm tells us only ours, so derive them from the
 	 * distribution and check that ours agree. */
-	getenv_s(sp, "SLURM_DISTRIBUTION", dist, sizeof dist);
+	if (step_env(sp, "SLURM_DISTRIBUTION", dist, sizeof dist, err, errlen) < 0)
+		goto out;
 	if (!strncmp(dist, "cyclic", 6)) {
 		if (!(f->procids = mtp_cyclic_procids(f->tasks, f->n_nodes, f->world)))
 			goto out;
@@ -147,7 +149,7 @@ static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen
 	char **idx = NULL;
 	int n_idx = 0, rc;
 
-	if ((rc = getenv_fit(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd, err, errlen)) < 0)
+	if ((rc = step_env(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd, err, errlen)) < 0)
 		return -1;
 	if (rc > 0 || !cvd[0] || !strcmp(cvd, "NoDevFiles")) {
 		f->gpu_list = strdup("");
@@ -158,7 +160,7 @@ static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if ((rc = getenv_fit(sp, "SLURM_STEP_GPUS", abs, sizeof abs, err, errlen)) < 0)
+	if ((rc = step_env(sp, "SLURM_STEP_GPUS", abs, sizeof abs, err, errlen)) < 0)
 		return -1;
 	rc = -1;
 	if (abs[0] && (n_idx = split_list(abs, &idx)) < 0) {
@@ -212,11 +214,11 @@ static int gather_cpus(struct mtp_facts *f, char *err, size_t errlen)
  * else one derived from the job and step ids in 20000-29999 (below Linux's ephemeral range). */
 static void gather_port(spank_t sp, struct mtp_facts *f)
 {
-	char buf[64];
+	char buf[64], err[MT_ERRLEN];
 	long p;
 
-	if (!getenv_s(sp, "SLURM_STEP_RESV_PORTS", buf, sizeof buf) && (p = strtol(buf, NULL, 10)) > 1024 &&
-	    p < 65536) {
+	if (!step_env(sp, "SLURM_STEP_RESV_PORTS", buf, sizeof buf, err, sizeof err) &&
+	    (p = strtol(buf, NULL, 10)) > 1024 && p < 65536) {
 		snprintf(f->master_port, sizeof f->master_port, "%ld", p);
 		return;
 	}
