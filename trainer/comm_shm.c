@@ -34,7 +34,7 @@
 #define SEG_MAGIC 0x4d4f4553u /* "MOES" */
 #define LINE 64
 #define PAGE 4096
-#define CHUNK (256u << 10)  /* bytes moved per call: lets the peer start copying out early */
+#define CHUNK_MIN (256u << 10) /* bytes moved per call at least (rings permitting) */
 #define SPIN_NS 50000       /* busy-wait this long before sleeping */
 #define NT_MIN (4u << 20)   /* receive messages this large with non-temporal stores */
 
@@ -83,6 +83,10 @@ struct shm {
 	void *base;
 	size_t total;
 	uint64_t cap;
+	/* Bytes moved per call: half a ring, so the peer copies out one half while we fill the other.
+	 * Finer pieces (256 KiB in a 2 MiB ring) made the two cores touch neighbouring lines at once
+	 * and cost a quarter of the bandwidth at 1 MiB per peer (0.38 -> 0.49 x memcpy). */
+	size_t chunk;
 	struct seg_hdr *hdr;
 	struct bell *bells;
 	char *rings;
@@ -157,8 +161,8 @@ static ssize_t shm_send(struct tr_transport *t, int peer, const struct iovec *io
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 	size_t room = s->cap - (head - tail), moved = 0;
-	if (room > CHUNK)
-		room = CHUNK;
+	if (room > s->chunk)
+		room = s->chunk;
 	for (int i = 0; i < iovcnt && moved < room; i++) {
 		const char *src = iov[i].iov_base;
 		size_t len = iov[i].iov_len;
@@ -236,8 +240,8 @@ static ssize_t shm_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 	size_t len_req = len;
 	if (len > avail)
 		len = avail;
-	if (len > CHUNK)
-		len = CHUNK;
+	if (len > s->chunk)
+		len = s->chunk;
 	char *dst = buf;
 	/* A request this big is the rest of a large message: its destination is cold */
 	if (len_req >= NT_MIN)
@@ -377,6 +381,7 @@ static void layout(struct shm *s, int n, uint64_t cap)
 	size_t bells = (size_t)n * sizeof(struct bell);
 	size_t rings_off = (hdr + bells + PAGE - 1) / PAGE * PAGE;
 	s->cap = cap;
+	s->chunk = cap / 2 > CHUNK_MIN ? cap / 2 : CHUNK_MIN;
 	s->ring_stride = (sizeof(struct ring) + cap + PAGE - 1) / PAGE * PAGE;
 	s->total = rings_off + (size_t)n * (n - 1) * s->ring_stride;
 	s->hdr = s->base;
