@@ -168,6 +168,18 @@ is "$(grep -c 'moe-topology: warning: .*gpu-r2-n1.xml: refused' <<<"$err")" 1 "u
 is "$(awk '$1 == "T" && $3 == "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 0 "untrusted cache: that node's tasks keep Slurm's binding"
 is "$(awk '$1 == "T" && $3 != "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 12 "untrusted cache: the other nodes' tasks are planned"
 
+# A symlink in the cache's place could be retargeted by whoever controls its target: refused the same way.
+TOPO=$MOE_TESTBED/topo
+mv "$TOPO/gpu-r2-n1.xml" "$TOPO/gpu-r2-n1.real"
+ln -s gpu-r2-n1.real "$TOPO/gpu-r2-n1.xml"
+run_client srun -N4 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
+rm -f "$TOPO/gpu-r2-n1.xml"
+mv "$TOPO/gpu-r2-n1.real" "$TOPO/gpu-r2-n1.xml"
+ok "symlinked cache: the step still runs (strict=no)" [ "$rc" = 0 ]
+is "$(grep -c 'moe-topology: warning: .*gpu-r2-n1.xml: refused: a symbolic link' <<<"$err")" 1 \
+	"symlinked cache: one warning names the file"
+is "$(awk '$1 == "T" && $3 == "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 0 "symlinked cache: that node's tasks keep Slurm's binding"
+
 run_client sinfo -h -o '%T'
 is "$(sort -u <<<"$out")" "idle" "no node drained or down"
 done_testing
