@@ -77,6 +77,7 @@ run_client srun -N1 --moe-topology=auto true
 ok "unknown plugstack key: asking for the plugin fails at submit" fails_with "unknown argument 'bogus'"
 run_client srun -N1 "$REPORT"
 ok "unknown plugstack key: jobs that do not ask still run untouched" all_are MOE_RANK "<unset>" 1
+is "$(grep -c 'moe-topology' <<<"$err")" 0 "unknown plugstack key: nothing on the stderr of jobs that do not ask"
 ok "unknown plugstack key: reported in the slurmd log" grep -q "moe-topology: plugstack.conf: unknown argument 'bogus'" "$MOE_TESTBED"/log/slurmd-*.log
 $TESTBED plugstack "default=ep=4" "domains=$MOE_TESTBED/etc/topology.conf" "topology=$MOE_TESTBED/topo/%n.xml"
 run_client srun $SHAPE "$REPORT"
