@@ -21,10 +21,11 @@ struct ml_pmi2 {
 	char buf[PMI2_MAX + 1];
 };
 
-static int write_all(int fd, const char *s, size_t len)
+/* Writes (out) or reads exactly len bytes; -1 on error or end of file. */
+static int io_all(int fd, char *s, size_t len, bool out)
 {
 	while (len > 0) {
-		ssize_t k = write(fd, s, len);
+		ssize_t k = out ? write(fd, s, len) : read(fd, s, len);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
@@ -35,18 +36,14 @@ static int write_all(int fd, const char *s, size_t len)
 	return 0;
 }
 
+static int write_all(int fd, const char *s, size_t len)
+{
+	return io_all(fd, (char *)s, len, true);
+}
+
 static int read_n(int fd, char *s, size_t len)
 {
-	while (len > 0) {
-		ssize_t k = read(fd, s, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		s += k;
-		len -= k;
-	}
-	return 0;
+	return io_all(fd, s, len, false);
 }
 
 /* Sends one command and reads the answer into p->buf; checks cmd=<want> and rc=0. */

@@ -36,18 +36,7 @@ static const int fwd_signals[] = { SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, SI
 
 static void make_job_id(char *buf, size_t len)
 {
-	unsigned long long x = (unsigned long long)getpid() << 20;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	x ^= (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 30);
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		unsigned long long r;
-		if (read(fd, &r, sizeof(r)) == sizeof(r))
-			x ^= r;
-		close(fd);
-	}
-	snprintf(buf, len, "s%012llx", x & 0xffffffffffffull);
+	snprintf(buf, len, "s%012llx", (unsigned long long)tr_random64() & 0xffffffffffffull);
 }
 
 /* Ranks unlink their segment once all mapped it; this catches a job killed before that point. */

@@ -380,13 +380,11 @@ int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, 
 	return rc;
 }
 
-int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
+/* One message of `bytes` each way with every peer, starting with the next rank up (so that not
+ * every rank hits rank 0 first): sends s + p * sstep (s itself when sstep is 0), receives at
+ * r + p * bytes.  s and r may be NULL when bytes is 0 (barrier). */
+static int exchange(struct tr_comm *c, uint32_t op, const char *s, size_t sstep, char *r, size_t bytes)
 {
-	if (usable(c))
-		return -1;
-	const char *s = send;
-	char *r = recv;
-	memmove(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
 	if (c->size == 1) {
 		c->seq++;
 		return 0;
@@ -397,12 +395,23 @@ int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
 	int n = 0;
 	for (int k = 1; k < c->size; k++) {
 		int p = (c->rank + k) % c->size;
-		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = s + (size_t)p * bytes,
-					 .slen = bytes, .rbuf = r + (size_t)p * bytes, .rlen = bytes };
+		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true,
+					 .sbuf = s ? s + (size_t)p * sstep : NULL, .slen = bytes,
+					 .rbuf = r ? r + (size_t)p * bytes : NULL, .rlen = bytes };
 	}
-	int rc = run_xfers(c, xs, n, OP_ALLTOALL);
+	int rc = run_xfers(c, xs, n, op);
 	free(xs);
 	return rc;
+}
+
+int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
+{
+	if (usable(c))
+		return -1;
+	const char *s = send;
+	char *r = recv;
+	memmove(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
+	return exchange(c, OP_ALLTOALL, s, bytes, r, bytes);
 }
 
 int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes)
@@ -411,41 +420,14 @@ int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes)
 		return -1;
 	char *r = recv;
 	memmove(r + (size_t)c->rank * bytes, send, bytes);
-	if (c->size == 1) {
-		c->seq++;
-		return 0;
-	}
-	struct xfer *xs = xfers(c);
-	if (!xs)
-		return -1;
-	int n = 0;
-	for (int k = 1; k < c->size; k++) {
-		int p = (c->rank + k) % c->size;
-		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = send, .slen = bytes,
-					 .rbuf = r + (size_t)p * bytes, .rlen = bytes };
-	}
-	int rc = run_xfers(c, xs, n, OP_ALLGATHER);
-	free(xs);
-	return rc;
+	return exchange(c, OP_ALLGATHER, send, 0, r, bytes);
 }
 
 int tr_barrier(struct tr_comm *c)
 {
 	if (usable(c))
 		return -1;
-	if (c->size == 1) {
-		c->seq++;
-		return 0;
-	}
-	struct xfer *xs = xfers(c);
-	if (!xs)
-		return -1;
-	int n = 0;
-	for (int k = 1; k < c->size; k++)
-		xs[n++] = (struct xfer){ .peer = (c->rank + k) % c->size, .sending = true, .receiving = true };
-	int rc = run_xfers(c, xs, n, OP_BARRIER);
-	free(xs);
-	return rc;
+	return exchange(c, OP_BARRIER, NULL, 0, NULL, 0);
 }
 
 /* Chunk r of n elements: rank r reduces it.  Sizes differ by at most one element. */

@@ -78,6 +78,7 @@ int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *er
 /* Shared helpers. */
 double tr_now(void); /* monotonic seconds */
 void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host:port" */
+uint64_t tr_random64(void); /* /dev/urandom mixed with time and pid: job names and nonces */
 
 /* ---- rendezvous (comm_rdv.c), used by tr_comm_init and by moe-launch */
 /* Parses "host@addr:port,..." (MOE_COMM_PEERS) into size entries. */

@@ -621,7 +621,7 @@ int tr_rdv_join(const char *addr, int port, int rank, int world, const char *hos
 	return rc;
 }
 
-static void make_nonce(char *buf, size_t len)
+uint64_t tr_random64(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -633,7 +633,12 @@ static void make_nonce(char *buf, size_t len)
 			x ^= r;
 		close(fd);
 	}
-	snprintf(buf, len, "%016llx", x);
+	return x;
+}
+
+static void make_nonce(char *buf, size_t len)
+{
+	snprintf(buf, len, "%016llx", (unsigned long long)tr_random64());
 }
 
 int tr_rdv_run(const char *master_addr, int master_port, int rank, int world, double timeout, struct tr_world *w,

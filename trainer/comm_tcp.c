@@ -52,41 +52,51 @@ static void closed_err(struct tr_transport *t, int peer, int e)
 		snprintf(t->err, sizeof(t->err), "tcp: connection to rank %d (%s): %s", peer, who, strerror(e));
 }
 
+/* The result of one non-blocking send/recv: bytes moved, 0 when it would block, -1 (peer named in
+ * t->err) on error; k == 0 from recv is the peer's end of stream.  *again: interrupted, retry. */
+static ssize_t io_result(struct tr_transport *t, int peer, ssize_t k, bool *again)
+{
+	*again = false;
+	if (k > 0)
+		return k;
+	if (k == 0) {
+		closed_err(t, peer, 0);
+		return -1;
+	}
+	if (errno == EINTR) {
+		*again = true;
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	closed_err(t, peer, errno);
+	return -1;
+}
+
 static ssize_t tcp_send(struct tr_transport *t, int peer, const struct iovec *iov, int iovcnt)
 {
 	struct tcp *s = (struct tcp *)t;
 	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
-	for (;;) {
-		ssize_t k = sendmsg(s->fd[peer], &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (k >= 0)
-			return k;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return 0;
-		closed_err(t, peer, errno);
-		return -1;
-	}
+	bool again;
+	ssize_t k;
+	do {
+		k = sendmsg(s->fd[peer], &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k == 0)
+			return 0; /* nothing to send (empty iovec): not an end of stream */
+		k = io_result(t, peer, k, &again);
+	} while (again);
+	return k;
 }
 
 static ssize_t tcp_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 {
 	struct tcp *s = (struct tcp *)t;
-	for (;;) {
-		ssize_t k = recv(s->fd[peer], buf, len, MSG_DONTWAIT);
-		if (k > 0)
-			return k;
-		if (k == 0) {
-			closed_err(t, peer, 0);
-			return -1;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return 0;
-		closed_err(t, peer, errno);
-		return -1;
-	}
+	bool again;
+	ssize_t k;
+	do
+		k = io_result(t, peer, recv(s->fd[peer], buf, len, MSG_DONTWAIT), &again);
+	while (again);
+	return k;
 }
 
 static uint64_t tcp_token(struct tr_transport *t)
