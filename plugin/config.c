@@ -156,7 +156,7 @@ int mtp_open_trusted(const char *path, char **real, char *err, size_t errlen)
 {
 	char *copy = strdup(path), *dir = NULL, *full = NULL;
 	struct stat st;
-	int fd = -1;
+	int fd = -1, e;
 
 	if (!copy) {
 		snprintf(err, errlen, "out of memory");
@@ -167,8 +167,9 @@ int mtp_open_trusted(const char *path, char **real, char *err, size_t errlen)
 	 * every folder up to "/" closed to others, nobody but root can rebind the resolved name afterwards. */
 	dir = realpath(dirname(copy), NULL);
 	if (!dir) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		fd = errno == ENOENT ? MTP_ENOFILE : -1;
+		e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		fd = e == ENOENT ? MTP_ENOFILE : -1;
 		goto out;
 	}
 	free(copy);
@@ -182,11 +183,12 @@ int mtp_open_trusted(const char *path, char **real, char *err, size_t errlen)
 		goto out;
 	fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
-		if (errno == ELOOP)
+		e = errno;
+		if (e == ELOOP)
 			snprintf(err, errlen, "%s: refused: a symbolic link (name the file itself)", path);
 		else
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		fd = errno == ENOENT ? MTP_ENOFILE : -1;
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
+		fd = e == ENOENT ? MTP_ENOFILE : -1;
 		goto out;
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || trusted_stat(&st, false)) {
