@@ -4,8 +4,8 @@
  *   remote (slurmstepd): plan once per node in user_init, apply per task in task_init (stepd.c)
  *   slurmd, job script: nothing to do
  *
- * No entry point in slurmstepd ever returns an error except task_init under strict=yes: an init failure
- * there would fail the launch and, under a batch job, drain the node.
+ * No entry point in slurmstepd ever returns an error except task_init under strict=yes (nor does the
+ * option callback there): an init failure there would fail the launch and, under a batch job, drain the node.
  */
 #include <string.h>
 
