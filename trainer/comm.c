@@ -345,6 +345,40 @@ static struct xfer *xfers(struct tr_comm *c)
 	return xs;
 }
 
+/* What each peer p gets and sends in one collective: per-peer counts and offsets (alltoallv), or
+ * when those are NULL `bytes` each way at s + p * sstep and r + p * bytes.  s and r may be NULL when
+ * nothing moves (barrier). */
+struct msgs {
+	const char *s;
+	char *r;
+	const size_t *sbytes, *soff, *rbytes, *roff;
+	size_t bytes, sstep;
+};
+
+/* One message each way with every peer, starting with the next rank up (so that not every rank
+ * hits rank 0 first). */
+static int exchange(struct tr_comm *c, uint32_t op, const struct msgs *m)
+{
+	if (c->size == 1) {
+		c->seq++;
+		return 0;
+	}
+	struct xfer *xs = xfers(c);
+	if (!xs)
+		return -1;
+	int n = 0;
+	for (int k = 1; k < c->size; k++) {
+		int p = (c->rank + k) % c->size;
+		size_t so = m->soff ? m->soff[p] : (size_t)p * m->sstep, ro = m->roff ? m->roff[p] : (size_t)p * m->bytes;
+		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true,
+					 .sbuf = m->s ? m->s + so : NULL, .slen = m->sbytes ? m->sbytes[p] : m->bytes,
+					 .rbuf = m->r ? m->r + ro : NULL, .rlen = m->rbytes ? m->rbytes[p] : m->bytes };
+	}
+	int rc = run_xfers(c, xs, n, op);
+	free(xs);
+	return rc;
+}
+
 int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
 		 void *recv, const size_t *recv_bytes, const size_t *recv_off)
 {
@@ -357,50 +391,11 @@ int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, 
 			    send_bytes[c->rank], recv_bytes[c->rank]);
 	if (send_bytes[c->rank])
 		memmove(r + recv_off[c->rank], s + send_off[c->rank], send_bytes[c->rank]);
-	if (c->size == 1) {
-		c->seq++;
-		return 0;
-	}
-	struct xfer *xs = xfers(c);
-	if (!xs)
-		return -1;
-	int n = 0;
-	uint64_t bytes = 0;
-	/* Start with the next rank up so that not every rank hits rank 0 first. */
-	for (int k = 1; k < c->size; k++) {
-		int p = (c->rank + k) % c->size;
-		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true, .sbuf = s + send_off[p],
-					 .slen = send_bytes[p], .rbuf = r + recv_off[p], .rlen = recv_bytes[p] };
-		bytes += send_bytes[p];
-	}
-	int rc = run_xfers(c, xs, n, OP_ALLTOALLV);
-	free(xs);
+	struct msgs m = { .s = s, .sbytes = send_bytes, .soff = send_off, .r = r, .rbytes = recv_bytes, .roff = recv_off };
+	int rc = exchange(c, OP_ALLTOALLV, &m);
 	if (rc == 0)
-		c->a2a_bytes += bytes;
-	return rc;
-}
-
-/* One message of `bytes` each way with every peer, starting with the next rank up (so that not
- * every rank hits rank 0 first): sends s + p * sstep (s itself when sstep is 0), receives at
- * r + p * bytes.  s and r may be NULL when bytes is 0 (barrier). */
-static int exchange(struct tr_comm *c, uint32_t op, const char *s, size_t sstep, char *r, size_t bytes)
-{
-	if (c->size == 1) {
-		c->seq++;
-		return 0;
-	}
-	struct xfer *xs = xfers(c);
-	if (!xs)
-		return -1;
-	int n = 0;
-	for (int k = 1; k < c->size; k++) {
-		int p = (c->rank + k) % c->size;
-		xs[n++] = (struct xfer){ .peer = p, .sending = true, .receiving = true,
-					 .sbuf = s ? s + (size_t)p * sstep : NULL, .slen = bytes,
-					 .rbuf = r ? r + (size_t)p * bytes : NULL, .rlen = bytes };
-	}
-	int rc = run_xfers(c, xs, n, op);
-	free(xs);
+		for (int p = 0; p < c->size; p++)
+			c->a2a_bytes += p == c->rank ? 0 : send_bytes[p];
 	return rc;
 }
 
@@ -411,7 +406,7 @@ int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
 	const char *s = send;
 	char *r = recv;
 	memmove(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
-	return exchange(c, OP_ALLTOALL, s, bytes, r, bytes);
+	return exchange(c, OP_ALLTOALL, &(struct msgs){ .s = s, .r = r, .bytes = bytes, .sstep = bytes });
 }
 
 int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes)
@@ -420,14 +415,14 @@ int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes)
 		return -1;
 	char *r = recv;
 	memmove(r + (size_t)c->rank * bytes, send, bytes);
-	return exchange(c, OP_ALLGATHER, send, 0, r, bytes);
+	return exchange(c, OP_ALLGATHER, &(struct msgs){ .s = send, .r = r, .bytes = bytes });
 }
 
 int tr_barrier(struct tr_comm *c)
 {
 	if (usable(c))
 		return -1;
-	return exchange(c, OP_BARRIER, NULL, 0, NULL, 0);
+	return exchange(c, OP_BARRIER, &(struct msgs){ .bytes = 0 });
 }
 
 /* Chunk r of n elements: rank r reduces it.  Sizes differ by at most one element. */

@@ -332,17 +332,22 @@ static int shm_wait(struct tr_transport *t, uint64_t token, const int *peers, co
 	return rc;
 }
 
-static void shm_destroy(struct tr_transport *t)
+static void shm_free(struct shm *s)
 {
-	struct shm *s = (struct shm *)t;
-	if (!s->unlinked)
-		shm_unlink(s->name);
 	if (s->base)
 		munmap(s->base, s->total);
 	free(s->zc_wait);
 	free(s->pid_ok);
 	free(s->nt);
 	free(s);
+}
+
+static void shm_destroy(struct tr_transport *t)
+{
+	struct shm *s = (struct shm *)t;
+	if (!s->unlinked)
+		shm_unlink(s->name);
+	shm_free(s);
 }
 
 static const struct tr_transport_ops shm_ops = {
@@ -410,10 +415,7 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 	s->pid_ok = calloc(w->size, sizeof(bool));
 	s->nt = calloc(w->size, sizeof(bool));
 	if (!s->zc_wait || !s->pid_ok || !s->nt) {
-		free(s->zc_wait);
-		free(s->pid_ok);
-		free(s->nt);
-		free(s);
+		shm_free(s);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -540,11 +542,6 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	shm_unlink(s->name); /* never leave a name behind, whoever fails */
-	if (s->base)
-		munmap(s->base, s->total);
-	free(s->zc_wait);
-	free(s->pid_ok);
-	free(s->nt);
-	free(s);
+	shm_free(s);
 	return -1;
 }
