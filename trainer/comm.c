@@ -199,6 +199,25 @@ static int send_failed(struct tr_comm *c, struct xfer *x, uint32_t op)
 	return fail(c, "%s", err);
 }
 
+/* While stuck waiting for some peers: has a peer whose message for this operation already arrived
+ * given up since?  Its abort notice then waits at the head of its stream (the next operation's
+ * place); without looking, this rank would wait on a stalled third rank until that one moves. */
+static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n)
+{
+	struct tr_transport *t = c->t;
+	for (int i = 0; i < n; i++) {
+		struct xfer *x = &xs[i];
+		struct hdr h;
+		if (x->receiving || t->ops->peek(t, c->world[x->peer], &h, sizeof(h)) != sizeof(h) ||
+		    h.magic != ABORT_MAGIC)
+			continue;
+		if (t->ops->recv_some(t, c->world[x->peer], &x->rhdr, sizeof(h)) != sizeof(h))
+			continue;
+		return peer_aborted(c, x);
+	}
+	return 0;
+}
+
 /* Moves every message of one operation; self-messages must not be in xs (callers memcpy them). */
 static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 {
@@ -299,6 +318,9 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 				  t->ops->kind, t->timeout, wpeers[0], who, op_name(op), c->seq, m, m == 1 ? "" : "s");
 			break;
 		}
+		/* not in the fast path: only once a wait lasted a while */
+		if (t->ops->peek && now > deadline - t->timeout + 0.05 && (rc = aborted_meanwhile(c, xs, n)) != 0)
+			break;
 		int ms = (int)((deadline - now) * 1000) + 1;
 		if (ms > WAIT_SLICE_MS)
 			ms = WAIT_SLICE_MS;

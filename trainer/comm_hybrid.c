@@ -57,6 +57,13 @@ static ssize_t hy_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 	return k;
 }
 
+static ssize_t hy_peek(struct tr_transport *t, int peer, void *buf, size_t len)
+{
+	int i;
+	struct tr_transport *u = half((struct hybrid *)t, peer, &i);
+	return u->ops->peek ? u->ops->peek(u, i, buf, len) : 0;
+}
+
 static uint64_t hy_token(struct tr_transport *t)
 {
 	struct hybrid *h = (struct hybrid *)t;
@@ -135,6 +142,7 @@ static const struct tr_transport_ops hybrid_ops = {
 	.wait = hy_wait,
 	.destroy = hy_destroy,
 	.abandon = hy_abandon,
+	.peek = hy_peek,
 };
 
 int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)

@@ -53,6 +53,8 @@ struct tr_transport_ops {
 	/* Optional: after an abort notice, make sure it is delivered (tcp: drain what peers sent and
 	 * half-close, so that closing later does not reset the connection and discard the notice). */
 	void (*abandon)(struct tr_transport *t);
+	/* Optional: copies up to len bytes that peer sent, without consuming them; 0 when none. */
+	ssize_t (*peek)(struct tr_transport *t, int peer, void *buf, size_t len);
 };
 
 struct tr_transport {

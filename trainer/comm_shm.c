@@ -265,6 +265,24 @@ static ssize_t shm_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 	return moved;
 }
 
+static ssize_t shm_peek(struct tr_transport *t, int peer, void *buf, size_t len)
+{
+	struct shm *s = (struct shm *)t;
+	struct ring *r = ring_of(s, peer, t->rank);
+	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	size_t avail = atomic_load_explicit(&r->head, memory_order_acquire) - tail, moved = 0;
+	if (len > avail)
+		len = avail;
+	while (moved < len) {
+		size_t at = (tail + moved) & (s->cap - 1), n = s->cap - at;
+		if (n > len - moved)
+			n = len - moved;
+		memcpy((char *)buf + moved, r->data + at, n);
+		moved += n;
+	}
+	return moved;
+}
+
 static uint64_t shm_token(struct tr_transport *t)
 {
 	struct shm *s = (struct shm *)t;
@@ -357,6 +375,7 @@ static const struct tr_transport_ops shm_ops = {
 	.wait_token = shm_token,
 	.wait = shm_wait,
 	.destroy = shm_destroy,
+	.peek = shm_peek,
 };
 
 static uint64_t ring_bytes(int n)

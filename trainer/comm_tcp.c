@@ -99,6 +99,13 @@ static ssize_t tcp_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 	return k;
 }
 
+static ssize_t tcp_peek(struct tr_transport *t, int peer, void *buf, size_t len)
+{
+	struct tcp *s = (struct tcp *)t;
+	ssize_t k = recv(s->fd[peer], buf, len, MSG_PEEK | MSG_DONTWAIT);
+	return k > 0 ? k : 0;
+}
+
 static uint64_t tcp_token(struct tr_transport *t)
 {
 	return 0;
@@ -172,6 +179,7 @@ static const struct tr_transport_ops tcp_ops = {
 	.wait = tcp_wait,
 	.destroy = tcp_destroy,
 	.abandon = tcp_abandon,
+	.peek = tcp_peek,
 };
 
 static void tune(int fd)

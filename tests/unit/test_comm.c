@@ -318,18 +318,20 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 	}
 	for (int r = 0; r < n && !master_port; r++)
 		close(lfd[r]);
-	/* the stalled rank resumes once it stopped and rank 0, which gives up, exited: it then meets a
-	 * closed (or reset) connection and must still find the abort notice rank 0 left for it */
-	if (stall_last) {
+	/* the stalled rank resumes once it stopped and every other rank exited: they must not wait for
+	 * it to learn rank 0's reason, and it then meets closed (or reset) connections and must still
+	 * find the abort notices left for it */
+	if (stall_last)
 		waitpid(pids[n - 1], NULL, WUNTRACED);
-		waitpid(pids[0], NULL, 0);
-		kill(pids[n - 1], SIGCONT);
-	}
 	/* the silent rank never exits by itself: stop it once the others are done */
-	for (int r = stall_last ? 1 : 0; r < n; r++) {
-		if (m == M_SILENT && r == n - 1)
+	for (int r = 0; r < n; r++) {
+		if ((m == M_SILENT || stall_last) && r == n - 1)
 			continue;
 		waitpid(pids[r], NULL, 0);
+	}
+	if (stall_last) {
+		kill(pids[n - 1], SIGCONT);
+		waitpid(pids[n - 1], NULL, 0);
 	}
 	if (m != M_SUITE) {
 		kill(pids[n - 1], SIGKILL);
@@ -456,6 +458,7 @@ int main(void)
 	run_case("tcp-4", "tcp", 4, M_SUITE, NULL, 0, "20");
 	stall_last = true; /* rank 3 stalled past every deadline of the others: the notices still arrive */
 	run_case("tcp-4-stalled", "tcp", 4, M_SUITE, NULL, 0, "20");
+	run_case("shm-4-stalled", "shm", 4, M_SUITE, NULL, 0, "20");
 	stall_last = false;
 	run_case("shm-2", "shm", 2, M_SUITE, NULL, 0, "20");
 	run_case("shm-3", "shm", 3, M_SUITE, NULL, 0, "20");
