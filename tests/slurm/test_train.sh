@@ -1,7 +1,7 @@
 #!/bin/bash
 # test_train.sh - the main job end to end on the real Slurm testbed: an sbatch job with --moe-topology
 # whose steps are a binding report and `srun moe-launch -- moe-train` across 4 nodes (8 ranks, EP=8 over
-# two NVLink domains, tcp between nodes).  Checks that the sbatch option reaches the steps, that every
+# two NVLink domains; shared memory inside a node, tcp between nodes).  Checks that the sbatch option reaches the steps, that every
 # task is bound as `moetopo plan` says, that the trainer runs the planned layout and that its loss falls.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
@@ -49,7 +49,7 @@ is "$got" "$want" "sbatch's --moe-topology reached the step: rank, EP group/rank
 is "$(grep -c 'moe-topology: rank' "$W/job.err")" 16 "verbose: one binding line per rank per step on the user's stderr"
 
 # the training step: the trainer saw the planned world and learned
-ok "trainer ran 8 ranks as one EP group of 8 over tcp" grep -q 'world 8 (ep 8 x dp 1, transport tcp)' "$W/job.out"
+ok "trainer ran 8 ranks as one EP group of 8: shm within a node, tcp between nodes" grep -q "world 8 (ep 8 x dp 1, transport shm+tcp)" "$W/job.out"
 is "$(grep -c '"step"' "$W/metrics.jsonl")" 25 "25 metric lines"
 first=$(head -1 "$W/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
 last=$(tail -1 "$W/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
