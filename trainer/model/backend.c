@@ -1,0 +1,31 @@
+/* backend.c - picking a backend by name; the CUDA one exists only in builds with TR_WITH_CUDA
+ * (configure --with-cuda found nvcc and cuBLAS). */
+#include <stdio.h>
+#include <string.h>
+#include "backend.h"
+
+int tr_backend_have_cuda(void)
+{
+#ifdef TR_WITH_CUDA
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+const struct tr_backend *tr_backend_get(const char *name, char *err, size_t errlen)
+{
+	if (!strcmp(name, "cpu"))
+		return &tr_backend_cpu;
+	if (!strcmp(name, "cuda")) {
+#ifdef TR_WITH_CUDA
+		return &tr_backend_cuda;
+#else
+		snprintf(err, errlen, "--device cuda: the CUDA backend is not built (configure --with-cuda on a machine "
+			 "with nvcc and cuBLAS); use --device cpu");
+		return NULL;
+#endif
+	}
+	snprintf(err, errlen, "--device '%s': valid cpu, cuda", name);
+	return NULL;
+}
