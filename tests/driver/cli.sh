@@ -14,10 +14,11 @@ ok "--version prints the version" test -n "$("$bin" --version | grep '^moe-train
 # every flag the parser accepts is in --help: each one, given a bad value, must be refused by name, and
 # each name appears in the help text
 flags=$(sed -n 's/^  \(--[a-z0-9-]*\).*/\1/p' "$tmp/help")
-is "$(echo "$flags" | wc -l)" 38 "--help lists 38 flags"
+is "$(echo "$flags" | wc -l)" 41 "--help lists 41 flags"
 missing=""
 for f in --data --steps --seed --metrics --batch --global-batch --dim --layers --experts --top-k --router-skew \
-	--lr --warmup --clip --ckpt-dir --resume --threads --seq-len --heads --expert-ffn --group-topk --bias-gamma; do
+	--lr --warmup --clip --ckpt-dir --resume --threads --seq-len --heads --expert-ffn --group-topk --bias-gamma \
+	--device --dtype --mfu-peak; do
 	echo "$flags" | grep -qx -- "$f" || missing="$missing $f"
 done
 is "$missing" "" "the flags the issue and the docs name are all in --help"
@@ -52,6 +53,22 @@ refuse "unexpected argument 'train'" train "${d[@]}"
 refuse "$tmp/none.bin" --data "$tmp/none.bin"
 refuse "is not a token shard" --data /usr/share/common-licenses/GPL-3
 refuse "fewer than one sequence" "${d[@]}" --seq-len 60000
+refuse "--device 'gpu': valid cpu, cuda" "${d[@]}" --device gpu
+refuse "--dtype 'fp16': valid fp32, bf16" "${d[@]}" --dtype fp16
+refuse "--dtype bf16 needs --device cuda" "${d[@]}" --dtype bf16 --device cpu
+# --device cuda where it cannot run: not built, or (built, on a machine without an NVIDIA driver) no GPU
+if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
+	if [ ! -e /dev/nvidiactl ]; then
+		refuse "--device cuda: no GPU" "${d[@]}" --device cuda --steps 1
+		CUDA_VISIBLE_DEVICES=0 "$bin" "${d[@]}" --steps 1 --dim 16 --heads 2 --layers 1 --seq-len 8 --quiet \
+			> "$tmp/out" 2> "$tmp/err"
+		ok "a GPU named by CUDA_VISIBLE_DEVICES but no driver: one line, then the run goes on on the CPU" \
+			test $? = 0 -a "$(wc -l < "$tmp/err")" = 1 -a -n "$(grep -F "running on the CPU" "$tmp/err")" -a \
+			-n "$(grep -F "device cpu (host CPU)" "$tmp/out")"
+	fi
+else
+	refuse "the CUDA backend is not built" "${d[@]}" --device cuda
+fi
 MOE_EXPERTS=16 "$bin" "${d[@]}" --experts 8 > /dev/null 2> "$tmp/err"
 ok "--experts against MOE_EXPERTS: exit 2, one line" test $? = 2 -a "$(wc -l < "$tmp/err")" = 1 -a \
 	-n "$(grep -F "experts 8 disagrees with the launch plan's MOE_EXPERTS=16" "$tmp/err")"

@@ -2,6 +2,7 @@
  * (Loshchilov & Hutter; PyTorch's torch.optim.AdamW), the warmup + cosine schedule at its defining
  * points, global-norm clipping, and bit-identical results for any OpenMP thread count. */
 #include "tap.h"
+#include "ops.h"
 #include "optim.h"
 
 #include <math.h>

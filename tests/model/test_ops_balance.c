@@ -15,6 +15,7 @@
 #include <string.h>
 #include "comm.h"
 #include "model_impl.h"
+#include "ops.h"
 #include "optim.h"
 #include "tap.h"
 #ifdef _OPENMP

@@ -1,5 +1,6 @@
 /* backend_cpu.c - the CPU reference backend: host memory, and the ops of ops.h (op_*.c in this folder)
  * bound into struct tr_backend.  Nothing is queued, so sync() never fails. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "backend.h"

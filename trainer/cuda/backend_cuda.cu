@@ -45,12 +45,12 @@ static int init(enum tr_dtype dtype, char *err, size_t errlen)
 	version_text(drv_s, sizeof(drv_s), drv);
 	version_text(rt_s, sizeof(rt_s), rt);
 	if (drv == 0) {
-		snprintf(err, errlen, "--device cuda: no GPU: no NVIDIA driver is loaded (%s); use --device cpu", vis_txt);
+		snprintf(err, errlen, "--device cuda: no GPU: no NVIDIA driver is loaded (%s)", vis_txt);
 		return -1;
 	}
 	if (drv < rt) {
 		snprintf(err, errlen, "--device cuda: the NVIDIA driver supports CUDA %s, this build needs the CUDA %s runtime; "
-			 "update the driver or use --device cpu", drv_s, rt_s);
+			 "update the driver", drv_s, rt_s);
 		return -1;
 	}
 	cudaError_t e = cudaGetDeviceCount(&n);
@@ -60,7 +60,7 @@ static int init(enum tr_dtype dtype, char *err, size_t errlen)
 		return -1;
 	}
 	if (e != cudaSuccess || n == 0) {
-		snprintf(err, errlen, "--device cuda: no GPU visible (%s; %s); use --device cpu", vis_txt,
+		snprintf(err, errlen, "--device cuda: no GPU visible (%s; %s)", vis_txt,
 			 e == cudaSuccess ? "0 devices" : cudaGetErrorString(e));
 		return -1;
 	}

@@ -8,6 +8,7 @@
  *   dx      gemm(N, N, m=C,  n=N,  k=OC, A=w lda=C, B=dy ldb=OC, C=dx ldc=C,  beta 1)
  *   dw      gemm(N, T, m=C,  n=OC, k=N,  A=x lda=C, B=dy ldb=OC, C=dw ldc=C,  beta 1)
  */
+#include <stdio.h>
 #include <string.h>
 #include "cuda_ctx.h"
 #include "cuda_ops.h"
@@ -237,8 +238,10 @@ static void grouped(int kind, const float *x, const float *w, size_t wstride, co
 						      (const void *const *)ptrs, t, gq.lda, (const void *const *)(ptrs + G), t,
 						      gq.ldb, gq.beta, ptrs + 2 * G, CUDA_R_32F, gq.ldc, G, gq.size,
 						      CUBLAS_COMPUTE_32F);
-	if (s == CUBLAS_STATUS_NOT_SUPPORTED && bf) {
+	if (s != CUBLAS_STATUS_SUCCESS && bf) {
 		/* this cuBLAS has no bf16-in / fp32-out grouped GEMM: one cuBLASLt call per expert from now on */
+		fprintf(stderr, "moe-train: cuBLAS grouped GEMM with bf16 operands and fp32 output refused (status %d); "
+			"the routed experts run one cuBLASLt call each\n", (int)s);
 		tr_cu.grouped_bf16_unsupported = 1;
 		for (int j = 0, r0 = 0; j < El; r0 += rows[j], j++) {
 			if (!rows[j])

@@ -18,8 +18,12 @@ void tr_metrics_progress(FILE *f, const struct tr_step_report *r)
 {
 	char a2a[32];
 	human_bytes(a2a, sizeof(a2a), (double)r->a2a_bytes);
-	fprintf(f, "step %ld/%ld loss %.4f lr %.3g norm %.3f ms %.1f tok/s %.0f load %.3f a2a %s\n", r->step,
-		r->steps, r->loss, r->lr, r->grad_norm, r->ms, r->tokens_per_s, r->max_load_over_mean, a2a);
+	fprintf(f, "step %ld/%ld loss %.4f lr %.3g norm %.3f ms %.1f tok/s %.0f load %.3f a2a %s %s/%s %.3g GFLOP/tok",
+		r->step, r->steps, r->loss, r->lr, r->grad_norm, r->ms, r->tokens_per_s, r->max_load_over_mean, a2a,
+		r->device ? r->device : "cpu", r->dtype ? r->dtype : "fp32", r->flops_per_token / 1e9);
+	if (isfinite(r->mfu))
+		fprintf(f, " mfu %.3f", r->mfu);
+	fputc('\n', f);
 	fflush(f);
 }
 
@@ -41,7 +45,18 @@ void tr_metrics_json(FILE *f, const struct tr_step_report *r)
 	num(f, "ms", r->ms, "%.3f");
 	num(f, "tokens_per_s", r->tokens_per_s, "%.1f");
 	num(f, "max_load_over_mean", r->max_load_over_mean, "%.6f");
-	fprintf(f, ",\"a2a_bytes\":%llu,\"tokens\":%llu}\n", (unsigned long long)r->a2a_bytes,
+	fprintf(f, ",\"a2a_bytes\":%llu,\"tokens\":%llu", (unsigned long long)r->a2a_bytes,
 		(unsigned long long)r->tokens);
+	fprintf(f, ",\"device\":\"%s\",\"dtype\":\"%s\"", r->device ? r->device : "cpu", r->dtype ? r->dtype : "fp32");
+	num(f, "flops_per_token", r->flops_per_token, "%.6g");
+	num(f, "mfu", r->mfu, "%.6f");
+	fputs("}\n", f);
 	fflush(f);
+}
+
+double tr_metrics_mfu(double tokens_per_s, double flops_per_token, double peak_tflops, int ranks)
+{
+	if (!(peak_tflops > 0) || ranks < 1)
+		return NAN;
+	return tokens_per_s * flops_per_token / ((double)ranks * peak_tflops * 1e12);
 }

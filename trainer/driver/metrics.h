@@ -16,7 +16,13 @@ struct tr_step_report {
 	double max_load_over_mean;   /* router balance (1 = even); 1 for a model without MoE layers */
 	uint64_t a2a_bytes;          /* all-to-all bytes sent by all ranks in this step */
 	uint64_t tokens;             /* global tokens in this step */
+	const char *device, *dtype;  /* backend ("cpu", "cuda") and GEMM precision ("fp32", "bf16") */
+	double flops_per_token;      /* model FLOPs per trained token */
+	double mfu;                  /* model FLOPs utilisation per rank against its bf16 peak; NAN = no peak */
 };
+
+/* tokens_per_s x flops_per_token / (ranks x peak_tflops); NAN when the peak is unknown (<= 0) */
+double tr_metrics_mfu(double tokens_per_s, double flops_per_token, double peak_tflops, int ranks);
 
 void tr_metrics_progress(FILE *f, const struct tr_step_report *r);
 void tr_metrics_json(FILE *f, const struct tr_step_report *r);

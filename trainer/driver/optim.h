@@ -13,6 +13,7 @@
 #ifndef TR_OPTIM_H
 #define TR_OPTIM_H
 
+#include <math.h>
 #include <stddef.h>
 
 struct tr_sched {
@@ -29,13 +30,21 @@ struct tr_adamw {
 	float beta1, beta2, eps;
 	float wd;        /* decoupled weight decay (applied as p -= lr*wd*p), 0 for norms and biases */
 };
-/* One AdamW update of n parameters at 1-based optimizer step t.  g is scaled by gscale first (the
- * clipping factor; 1 = none).  m and v are the first and second moments (start at zero). */
-void tr_adamw_update(const struct tr_adamw *h, double lr, long t, float gscale, float *p, const float *g,
-		     float *m, float *v, size_t n);
-
-/* Sum of squares in double, deterministic for any thread count. */
-double tr_sumsq(const float *g, size_t n);
+/* The update of one parameter at 1-based step t, g already times the clipping factor:
+ *   m = b1 m + a1 g;  v = b2 v + a2 g^2;  p = p decay - step m / (sqrt(v) rbc2 + eps)
+ * with the bias corrections folded into step and rbc2 once per call, in double.  Every backend's AdamW
+ * (ops.h tr_adamw_update, the CUDA one) takes its constants from here, so they update alike. */
+struct tr_adamw_step {
+	float b1, b2, a1, a2, step, rbc2, eps, decay;
+};
+static inline struct tr_adamw_step tr_adamw_fold(const struct tr_adamw *h, double lr, long t)
+{
+	double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
+	struct tr_adamw_step k = { h->beta1, h->beta2, 1.0f - h->beta1, 1.0f - h->beta2, (float)(lr / bc1),
+				   (float)(1.0 / sqrt(bc2)), h->eps, (float)(1.0 - lr * h->wd) };
+	return k;
+}
+/* The update itself and the sum of squares for clipping are ops of the backend (ops.h, backend.h). */
 /* Clip factor for a global norm: min(1, max_norm / norm); 1 when max_norm <= 0 (clipping off). */
 float tr_clip_scale(double norm, double max_norm);
 

@@ -14,6 +14,52 @@ struct ckpt_meta {
 	uint64_t step, data_pos, seed, data_epoch, world, rank;
 };
 
+/* Parameters and AdamW moments as the file holds them (fp32 on the host): the backend's own memory
+ * on the CPU, host copies of it for a device, so one format serves every backend. */
+struct host_state {
+	void *p[6];   /* params, adam_m, adam_v of the replicated, then the expert segment */
+	size_t bytes[6];
+	void *own;    /* one allocation behind p for a device backend, else NULL */
+};
+
+static void *dev_ptr(struct tr_run *r, int i)
+{
+	int s = i / 3;
+	return i % 3 == 0 ? (void *)tr_model_params(r->m, (enum tr_seg)s) : i % 3 == 1 ? (void *)r->mom[s] : (void *)r->vel[s];
+}
+
+static int host_state(struct tr_run *r, struct host_state *h)
+{
+	size_t total = 0;
+	for (int i = 0; i < 6; i++) {
+		h->bytes[i] = r->n[i / 3] * (i % 3 == 0 ? sizeof(tr_real) : sizeof(float));
+		total += h->bytes[i];
+	}
+	h->own = NULL;
+	if (!r->be->device_mem) {
+		for (int i = 0; i < 6; i++)
+			h->p[i] = dev_ptr(r, i);
+		return 0;
+	}
+	char *b = h->own = malloc(total + 1);
+	if (!b)
+		return -1;
+	for (int i = 0; i < 6; i++, b += h->bytes[i - 1])
+		h->p[i] = b;
+	return 0;
+}
+
+static void host_state_move(struct tr_run *r, struct host_state *h, int to_host)
+{
+	if (!h->own)
+		return;
+	for (int i = 0; i < 6; i++)
+		if (to_host)
+			r->be->download(h->p[i], dev_ptr(r, i), h->bytes[i]);
+		else
+			r->be->upload(dev_ptr(r, i), h->p[i], h->bytes[i]);
+}
+
 int tr_run_save_ckpt(struct tr_run *r, char *err, size_t errlen)
 {
 	char path[4096];
@@ -26,19 +72,31 @@ int tr_run_save_ckpt(struct tr_run *r, char *err, size_t errlen)
 	tr_data_epoch_rng(&r->data, r->pos / r->data.nseq, &rng);
 	struct ckpt_meta meta = {(uint64_t)r->step, r->pos, r->o.seed, r->pos / r->data.nseq, (uint64_t)r->nranks,
 				 (uint64_t)r->rank};
+	struct host_state h;
+	if (host_state(r, &h) != 0) {
+		snprintf(err, errlen, "out of host memory for a copy of the model");
+		return -1;
+	}
+	host_state_move(r, &h, 1);
+	if (r->be->sync(err, errlen) != 0) {
+		free(h.own);
+		return -1;
+	}
 	struct tr_ckpt_sec s[] = {
 		{"config", r->config, strlen(r->config) + 1},
 		{"meta", &meta, sizeof(meta)},
 		{"rng", rng.s, sizeof(rng.s)},
-		{"params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real)},
-		{"adam_m.replicated", r->mom[0], r->n[0] * sizeof(float)},
-		{"adam_v.replicated", r->vel[0], r->n[0] * sizeof(float)},
-		{"params.expert", tr_model_params(r->m, TR_SEG_EXPERT), r->n[1] * sizeof(tr_real)},
-		{"adam_m.expert", r->mom[1], r->n[1] * sizeof(float)},
-		{"adam_v.expert", r->vel[1], r->n[1] * sizeof(float)},
+		{"params.replicated", h.p[0], h.bytes[0]},
+		{"adam_m.replicated", h.p[1], h.bytes[1]},
+		{"adam_v.replicated", h.p[2], h.bytes[2]},
+		{"params.expert", h.p[3], h.bytes[3]},
+		{"adam_m.expert", h.p[4], h.bytes[4]},
+		{"adam_v.expert", h.p[5], h.bytes[5]},
 		{"router_bias", bias, nb * sizeof(tr_real)},
 	};
-	return tr_ckpt_write(path, s, (int)(sizeof(s) / sizeof(s[0])), err, errlen);
+	int rc = tr_ckpt_write(path, s, (int)(sizeof(s) / sizeof(s[0])), err, errlen);
+	free(h.own);
+	return rc;
 }
 
 /* value of "key=" in a config text, or NULL */
@@ -102,17 +160,26 @@ int tr_run_load_ckpt(struct tr_run *r, int ep_size, int ep_rank)
 	}
 	size_t nb;
 	tr_real *bias = tr_model_router_bias(r->m, &nb);
-	if (tr_ckpt_get(&c, "meta", &meta, sizeof(meta), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "params.replicated", tr_model_params(r->m, TR_SEG_REPLICATED), r->n[0] * sizeof(tr_real), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_m.replicated", r->mom[0], r->n[0] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_v.replicated", r->vel[0], r->n[0] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "params.expert", tr_model_params(r->m, TR_SEG_EXPERT), r->n[1] * sizeof(tr_real), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_m.expert", r->mom[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "adam_v.expert", r->vel[1], r->n[1] * sizeof(float), err, sizeof(err)) ||
-	    tr_ckpt_get(&c, "router_bias", bias, nb * sizeof(tr_real), err, sizeof(err))) {
-		fprintf(stderr, "moe-train: --resume: %s\n", err);
+	struct host_state h;
+	if (host_state(r, &h) != 0) {
+		fprintf(stderr, "moe-train: --resume: out of host memory for a copy of the model\n");
+		rc = -1;
 		goto out;
 	}
+	if (tr_ckpt_get(&c, "meta", &meta, sizeof(meta), err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "params.replicated", h.p[0], h.bytes[0], err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_m.replicated", h.p[1], h.bytes[1], err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_v.replicated", h.p[2], h.bytes[2], err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "params.expert", h.p[3], h.bytes[3], err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_m.expert", h.p[4], h.bytes[4], err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "adam_v.expert", h.p[5], h.bytes[5], err, sizeof(err)) ||
+	    tr_ckpt_get(&c, "router_bias", bias, nb * sizeof(tr_real), err, sizeof(err))) {
+		fprintf(stderr, "moe-train: --resume: %s\n", err);
+		free(h.own);
+		goto out;
+	}
+	host_state_move(r, &h, 0);
+	free(h.own);
 	struct tr_rng saved_rng, now_rng;
 	if (tr_ckpt_get(&c, "rng", saved_rng.s, sizeof(saved_rng.s), err, sizeof(err))) {
 		fprintf(stderr, "moe-train: --resume: %s\n", err);

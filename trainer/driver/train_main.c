@@ -6,6 +6,7 @@
  * same global figures and all ranks stop (and checkpoint) at the same step after SIGTERM/SIGUSR1.
  * Runs as one process, or as every rank under moe-launch (rank layout from the MOE_* environment).
  */
+#include "backend.h"
 #include "comm.h"
 #include "data.h"
 #include "metrics.h"
@@ -55,15 +56,41 @@ static int env_int(const char *name, int def, int lo)
 	return (int)x;
 }
 
-/* ---- one step ---- */
-static int grad_norm(struct tr_run *r, double *norm)
+/* CUDA_VISIBLE_DEVICES (from the launch plan) names at least one GPU */
+static int gpu_named(void)
 {
-	/* replicated grads are identical on every rank after the reduce: count them once; expert grads
-	 * are identical across DP replicas: sum them over the EP group */
-	double ex = tr_sumsq(tr_model_grads(r->m, TR_SEG_EXPERT), r->n[1]);
-	if (tr_allreduce_f64(r->ep, &ex, 1) != 0)
-		return -1;
-	*norm = sqrt(tr_sumsq(tr_model_grads(r->m, TR_SEG_REPLICATED), r->n[0]) + ex);
+	const char *v = getenv("CUDA_VISIBLE_DEVICES");
+	return v && *v && strcmp(v, "-1") && strncmp(v, "NoDevFiles", 10) && strcmp(v, "none");
+}
+
+/* --device / --dtype: the asked backend, or by default cuda when the plan gave this rank a GPU and the
+ * CUDA backend is built (falling back to the CPU, with one line, when that GPU cannot be used) */
+static int setup_backend(struct tr_run *r)
+{
+	char err[512];
+	const char *dev = r->o.device;
+	enum tr_dtype dt = r->o.dtype && !strcmp(r->o.dtype, "bf16") ? TR_DTYPE_BF16 : TR_DTYPE_FP32;
+	if (!dev)
+		dev = gpu_named() && tr_backend_have_cuda() ? "cuda" : "cpu";
+	const struct tr_backend *be = tr_backend_get(dev, err, sizeof(err));
+	if (!be) {
+		fprintf(stderr, "moe-train: %s\n", err);
+		return 2;
+	}
+	if (be->init(dt, err, sizeof(err)) != 0) {
+		if (r->o.device || be == &tr_backend_cpu) {
+			fprintf(stderr, "moe-train: rank %d: %s%s\n", r->rank, err, be == &tr_backend_cpu ? "" : "; use --device cpu");
+			return 2;
+		}
+		fprintf(stderr, "moe-train: rank %d: CUDA_VISIBLE_DEVICES names a GPU, but %s; running on the CPU (--device chooses)\n",
+			r->rank, err);
+		be = &tr_backend_cpu;
+		if (be->init(dt, err, sizeof(err)) != 0) {
+			fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, err);
+			return 2;
+		}
+	}
+	r->be = be;
 	return 0;
 }
 
@@ -148,6 +175,12 @@ static void banner(struct tr_run *r, int ep_size)
 	printf("moe-train: model d_model %d, %d layers (%d dense), %d heads, %d experts top-%d, params %.3fM total, %.3fM active per token\n",
 	       c->d_model, c->n_layers, c->n_dense_layers, c->n_heads, c->n_experts, c->top_k,
 	       (double)tr_model_nparams_global(r->m) / 1e6, active / 1e6);
+	printf("moe-train: device %s (%s), dtype %s, %.4g GFLOP per token", r->be->name, r->be->device_name(),
+	       tr_opts_dtype(&r->o), r->flops_per_token / 1e9);
+	if (r->peak_tflops > 0)
+		printf(", MFU against %.1f TFLOP/s per rank (%s)\n", r->peak_tflops, r->o.mfu_peak > 0 ? "--mfu-peak" : "bf16 GEMM measured now");
+	else
+		printf(", MFU not reported (no peak: give --mfu-peak)\n");
 	printf("moe-train: data %llu tokens (%llu sequences of %d), global batch %ld x %d tokens, %ld per rank\n",
 	       (unsigned long long)r->data.ntok, (unsigned long long)r->data.nseq, c->seq_len, r->o.global_batch,
 	       c->seq_len, r->o.batch);
@@ -205,7 +238,9 @@ static int local_setup(struct tr_run *r)
 	return 0;
 }
 
-static int train(struct tr_run *r)
+/* Everything before the first step: rank layout, backend, model, optimizer state, resume, metrics
+ * file (r->metrics, closed by the caller whatever happens). */
+static int prepare(struct tr_run *r, int *ep_size_out)
 {
 	struct tr_opts *o = &r->o;
 	char err[8192];
@@ -216,21 +251,28 @@ static int train(struct tr_run *r)
 		return rc;
 	if ((rc = agree(r, local_setup(r))) != 0)
 		return rc;
+	if ((rc = agree(r, setup_backend(r))) != 0)
+		return rc;
+	par.be = r->be;
 	if (tr_model_create(&o->cfg, &par, o->seed, &r->m, err, sizeof(err)) != 0) {
 		fprintf(stderr, "moe-train: %s\n", err);
-		return 2;
+		rc = 2;
 	}
+	if ((rc = agree(r, rc)) != 0)
+		return rc;
 	for (int s = 0; s < 2; s++) {
 		r->n[s] = tr_model_nparams(r->m, (enum tr_seg)s);
-		r->mom[s] = calloc(r->n[s] + 1, sizeof(float));
-		r->vel[s] = calloc(r->n[s] + 1, sizeof(float));
-		if (!r->mom[s] || !r->vel[s]) {
-			fprintf(stderr, "moe-train: out of memory for the optimizer state\n");
-			rc = 1;
-		}
+		r->mom[s] = r->be->alloc((r->n[s] + 1) * sizeof(float));
+		r->vel[s] = r->be->alloc((r->n[s] + 1) * sizeof(float));
+	}
+	if (!r->mom[0] || !r->vel[0] || !r->mom[1] || !r->vel[1] || r->be->sync(err, sizeof(err)) != 0) {
+		fprintf(stderr, "moe-train: out of %s memory for the optimizer state\n", r->be->name);
+		rc = 1;
 	}
 	if (o->router_skew > 0)
 		skew_router(r);
+	r->flops_per_token = tr_model_flops_per_token(r->m, o->cfg.seq_len);
+	r->peak_tflops = o->mfu_peak > 0 ? o->mfu_peak : r->be->measure_peak_tflops();
 	r->config = tr_opts_config_text(o, r->nranks, r->rank, ep_size, ep_rank, r->data.ntok);
 	if (!r->config)
 		rc = 1;
@@ -246,16 +288,21 @@ static int train(struct tr_run *r)
 			return rc == 2 ? 2 : 1;
 		rc = 0;
 	}
-	FILE *mf = NULL;
-	if (o->metrics && r->rank == 0 && !(mf = fopen(o->metrics, r->step > 0 ? "a" : "w"))) {
+	if (o->metrics && r->rank == 0 && !(r->metrics = fopen(o->metrics, r->step > 0 ? "a" : "w"))) {
 		fprintf(stderr, "moe-train: --metrics %s: %s\n", o->metrics, strerror(errno));
 		rc = 2;
 	}
 	if ((rc = agree(r, rc)) != 0)
 		return rc;
-	if (r->rank == 0)
-		banner(r, ep_size);
+	*ep_size_out = ep_size;
+	return 0;
+}
 
+/* The steps from r->step to --steps (or a signal), then the summary line. */
+static int run_steps(struct tr_run *r)
+{
+	struct tr_opts *o = &r->o;
+	char err[8192];
 	const int B = (int)o->batch, T = o->cfg.seq_len;
 	uint16_t *rows = malloc((size_t)B * (T + 1) * sizeof(*rows));
 	if (!rows) {
@@ -268,28 +315,28 @@ static int train(struct tr_run *r)
 	long first_step = r->step;
 	double first_loss = NAN, last_loss = NAN, first_load = NAN, last_load = NAN, tsum = 0, tok_sum = 0;
 	uint64_t a2a_total = 0;
-	int stopped = 0;
-	rc = 0;
+	int stopped = 0, rc = 0;
 	while (r->step < o->steps) {
 		double t0 = now_s();
 		float loss;
 		tr_data_batch(&r->data, r->pos, (uint64_t)r->rank * (uint64_t)B, B, rows);
 		double norm = 0;
-		if (tr_model_step(r->m, rows, B, T, &loss) != 0 || tr_model_reduce_grads(r->m) != 0) {
+		if (tr_model_step(r->m, rows, B, T, &loss) != 0 || tr_model_reduce_grads(r->m) != 0 ||
+		    tr_model_grad_norm(r->m, &norm) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_model_error(r->m));
-			rc = 1;
-			break;
-		}
-		if (grad_norm(r, &norm) != 0) {
-			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_comm_error(r->ep));
 			rc = 1;
 			break;
 		}
 		double lr = tr_sched_lr(&sc, r->step);
 		float scale = tr_clip_scale(norm, o->clip);
 		for (int s = 0; s < 2; s++)
-			tr_adamw_update(&aw, lr, r->step + 1, scale, tr_model_params(r->m, (enum tr_seg)s),
-					tr_model_grads(r->m, (enum tr_seg)s), r->mom[s], r->vel[s], r->n[s]);
+			r->be->adamw(&aw, lr, r->step + 1, scale, tr_model_params(r->m, (enum tr_seg)s),
+				     tr_model_grads(r->m, (enum tr_seg)s), r->mom[s], r->vel[s], r->n[s]);
+		if (r->be->sync(err, sizeof(err)) != 0) {
+			fprintf(stderr, "moe-train: rank %d, step %ld: AdamW on %s: %s\n", r->rank, r->step + 1, r->be->name, err);
+			rc = 1;
+			break;
+		}
 		if (tr_model_update_bias(r->m) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_model_error(r->m));
 			rc = 1;
@@ -311,8 +358,10 @@ static int train(struct tr_run *r)
 		struct tr_step_report rep = {
 			.step = r->step, .steps = o->steps, .loss = red[0] / r->nranks, .lr = lr, .grad_norm = norm,
 			.ms = dt * 1e3, .tokens = (uint64_t)o->global_batch * (uint64_t)T,
-			.max_load_over_mean = st.n_moe_layers > 0 ? st.max_over_mean : 1.0, .a2a_bytes = (uint64_t)red[1]};
+			.max_load_over_mean = st.n_moe_layers > 0 ? st.max_over_mean : 1.0, .a2a_bytes = (uint64_t)red[1],
+			.device = r->be->name, .dtype = tr_opts_dtype(o), .flops_per_token = r->flops_per_token};
 		rep.tokens_per_s = (double)rep.tokens / dt;
+		rep.mfu = tr_metrics_mfu(rep.tokens_per_s, r->flops_per_token, r->peak_tflops, r->nranks);
 		if (r->step == first_step + 1) {
 			first_loss = rep.loss;
 			first_load = rep.max_load_over_mean;
@@ -325,8 +374,8 @@ static int train(struct tr_run *r)
 		if (r->rank == 0) {
 			if (!o->quiet && (r->step % o->log_every == 0 || r->step == o->steps))
 				tr_metrics_progress(stdout, &rep);
-			if (mf)
-				tr_metrics_json(mf, &rep);
+			if (r->metrics)
+				tr_metrics_json(r->metrics, &rep);
 		}
 		if (!isfinite(rep.loss)) {
 			if (r->rank == 0)
@@ -358,18 +407,36 @@ static int train(struct tr_run *r)
 	}
 	if (rc == 0 && r->rank == 0) {
 		long done = r->step - first_step;
-		if (done > 0)
-			printf("done: steps %ld..%ld of %ld, loss %.4f -> %.4f, %.1f ms/step, %.0f tokens/s, max/mean load %.3f -> %.3f, a2a %llu bytes%s\n",
+		if (done > 0) {
+			double mfu = tr_metrics_mfu(tok_sum / tsum, r->flops_per_token, r->peak_tflops, r->nranks);
+			char mfu_txt[64] = "";
+			if (isfinite(mfu))
+				snprintf(mfu_txt, sizeof(mfu_txt), ", MFU %.3f", mfu);
+			printf("done: steps %ld..%ld of %ld, loss %.4f -> %.4f, %.1f ms/step, %.0f tokens/s, max/mean load %.3f -> %.3f, a2a %llu bytes%s%s\n",
 			       first_step + 1, r->step, o->steps, first_loss, last_loss, tsum * 1e3 / done, tok_sum / tsum,
-			       first_load, last_load, (unsigned long long)a2a_total, stopped ? " (stopped by a signal)" : "");
-		else
+			       first_load, last_load, (unsigned long long)a2a_total, mfu_txt, stopped ? " (stopped by a signal)" : "");
+		} else {
 			printf("done: already at step %ld of %ld, nothing to do\n", r->step, o->steps);
-	}
-	if (mf && fclose(mf) != 0 && rc == 0) {
-		fprintf(stderr, "moe-train: --metrics %s: %s\n", o->metrics, strerror(errno));
-		rc = 1;
+		}
 	}
 	free(rows);
+	return rc;
+}
+
+static int train(struct tr_run *r)
+{
+	int ep_size = 1;
+	int rc = prepare(r, &ep_size);
+	if (rc == 0) {
+		if (r->rank == 0)
+			banner(r, ep_size);
+		rc = run_steps(r);
+	}
+	if (r->metrics && fclose(r->metrics) != 0 && rc == 0) {
+		fprintf(stderr, "moe-train: --metrics %s: %s\n", r->o.metrics, strerror(errno));
+		rc = 1;
+	}
+	r->metrics = NULL;
 	return rc;
 }
 
@@ -406,13 +473,13 @@ int main(int argc, char **argv)
 	r.rank = tr_comm_rank(r.world);
 	r.nranks = tr_comm_size(r.world);
 	rc = train(&r);
+	for (int s = 0; s < 2 && r.be; s++) {
+		r.be->free(r.mom[s]);
+		r.be->free(r.vel[s]);
+	}
 	if (r.m)
 		tr_model_free(r.m);
 	tr_data_close(&r.data);
-	for (int s = 0; s < 2; s++) {
-		free(r.mom[s]);
-		free(r.vel[s]);
-	}
 	free(r.config);
 	if (r.dp)
 		tr_comm_free(r.dp);

@@ -1,5 +1,6 @@
 /* train_opts.c - moe-train's flag table, parser and --help (see train_opts.h). */
 #include "train_opts.h"
+#include "backend.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -58,6 +59,9 @@ static const struct flag flags[] = {
 	{"ckpt-every", K_LONG, O(ckpt_every), 0, 1e12, "N", "also checkpoint every N steps (0 = only at the end and on a signal)", NONE},
 	{"resume", K_FLAG, O(resume), 0, 0, NULL, "continue from --ckpt-dir when it holds a checkpoint (else start fresh)", NONE},
 	{"transport", K_STR, O(transport), 0, 0, "KIND", "auto, shm or tcp (default: MOE_TRANSPORT, else auto)", NONE},
+	{"device", K_STR, O(device), 0, 0, "DEV", "cpu or cuda (default: cuda when CUDA_VISIBLE_DEVICES names a GPU and the CUDA backend is built, else cpu)", NONE},
+	{"dtype", K_STR, O(dtype), 0, 0, "T", "fp32 or bf16 (bf16: bf16 GEMM operands, fp32 accumulation and master weights; cuda only) (default fp32)", NONE},
+	{"mfu-peak", K_DBL, O(mfu_peak), 0, 1e7, "TFLOPS", "bf16 peak per rank for the MFU figure (default: measured by a cuBLAS GEMM at start on cuda; none on cpu)", NONE},
 	{"threads", K_LONG, O(threads), 0, 4096, "N", "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", NONE},
 	{"log-every", K_LONG, O(log_every), 1, 1e12, "N", "progress line every N steps (metrics are written every step)", NONE},
 	{"quiet", K_FLAG, O(quiet), 0, 0, NULL, "no progress lines, only the summary", NONE},
@@ -114,8 +118,11 @@ void tr_opts_help(FILE *f)
 		   "  MOE_ROUTE_GROUPS   groups a token may reach (default of --group-topk)\n"
 		   "  MOE_DOMAIN         NVLink domain of this rank (routing groups with --groups 0)\n"
 		   "  MOE_TRANSPORT, MOE_COMM_TIMEOUT  transport choice and timeout (doc/launcher.md)\n"
+		   "  CUDA_VISIBLE_DEVICES  the rank's GPUs (first = its own): picks the default --device\n"
+		   "devices in this build: cpu%s\n"
 		   "signals: SIGTERM or SIGUSR1 -> finish the step, checkpoint to --ckpt-dir, exit 0\n"
-		   "exit: 0 done, 1 runtime failure, 2 bad input\n");
+		   "exit: 0 done, 1 runtime failure, 2 bad input\n",
+		tr_backend_have_cuda() ? ", cuda" : " (the CUDA backend is not built: configure --with-cuda)");
 }
 
 static int bad(const struct flag *fl, const char *val, const char *why)
@@ -235,6 +242,14 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 		fprintf(stderr, "moe-train: --transport '%s': valid auto, shm, tcp\n", o->transport);
 		return 2;
 	}
+	if (o->device && strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) {
+		fprintf(stderr, "moe-train: --device '%s': valid cpu, cuda\n", o->device);
+		return 2;
+	}
+	if (o->dtype && strcmp(o->dtype, "fp32") && strcmp(o->dtype, "bf16")) {
+		fprintf(stderr, "moe-train: --dtype '%s': valid fp32, bf16\n", o->dtype);
+		return 2;
+	}
 	if (o->resume && !o->ckpt_dir) {
 		fprintf(stderr, "moe-train: --resume needs --ckpt-dir DIR\n");
 		return 2;
@@ -250,6 +265,11 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 	if (!o->set_lr_steps)
 		o->lr_steps = o->steps;
 	return 0;
+}
+
+const char *tr_opts_dtype(const struct tr_opts *o)
+{
+	return o->dtype ? o->dtype : "fp32";
 }
 
 int tr_opts_resolve_batch(struct tr_opts *o, int world)

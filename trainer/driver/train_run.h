@@ -6,7 +6,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "backend.h"
 #include "comm.h"
 #include "data.h"
 #include "model.h"
@@ -19,11 +21,15 @@ struct tr_run {
 	struct tr_model *m;
 	struct tr_data data;
 	int rank, nranks;
-	float *mom[2], *vel[2];      /* AdamW moments per segment */
+	const struct tr_backend *be; /* the model's backend (initialised) */
+	float *mom[2], *vel[2];      /* AdamW moments per segment, in the backend's memory */
 	size_t n[2];
 	long step;                   /* steps done */
 	uint64_t pos;                /* global sequences consumed */
 	char *config;                /* config text stored in and checked against checkpoints */
+	double flops_per_token;      /* model FLOPs per trained token */
+	double peak_tflops;          /* per-rank bf16 peak for MFU (--mfu-peak or measured); 0 = unknown */
+	FILE *metrics;               /* --metrics file (rank 0), closed by tr_run's owner on every path */
 };
 
 /* Write this rank's checkpoint file DIR/rank-RRRRR.ckpt atomically.  0, or -1 with err. */

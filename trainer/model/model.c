@@ -82,11 +82,21 @@ int tr_allreduce_real(struct tr_comm *c, tr_real *buf, size_t n)
 tr_real *tr_model_scratch(struct tr_model *m, size_t n)
 {
 	if (n > m->scratch_n) {
-		free(m->scratch);
-		m->scratch = malloc(sizeof(tr_real) * n);
+		m->be->free(m->scratch);
+		m->scratch = m->be->alloc(sizeof(tr_real) * n);
 		m->scratch_n = m->scratch ? n : 0;
 	}
 	return m->scratch;
+}
+
+void *tr_model_stage(struct tr_model *m, size_t bytes)
+{
+	if (bytes > m->stage_n) {
+		m->be->host_free(m->stage);
+		m->stage = m->be->host_alloc(bytes);
+		m->stage_n = m->stage ? bytes : 0;
+	}
+	return m->stage;
 }
 
 /* ---- deterministic initialisation: splitmix64 + Box-Muller */
@@ -138,15 +148,18 @@ static size_t layout(const struct tr_config *c, tr_real *base, struct tr_layer_w
 	return o;
 }
 
-static void init_params(struct tr_model *m, uint64_t seed)
+/* into host copies of the two segments (rep: replicated, ex: this rank's experts) */
+static void init_params(const struct tr_model *m, uint64_t seed, tr_real *rep, tr_real *ex, struct tr_layer_w *lw)
 {
 	const struct tr_config *c = &m->cfg;
 	size_t D = c->d_model, F = c->d_ff, De = c->d_expert;
 	double std = c->init_std, ostd = c->init_std / sqrt(2.0 * c->n_layers);
 	uint64_t s = seed;
-	fill_normal(m->wte, (size_t)c->vocab * D, std, &s);
+	tr_real *wte, *lnf;
+	layout(c, rep, lw, &wte, &lnf);
+	fill_normal(wte, (size_t)c->vocab * D, std, &s);
 	for (int l = 0; l < c->n_layers; l++) {
-		struct tr_layer_w *w = &m->lw[l];
+		struct tr_layer_w *w = &lw[l];
 		fill_const(w->ln1, D, 1);
 		fill_normal(w->wqkv, 3 * D * D, std, &s);
 		fill_normal(w->wo, D * D, ostd, &s);
@@ -157,11 +170,11 @@ static void init_params(struct tr_model *m, uint64_t seed)
 		if (w->wr)
 			fill_normal(w->wr, (size_t)c->n_experts * D, std, &s);
 	}
-	fill_const(m->lnf, D, 1);
+	fill_const(lnf, D, 1);
 	/* each expert from its own stream, so its weights do not depend on which rank holds it */
 	for (int j = 0; j < m->n_local; j++) {
 		uint64_t es = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(m->first_expert + j + 1));
-		tr_real *p = m->params[TR_SEG_EXPERT] + (size_t)j * m->expert_elems;
+		tr_real *p = ex + (size_t)j * m->expert_elems;
 		for (int l = 0; l < m->n_moe; l++, p += m->moe_expert_elems) {
 			fill_normal(p, De * D, std, &es);
 			fill_normal(p + De * D, De * D, std, &es);
@@ -246,6 +259,7 @@ int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint6
 	}
 	m->cfg = *cfg;
 	m->par = *par;
+	m->be = par->be ? par->be : &tr_backend_cpu;
 	m->world_size = tr_comm_size(par->world);
 	m->ep_size = tr_comm_size(par->ep);
 	m->ep_rank = tr_comm_rank(par->ep);
@@ -268,15 +282,22 @@ int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint6
 	m->bias = calloc((size_t)m->n_moe * E + 1, sizeof(tr_real));
 	m->load_local = calloc((size_t)m->n_moe * E + 1, sizeof(double));
 	m->load_global = calloc((size_t)m->n_moe * E + 1, sizeof(double));
-	m->rope_cs = malloc(sizeof(tr_real) * (size_t)cfg->seq_len * (cfg->d_model / cfg->n_heads));
-	int ok = m->lw && m->lg && m->group_of && m->bias && m->load_local && m->load_global && m->rope_cs;
+	size_t ncs = (size_t)cfg->seq_len * (cfg->d_model / cfg->n_heads);
+	const struct tr_backend *be = m->be;
+	m->rope_cs = be->alloc(sizeof(tr_real) * ncs);
+	m->dbias = be->device_mem ? be->alloc(sizeof(tr_real) * ((size_t)m->n_moe * E + 1)) : m->bias;
+	m->dgroup_of = be->device_mem ? be->alloc(sizeof(int) * (E ? E : 1)) : m->group_of;
+	int ok = m->lw && m->lg && m->group_of && m->bias && m->load_local && m->load_global && m->rope_cs &&
+		 m->dbias && m->dgroup_of;
 	for (int s = 0; s < 2 && ok; s++) {
-		m->params[s] = calloc(m->n_seg[s] + 1, sizeof(tr_real));
-		m->grads[s] = calloc(m->n_seg[s] + 1, sizeof(tr_real));
+		m->params[s] = be->alloc(sizeof(tr_real) * (m->n_seg[s] + 1));
+		m->grads[s] = be->alloc(sizeof(tr_real) * (m->n_seg[s] + 1));
 		ok = m->params[s] && m->grads[s];
 	}
-	if (!ok) {
-		snprintf(err, errlen, "out of memory for %zu parameters", m->n_seg[0] + m->n_seg[1]);
+	char why[256] = "";
+	if (!ok || be->sync(why, sizeof(why))) {
+		snprintf(err, errlen, "out of %s memory for %zu parameters%s%s", be->device_mem ? "device" : "host",
+			 m->n_seg[0] + m->n_seg[1], why[0] ? ": " : "", why);
 		tr_model_free(m);
 		return -1;
 	}
@@ -286,8 +307,39 @@ int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint6
 		tr_model_free(m);
 		return -1;
 	}
-	tr_rope_table(m->rope_cs, cfg->seq_len, cfg->d_model / cfg->n_heads, cfg->rope_theta);
-	init_params(m, seed);
+	/* tables and initial weights are made on the host, then moved to the backend */
+	tr_real *host[2] = { m->params[0], m->params[1] }, *cs = m->rope_cs;
+	struct tr_layer_w *hlw = m->lw;
+	if (be->device_mem) {
+		host[0] = malloc(sizeof(tr_real) * (m->n_seg[0] + 1));
+		host[1] = malloc(sizeof(tr_real) * (m->n_seg[1] + 1));
+		cs = malloc(sizeof(tr_real) * ncs);
+		hlw = calloc(cfg->n_layers, sizeof(*hlw));
+	}
+	if (!host[0] || !host[1] || !cs || !hlw) {
+		snprintf(err, errlen, "out of host memory for %zu parameters", m->n_seg[0] + m->n_seg[1]);
+		ok = 0;
+	} else {
+		tr_rope_table(cs, cfg->seq_len, cfg->d_model / cfg->n_heads, cfg->rope_theta);
+		init_params(m, seed, host[0], host[1], hlw);
+		if (be->device_mem) {
+			be->upload(m->params[0], host[0], sizeof(tr_real) * m->n_seg[0]);
+			be->upload(m->params[1], host[1], sizeof(tr_real) * m->n_seg[1]);
+			be->upload(m->rope_cs, cs, sizeof(tr_real) * ncs);
+			be->upload(m->dgroup_of, m->group_of, sizeof(int) * (E ? E : 1));
+		}
+		if (be->sync(why, sizeof(why))) {
+			snprintf(err, errlen, "moving the initial model to the %s: %s", be->name, why);
+			ok = 0;
+		}
+	}
+	if (be->device_mem) {
+		free(host[0]), free(host[1]), free(cs), free(hlw);
+	}
+	if (!ok) {
+		tr_model_free(m);
+		return -1;
+	}
 	m->stats.n_moe_layers = m->n_moe;
 	m->stats.n_experts = E;
 	m->stats.load = m->load_global;
@@ -297,22 +349,26 @@ int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint6
 
 static void free_acts(struct tr_model *m)
 {
+	void (*bfree)(void *) = m->be->free;
 	if (m->act)
 		for (int l = 0; l < m->cfg.n_layers; l++) {
 			struct tr_layer_act *a = &m->act[l];
-			free(a->ln1), free(a->rstd1), free(a->qkv), free(a->att), free(a->atty), free(a->mid);
-			free(a->ln2), free(a->rstd2), free(a->h1), free(a->h3), free(a->g);
+			bfree(a->ln1), bfree(a->rstd1), bfree(a->qkv), bfree(a->att), bfree(a->atty), bfree(a->mid);
+			bfree(a->ln2), bfree(a->rstd2), bfree(a->h1), bfree(a->h3), bfree(a->g);
 			tr_moe_act_free(a->moe);
 		}
 	free(m->act);
 	m->act = NULL;
 	if (m->resid)
 		for (int l = 0; l <= m->cfg.n_layers; l++)
-			free(m->resid[l]);
+			bfree(m->resid[l]);
 	free(m->resid);
 	m->resid = NULL;
-	free(m->inputs), free(m->targets), free(m->lnf_out), free(m->rstdf), free(m->logits), free(m->losses);
-	free(m->tmp), free(m->dresid), free(m->dln), free(m->dqkv), free(m->datty), free(m->dlnf_out), free(m->dffn);
+	bfree(m->inputs), bfree(m->targets), bfree(m->lnf_out), bfree(m->rstdf), bfree(m->logits), bfree(m->losses);
+	bfree(m->tmp), bfree(m->dresid), bfree(m->dln), bfree(m->dqkv), bfree(m->datty), bfree(m->dlnf_out);
+	bfree(m->dffn);
+	free(m->tok_host);
+	m->tok_host = NULL;
 	m->inputs = m->targets = NULL;
 	m->lnf_out = m->rstdf = m->logits = m->losses = m->tmp = NULL;
 	m->dresid = m->dln = m->dqkv = m->datty = m->dlnf_out = m->dffn = NULL;
@@ -323,11 +379,14 @@ void tr_model_free(struct tr_model *m)
 {
 	if (!m)
 		return;
+	const struct tr_backend *be = m->be;
 	free_acts(m);
 	for (int s = 0; s < 2; s++)
-		free(m->params[s]), free(m->grads[s]);
+		be->free(m->params[s]), be->free(m->grads[s]);
+	if (be->device_mem)
+		be->free(m->dbias), be->free(m->dgroup_of);
 	free(m->lw), free(m->lg), free(m->group_of), free(m->bias), free(m->load_local), free(m->load_global);
-	free(m->rope_cs), free(m->scratch);
+	be->free(m->rope_cs), be->free(m->scratch), be->host_free(m->stage);
 	free(m);
 }
 
@@ -340,7 +399,7 @@ static int alloc_acts(struct tr_model *m, int B, int T)
 	const struct tr_config *c = &m->cfg;
 	size_t N = (size_t)B * T, D = c->d_model, F = c->d_ff, V = c->vocab;
 	int ok = 1;
-#define ALLOC(p, n) do { (p) = malloc(sizeof(*(p)) * (n)); ok &= (p) != NULL; } while (0)
+#define ALLOC(p, n) do { (p) = m->be->alloc(sizeof(*(p)) * (n)); ok &= (p) != NULL; } while (0)
 	m->act = calloc(c->n_layers, sizeof(*m->act));
 	m->resid = calloc(c->n_layers + 1, sizeof(*m->resid));
 	if (!m->act || !m->resid) {
@@ -382,26 +441,14 @@ static int alloc_acts(struct tr_model *m, int B, int T)
 	ALLOC(m->dlnf_out, N * D);
 	ALLOC(m->dffn, 3 * N * F);
 #undef ALLOC
-	if (!ok) {
+	m->tok_host = malloc(sizeof(uint16_t) * 2 * N);
+	char why[256];
+	if (!ok || !m->tok_host || m->be->sync(why, sizeof(why))) {
 		free_acts(m);
 		return -1;
 	}
 	m->B = B, m->T = T;
 	return 0;
-}
-
-static void add(tr_real *y, const tr_real *a, const tr_real *b, size_t n)
-{
-#pragma omp parallel for
-	for (size_t i = 0; i < n; i++)
-		y[i] = a[i] + b[i];
-}
-
-static void scale(tr_real *y, tr_real f, size_t n)
-{
-#pragma omp parallel for if (n > 65536)
-	for (size_t i = 0; i < n; i++)
-		y[i] *= f;
 }
 
 /* The token embedding enters the residual stream times 4 (the tied output head uses the table as is).
@@ -425,39 +472,46 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 			return tr_model_fail(m, "token %u at %zu is outside the vocabulary (%d)", tokens[i], i, c->vocab);
 	if (alloc_acts(m, B, T))
 		return tr_model_fail(m, "out of memory for activations of a %d x %d batch", B, T);
+	const struct tr_backend *be = m->be;
 	int N = B * T, D = c->d_model, NH = c->n_heads, hd = D / NH;
+	uint16_t *in = m->tok_host, *tg = m->tok_host + N;
 	for (int b = 0; b < B; b++)
 		for (int t = 0; t < T; t++) {
-			m->inputs[b * T + t] = tokens[(size_t)b * (T + 1) + t];
-			m->targets[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
+			in[b * T + t] = tokens[(size_t)b * (T + 1) + t];
+			tg[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
 		}
-	tr_embedding_forward(m->resid[0], m->inputs, m->wte, N, D);
-	scale(m->resid[0], EMB_SCALE, (size_t)N * D);
+	be->upload(m->inputs, in, sizeof(uint16_t) * N);
+	be->upload(m->targets, tg, sizeof(uint16_t) * N);
+	if (be->device_mem && m->n_moe) /* the driver may have changed the bias (checkpoint, skew, update) */
+		be->upload(m->dbias, m->bias, sizeof(tr_real) * (size_t)m->n_moe * c->n_experts);
+	be->embedding_forward(m->resid[0], m->inputs, m->wte, N, D);
+	be->scale(m->resid[0], EMB_SCALE, (size_t)N * D);
 	for (int l = 0; l < c->n_layers; l++) {
 		struct tr_layer_act *a = &m->act[l];
 		struct tr_layer_w *w = &m->lw[l];
-		tr_rmsnorm_forward(a->ln1, a->rstd1, m->resid[l], w->ln1, N, D);
-		tr_matmul_forward(a->qkv, a->ln1, w->wqkv, N, D, 3 * D);
-		tr_rope_forward(a->qkv, m->rope_cs, B, T, 3 * D, NH, hd);
-		tr_rope_forward(a->qkv + D, m->rope_cs, B, T, 3 * D, NH, hd);
-		tr_attention_forward(a->atty, a->att, a->qkv, B, T, D, NH);
-		tr_matmul_forward(m->tmp, a->atty, w->wo, N, D, D);
-		add(a->mid, m->resid[l], m->tmp, (size_t)N * D);
-		tr_rmsnorm_forward(a->ln2, a->rstd2, a->mid, w->ln2, N, D);
+		be->rmsnorm_forward(a->ln1, a->rstd1, m->resid[l], w->ln1, N, D);
+		be->matmul_forward(a->qkv, a->ln1, w->wqkv, N, D, 3 * D);
+		be->rope_forward(a->qkv, m->rope_cs, B, T, 3 * D, NH, hd);
+		be->rope_forward(a->qkv + D, m->rope_cs, B, T, 3 * D, NH, hd);
+		be->attention_forward(a->atty, a->att, a->qkv, B, T, D, NH);
+		be->matmul_forward(m->tmp, a->atty, w->wo, N, D, D);
+		be->add(a->mid, m->resid[l], m->tmp, (size_t)N * D);
+		be->rmsnorm_forward(a->ln2, a->rstd2, a->mid, w->ln2, N, D);
 		if (a->moe) {
 			if (tr_moe_forward(m, l - c->n_dense_layers, l, m->tmp, a->ln2, N, train))
 				return -1;
 		} else {
-			tr_ffn_forward(m->tmp, a->h1, a->h3, a->g, a->ln2, w->w1, w->w3, w->w2, N, D, c->d_ff);
+			tr_ffn_forward(be, m->tmp, a->h1, a->h3, a->g, a->ln2, w->w1, w->w3, w->w2, 0, &N, 1, D, c->d_ff);
 		}
-		add(m->resid[l + 1], a->mid, m->tmp, (size_t)N * D);
+		be->add(m->resid[l + 1], a->mid, m->tmp, (size_t)N * D);
 	}
-	tr_rmsnorm_forward(m->lnf_out, m->rstdf, m->resid[c->n_layers], m->lnf, N, D);
-	tr_matmul_forward(m->logits, m->lnf_out, m->wte, N, D, c->vocab);
-	tr_crossentropy_forward(m->losses, m->logits, m->logits, m->targets, N, c->vocab);
-	double sum = 0;
-	for (int n = 0; n < N; n++)
-		sum += m->losses[n];
+	be->rmsnorm_forward(m->lnf_out, m->rstdf, m->resid[c->n_layers], m->lnf, N, D);
+	be->matmul_forward(m->logits, m->lnf_out, m->wte, N, D, c->vocab);
+	be->crossentropy_forward(m->losses, m->logits, m->logits, m->targets, N, c->vocab);
+	double sum = be->sum(m->losses, (size_t)N);
+	char why[256];
+	if (be->sync(why, sizeof(why)))
+		return tr_model_fail(m, "forward on %s: %s", be->name, why);
 	*loss = (float)(sum / N);
 	return 0;
 }
@@ -465,42 +519,46 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 static int backward(struct tr_model *m)
 {
 	const struct tr_config *c = &m->cfg;
+	const struct tr_backend *be = m->be;
 	int B = m->B, T = m->T, N = B * T, D = c->d_model, NH = c->n_heads, hd = D / NH;
 	size_t ND = (size_t)N * D;
 	for (int s = 0; s < 2; s++)
-		memset(m->grads[s], 0, sizeof(tr_real) * m->n_seg[s]);
+		be->zero(m->grads[s], sizeof(tr_real) * m->n_seg[s]);
 	tr_real *dlogits = m->logits; /* probabilities become their gradient in place */
-	tr_crossentropy_backward(dlogits, m->logits, m->targets, (tr_real)(1.0 / N), N, c->vocab);
-	memset(m->dlnf_out, 0, sizeof(tr_real) * ND);
-	tr_matmul_backward(m->dlnf_out, m->dwte, dlogits, m->lnf_out, m->wte, N, D, c->vocab);
-	memset(m->dresid, 0, sizeof(tr_real) * ND);
-	tr_rmsnorm_backward(m->dresid, m->dlnf, m->dlnf_out, m->resid[c->n_layers], m->lnf, m->rstdf, N, D);
+	be->crossentropy_backward(dlogits, m->logits, m->targets, (tr_real)(1.0 / N), N, c->vocab);
+	be->zero(m->dlnf_out, sizeof(tr_real) * ND);
+	be->matmul_backward(m->dlnf_out, m->dwte, dlogits, m->lnf_out, m->wte, N, D, c->vocab);
+	be->zero(m->dresid, sizeof(tr_real) * ND);
+	be->rmsnorm_backward(m->dresid, m->dlnf, m->dlnf_out, m->resid[c->n_layers], m->lnf, m->rstdf, N, D);
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		struct tr_layer_act *a = &m->act[l];
 		struct tr_layer_w *w = &m->lw[l], *g = &m->lg[l];
 		/* resid[l+1] = mid + ffn(ln2(mid)): dresid flows to mid unchanged plus through the FFN */
-		memset(m->dln, 0, sizeof(tr_real) * ND);
+		be->zero(m->dln, sizeof(tr_real) * ND);
 		if (a->moe) {
 			if (tr_moe_backward(m, l - c->n_dense_layers, l, m->dln, m->dresid, a->ln2, N))
 				return -1;
 		} else {
-			tr_ffn_backward(m->dln, g->w1, g->w3, g->w2, m->dresid, a->ln2, a->h1, a->h3, a->g,
-					w->w1, w->w3, w->w2, N, D, c->d_ff, m->dffn);
+			tr_ffn_backward(be, m->dln, g->w1, g->w3, g->w2, m->dresid, a->ln2, a->h1, a->h3, a->g,
+					w->w1, w->w3, w->w2, 0, &N, 1, D, c->d_ff, m->dffn);
 		}
-		tr_rmsnorm_backward(m->dresid, g->ln2, m->dln, a->mid, w->ln2, a->rstd2, N, D);
+		be->rmsnorm_backward(m->dresid, g->ln2, m->dln, a->mid, w->ln2, a->rstd2, N, D);
 		/* mid = resid[l] + attn(ln1(resid[l])) */
-		memset(m->datty, 0, sizeof(tr_real) * ND);
-		tr_matmul_backward(m->datty, g->wo, m->dresid, a->atty, w->wo, N, D, D);
-		memset(m->dqkv, 0, sizeof(tr_real) * ND * 3);
-		tr_attention_backward(m->dqkv, m->datty, a->qkv, a->att, B, T, D, NH);
-		tr_rope_backward(m->dqkv, m->rope_cs, B, T, 3 * D, NH, hd);
-		tr_rope_backward(m->dqkv + D, m->rope_cs, B, T, 3 * D, NH, hd);
-		memset(m->dln, 0, sizeof(tr_real) * ND);
-		tr_matmul_backward(m->dln, g->wqkv, m->dqkv, a->ln1, w->wqkv, N, D, 3 * D);
-		tr_rmsnorm_backward(m->dresid, g->ln1, m->dln, m->resid[l], w->ln1, a->rstd1, N, D);
+		be->zero(m->datty, sizeof(tr_real) * ND);
+		be->matmul_backward(m->datty, g->wo, m->dresid, a->atty, w->wo, N, D, D);
+		be->zero(m->dqkv, sizeof(tr_real) * ND * 3);
+		be->attention_backward(m->dqkv, m->datty, a->qkv, a->att, B, T, D, NH);
+		be->rope_backward(m->dqkv, m->rope_cs, B, T, 3 * D, NH, hd);
+		be->rope_backward(m->dqkv + D, m->rope_cs, B, T, 3 * D, NH, hd);
+		be->zero(m->dln, sizeof(tr_real) * ND);
+		be->matmul_backward(m->dln, g->wqkv, m->dqkv, a->ln1, w->wqkv, N, D, 3 * D);
+		be->rmsnorm_backward(m->dresid, g->ln1, m->dln, m->resid[l], w->ln1, a->rstd1, N, D);
 	}
-	scale(m->dresid, EMB_SCALE, ND); /* dresid is not needed after this */
-	tr_embedding_backward(m->dwte, m->dresid, m->inputs, N, D);
+	be->scale(m->dresid, EMB_SCALE, ND); /* dresid is not needed after this */
+	be->embedding_backward(m->dwte, m->dresid, m->inputs, N, D);
+	char why[256];
+	if (be->sync(why, sizeof(why)))
+		return tr_model_fail(m, "backward on %s: %s", be->name, why);
 	return 0;
 }
 
@@ -518,29 +576,45 @@ int tr_model_eval(struct tr_model *m, const uint16_t *tokens, int B, int T, floa
 	return forward(m, tokens, B, T, loss, 0);
 }
 
+/* all-reduce (sum) of n backend values over c: in place on host memory, staged for a device;
+ * nothing to do for a communicator of one */
+static int allreduce_be(struct tr_model *m, struct tr_comm *c, tr_real *buf, size_t n)
+{
+	if (tr_comm_size(c) == 1 || n == 0)
+		return 0;
+	if (!m->be->device_mem)
+		return tr_allreduce_real(c, buf, n);
+	tr_real *h = tr_model_stage(m, sizeof(tr_real) * n);
+	if (!h)
+		return -1;
+	m->be->download(h, buf, sizeof(tr_real) * n);
+	if (tr_allreduce_real(c, h, n))
+		return -1;
+	m->be->upload(buf, h, sizeof(tr_real) * n);
+	return 0;
+}
+
 int tr_model_reduce_grads(struct tr_model *m)
 {
 	tr_real inv = (tr_real)(1.0 / m->world_size);
-	if (tr_allreduce_real(m->par.world, m->grads[TR_SEG_REPLICATED], m->n_seg[TR_SEG_REPLICATED]))
+	if (allreduce_be(m, m->par.world, m->grads[TR_SEG_REPLICATED], m->n_seg[TR_SEG_REPLICATED]))
 		return tr_model_fail(m, "gradient all-reduce over the world: %s", tr_comm_error(m->par.world));
-	if (m->n_seg[TR_SEG_EXPERT] &&
-	    tr_allreduce_real(m->par.dp, m->grads[TR_SEG_EXPERT], m->n_seg[TR_SEG_EXPERT]))
+	if (m->n_seg[TR_SEG_EXPERT] && allreduce_be(m, m->par.dp, m->grads[TR_SEG_EXPERT], m->n_seg[TR_SEG_EXPERT]))
 		return tr_model_fail(m, "expert gradient all-reduce over DP: %s", tr_comm_error(m->par.dp));
-	for (int s = 0; s < 2; s++) {
-		tr_real *g = m->grads[s];
-		for (size_t i = 0; i < m->n_seg[s]; i++)
-			g[i] *= inv;
-	}
+	for (int s = 0; s < 2; s++)
+		m->be->scale(m->grads[s], inv, m->n_seg[s]);
+	char why[256];
+	if (m->be->sync(why, sizeof(why)))
+		return tr_model_fail(m, "gradient reduction on %s: %s", m->be->name, why);
 	return 0;
 }
 
 int tr_model_grad_norm(struct tr_model *m, double *norm)
 {
-	double rep = 0, ex = 0;
-	for (size_t i = 0; i < m->n_seg[TR_SEG_REPLICATED]; i++)
-		rep += (double)m->grads[TR_SEG_REPLICATED][i] * m->grads[TR_SEG_REPLICATED][i];
-	for (size_t i = 0; i < m->n_seg[TR_SEG_EXPERT]; i++)
-		ex += (double)m->grads[TR_SEG_EXPERT][i] * m->grads[TR_SEG_EXPERT][i];
+	/* replicated grads are identical on every rank after the reduce: count them once; expert grads
+	 * are identical across DP replicas: sum them over the EP group */
+	double rep = m->be->sumsq(m->grads[TR_SEG_REPLICATED], m->n_seg[TR_SEG_REPLICATED]);
+	double ex = m->be->sumsq(m->grads[TR_SEG_EXPERT], m->n_seg[TR_SEG_EXPERT]);
 	if (tr_allreduce_f64(m->par.ep, &ex, 1))
 		return tr_model_fail(m, "gradient norm over the EP group: %s", tr_comm_error(m->par.ep));
 	*norm = sqrt(rep + ex);
@@ -599,6 +673,11 @@ const char *tr_model_error(const struct tr_model *m)
 	return m->err;
 }
 
+const struct tr_backend *tr_model_backend(const struct tr_model *m)
+{
+	return m->be;
+}
+
 size_t tr_model_nparams(const struct tr_model *m, enum tr_seg s)
 {
 	return m->n_seg[s];
@@ -641,4 +720,18 @@ size_t tr_model_norm_gains(const struct tr_model *m, size_t *off, size_t max)
 size_t tr_model_nparams_global(const struct tr_model *m)
 {
 	return m->n_seg[TR_SEG_REPLICATED] + m->expert_elems * (size_t)(m->n_moe ? m->cfg.n_experts : 0);
+}
+
+double tr_model_flops_per_token(const struct tr_model *m, int T)
+{
+	const struct tr_config *c = &m->cfg;
+	double D = c->d_model, F = c->d_ff, De = c->d_expert, E = c->n_experts, k = c->top_k, mac = 0;
+	for (int l = 0; l < c->n_layers; l++) {
+		mac += 4 * D * D + 2 * (double)T * D; /* qkv + out projections; q k^T and att v */
+		mac += 3 * D * F;                      /* dense FFN, or the shared expert */
+		if (l >= c->n_dense_layers)
+			mac += E * D + k * 3 * D * De; /* router, routed experts */
+	}
+	mac += (double)c->vocab * D;                   /* output head */
+	return 3 * 2 * mac;
 }

@@ -1,5 +1,5 @@
 /* model.h - the moe-train model: a decoder-only byte-level transformer with DeepSeek-V3-style MoE FFNs,
- * CPU fp32 reference (OpenMP), expert-parallel over trainer/comm.h.
+ * running on a backend (backend.h: the CPU fp32 reference, or CUDA), expert-parallel over comm.h.
  *
  * Model: token embedding x 4 (table tied with the output head) -> n_layers x [RMSNorm -> causal MHA with RoPE ->
  * residual -> RMSNorm -> FFN -> residual] -> RMSNorm -> logits -> cross-entropy.  The first n_dense_layers
@@ -42,6 +42,7 @@ extern "C" {
 
 struct tr_comm;
 struct tr_model;
+struct tr_backend;
 
 struct tr_config {
 	int vocab;          /* 256: bytes */
@@ -75,6 +76,7 @@ int tr_config_check(const struct tr_config *c, char *err, size_t errlen);
 struct tr_par {
 	struct tr_comm *world, *ep, *dp;
 	int domain;         /* MOE_DOMAIN of this rank (NVLink domain index); -1 = unknown (all the same) */
+	const struct tr_backend *be; /* where tensors live and ops run (initialised); NULL = the CPU reference */
 };
 
 /* A stable id for an NVLink domain name (MOE_DOMAIN is a name, e.g. "rack07"), for tr_par.domain:
@@ -91,8 +93,14 @@ const char *tr_model_error(const struct tr_model *m);
 
 enum tr_seg { TR_SEG_REPLICATED = 0, TR_SEG_EXPERT = 1 };
 size_t tr_model_nparams(const struct tr_model *m, enum tr_seg s); /* elements in this rank's segment */
+/* The segments in the backend's memory (device memory for cuda: move them with its upload/download). */
 tr_real *tr_model_params(struct tr_model *m, enum tr_seg s);
 tr_real *tr_model_grads(struct tr_model *m, enum tr_seg s);
+const struct tr_backend *tr_model_backend(const struct tr_model *m);
+/* Model FLOPs per trained token at sequence length T (forward + backward = 3 x forward; every matrix
+ * product a token goes through: attention projections, scores and values over all T positions (the
+ * causal mask not discounted), dense or shared + router + top_k routed FFNs, output head). */
+double tr_model_flops_per_token(const struct tr_model *m, int T);
 /* Routed experts held here: global ids [*first, *first + *count); one expert's elements (all layers). */
 void tr_model_local_experts(const struct tr_model *m, int *first, int *count, size_t *expert_elems);
 /* The RMSNorm gains (the parameters that usually take no weight decay): offsets of their ranges in the
@@ -121,7 +129,8 @@ int tr_model_grad_norm(struct tr_model *m, double *norm);
 /* Aux-loss-free balancing after a step: per-layer expert loads of the last tr_model_step summed over
  * the world, then bias_e += bias_gamma * sign(mean_load - load_e).  Also fills the stats.  Collective. */
 int tr_model_update_bias(struct tr_model *m);
-/* The router bias, [n_moe_layers][n_experts], identical on every rank (for checkpoints); *n elements. */
+/* The router bias, [n_moe_layers][n_experts], identical on every rank (for checkpoints); *n elements.
+ * Host memory on every backend (the model copies it to the backend at each forward). */
 tr_real *tr_model_router_bias(struct tr_model *m, size_t *n);
 
 struct tr_moe_stats {

@@ -12,42 +12,56 @@
 #include <string.h>
 #include "comm.h"
 #include "model_impl.h"
-#include "ops.h"
 
 struct tr_moe_act *tr_moe_act_new(const struct tr_model *m, int N)
 {
 	const struct tr_config *c = &m->cfg;
+	const struct tr_backend *be = m->be;
 	size_t nk = (size_t)N * c->top_k, ne = (size_t)N * c->n_experts, nf = (size_t)N * c->d_ff;
 	struct tr_moe_act *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
-	a->scores = malloc(sizeof(tr_real) * ne);
-	a->gates = malloc(sizeof(tr_real) * nk);
-	a->idx = malloc(sizeof(int) * nk);
-	a->pos = malloc(sizeof(int) * nk);
-	a->src_tok = malloc(sizeof(int) * nk);
+	a->scores = be->alloc(sizeof(tr_real) * ne);
+	a->gates = be->alloc(sizeof(tr_real) * nk);
+	a->idx = be->alloc(sizeof(int) * nk);
+	a->pos = be->alloc(sizeof(int) * nk);
+	a->src_tok = be->alloc(sizeof(int) * nk);
 	a->send_cnt = malloc(sizeof(int) * c->n_experts);
 	a->recv_cnt = malloc(sizeof(int) * c->n_experts); /* ep * E_local == E */
-	a->back = malloc(sizeof(tr_real) * nk * c->d_model);
-	a->sh_h1 = malloc(sizeof(tr_real) * nf);
-	a->sh_h3 = malloc(sizeof(tr_real) * nf);
-	a->sh_g = malloc(sizeof(tr_real) * nf);
+	a->rows = malloc(sizeof(int) * c->n_experts);
+	a->back = be->alloc(sizeof(tr_real) * nk * c->d_model);
+	a->sh_h1 = be->alloc(sizeof(tr_real) * nf);
+	a->sh_h3 = be->alloc(sizeof(tr_real) * nf);
+	a->sh_g = be->alloc(sizeof(tr_real) * nf);
+	a->be = be;
 	if (!a->scores || !a->gates || !a->idx || !a->pos || !a->src_tok || !a->send_cnt || !a->recv_cnt ||
-	    !a->back || !a->sh_h1 || !a->sh_h3 || !a->sh_g) {
+	    !a->rows || !a->back || !a->sh_h1 || !a->sh_h3 || !a->sh_g) {
 		tr_moe_act_free(a);
 		return NULL;
 	}
 	return a;
 }
 
+static void free_rows(struct tr_moe_act *a)
+{
+	const struct tr_backend *be = a->be;
+	be->free(a->em_src), be->free(a->em_inv), be->free(a->xe), be->free(a->h1e), be->free(a->h3e);
+	be->free(a->ge);
+	free(a->em_host);
+	a->em_src = a->em_inv = a->em_host = NULL;
+	a->xe = a->h1e = a->h3e = a->ge = NULL;
+	a->capR = 0;
+}
+
 void tr_moe_act_free(struct tr_moe_act *a)
 {
 	if (!a)
 		return;
-	free(a->scores), free(a->gates), free(a->idx), free(a->pos), free(a->src_tok);
-	free(a->send_cnt), free(a->recv_cnt), free(a->em_src), free(a->em_inv);
-	free(a->xe), free(a->h1e), free(a->h3e), free(a->ge), free(a->back);
-	free(a->sh_h1), free(a->sh_h3), free(a->sh_g);
+	const struct tr_backend *be = a->be;
+	free_rows(a);
+	be->free(a->scores), be->free(a->gates), be->free(a->idx), be->free(a->pos), be->free(a->src_tok);
+	free(a->send_cnt), free(a->recv_cnt), free(a->rows);
+	be->free(a->back), be->free(a->sh_h1), be->free(a->sh_h3), be->free(a->sh_g);
 	free(a);
 }
 
@@ -55,24 +69,45 @@ static int grow_rows(struct tr_moe_act *a, int R, int D, int De)
 {
 	if (R <= a->capR)
 		return 0;
-	int cap = R + R / 4 + 16;
-	void *p[6];
-	p[0] = realloc(a->em_src, sizeof(int) * cap);
-	if (p[0]) a->em_src = p[0];
-	p[1] = realloc(a->em_inv, sizeof(int) * cap);
-	if (p[1]) a->em_inv = p[1];
-	p[2] = realloc(a->xe, sizeof(tr_real) * cap * D);
-	if (p[2]) a->xe = p[2];
-	p[3] = realloc(a->h1e, sizeof(tr_real) * cap * De);
-	if (p[3]) a->h1e = p[3];
-	p[4] = realloc(a->h3e, sizeof(tr_real) * cap * De);
-	if (p[4]) a->h3e = p[4];
-	p[5] = realloc(a->ge, sizeof(tr_real) * cap * De);
-	if (p[5]) a->ge = p[5];
-	for (int i = 0; i < 6; i++)
-		if (!p[i])
-			return -1;
-	a->capR = cap;
+	const struct tr_backend *be = a->be;
+	free_rows(a);
+	size_t cap = (size_t)R + R / 4 + 16;
+	a->em_src = be->alloc(sizeof(int) * cap);
+	a->em_inv = be->alloc(sizeof(int) * cap);
+	a->em_host = malloc(sizeof(int) * 2 * cap);
+	a->xe = be->alloc(sizeof(tr_real) * cap * D);
+	a->h1e = be->alloc(sizeof(tr_real) * cap * De);
+	a->h3e = be->alloc(sizeof(tr_real) * cap * De);
+	a->ge = be->alloc(sizeof(tr_real) * cap * De);
+	if (!a->em_src || !a->em_inv || !a->em_host || !a->xe || !a->h1e || !a->h3e || !a->ge) {
+		free_rows(a);
+		return -1;
+	}
+	a->capR = (int)cap;
+	return 0;
+}
+
+/* tr_alltoallv over the EP group on backend memory: as is on host memory; a device copy when the group
+ * is this rank alone; otherwise staged through pinned host memory (device transports: another issue) */
+static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
+		    const size_t *rb, const size_t *ro)
+{
+	const struct tr_backend *be = m->be;
+	int P = m->ep_size;
+	if (!be->device_mem)
+		return tr_alltoallv(m->par.ep, send, sb, so, recv, rb, ro);
+	if (P == 1) {
+		be->copy((char *)recv + ro[0], (const char *)send + so[0], sb[0]);
+		return 0;
+	}
+	size_t st = so[P - 1] + sb[P - 1], rt = ro[P - 1] + rb[P - 1];
+	char *h = tr_model_stage(m, st + rt);
+	if (!h)
+		return -1;
+	be->download(h, send, st);
+	if (tr_alltoallv(m->par.ep, h, sb, so, h + st, rb, ro))
+		return -1;
+	be->upload(recv, h + st, rt);
 	return 0;
 }
 
@@ -100,41 +135,27 @@ static void xfer_sizes(const struct tr_model *m, const struct tr_moe_act *a, str
 	}
 }
 
-static tr_real *expert_w(tr_real *seg, const struct tr_model *m, int j, int l)
-{
-	return seg + (size_t)j * m->expert_elems + (size_t)l * m->moe_expert_elems;
-}
-
 int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_real *x, int N, int count)
 {
 	const struct tr_config *c = &m->cfg;
+	const struct tr_backend *be = m->be;
 	struct tr_moe_act *a = m->act[layer].moe;
 	const struct tr_layer_w *w = &m->lw[layer];
 	int E = c->n_experts, k = c->top_k, D = c->d_model, De = c->d_expert, El = m->n_local, P = m->ep_size;
-	int Nk = N * k;
+	int Nk = N * k, one = N;
 
-	tr_ffn_forward(y, a->sh_h1, a->sh_h3, a->sh_g, x, w->w1, w->w3, w->w2, N, D, c->d_ff);
+	tr_ffn_forward(be, y, a->sh_h1, a->sh_h3, a->sh_g, x, w->w1, w->w3, w->w2, 0, &one, 1, D, c->d_ff);
 
 	/* the router writes the scores over its logits */
-	tr_matmul_forward(a->scores, x, w->wr, N, D, E);
-	tr_router_forward(a->scores, a->idx, a->gates, a->scores, m->bias + (size_t)l * E, m->group_of, m->G,
-			  c->topk_groups, N, E, k, c->route_scale);
+	be->matmul_forward(a->scores, x, w->wr, N, D, E);
+	be->router_forward(a->scores, a->idx, a->gates, a->scores, m->dbias + (size_t)l * E, m->dgroup_of, m->G,
+			   c->topk_groups, N, E, k, c->route_scale);
 
 	/* counting sort of (token, slot) pairs by expert; stable, so each expert sees its tokens in order */
-	memset(a->send_cnt, 0, sizeof(int) * E);
-	for (int i = 0; i < Nk; i++)
-		a->send_cnt[a->idx[i]]++;
+	be->route_plan(a->send_cnt, a->pos, a->src_tok, a->idx, Nk, k, E);
 	if (count)
 		for (int e = 0; e < E; e++)
 			m->load_local[(size_t)l * E + e] += a->send_cnt[e];
-	int off[E];
-	for (int e = 0, o = 0; e < E; e++)
-		off[e] = o, o += a->send_cnt[e];
-	for (int i = 0; i < Nk; i++) {
-		int p = off[a->idx[i]]++;
-		a->pos[i] = p;
-		a->src_tok[p] = i / k;
-	}
 
 	/* experts are contiguous per EP rank, so send_cnt is already [dest][local expert] */
 	if (tr_alltoall(m->par.ep, a->send_cnt, a->recv_cnt, sizeof(int) * El))
@@ -143,8 +164,12 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
 	xfer_sizes(m, a, &xf);
 	int R = 0;
-	for (int i = 0; i < P * El; i++)
-		R += a->recv_cnt[i];
+	for (int j = 0; j < El; j++) {
+		a->rows[j] = 0;
+		for (int s = 0; s < P; s++)
+			a->rows[j] += a->recv_cnt[s * El + j];
+		R += a->rows[j];
+	}
 	a->R = R;
 	if (grow_rows(a, R, D, De))
 		return tr_model_fail(m, "out of memory for %d expert rows", R);
@@ -153,8 +178,8 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 		return tr_model_fail(m, "out of memory for the expert exchange");
 	tr_real *xrecv = xsend + (size_t)Nk * D, *ye = xrecv + (size_t)R * D;
 
-	tr_permute_forward(xsend, x, a->src_tok, Nk, D);
-	if (tr_alltoallv(m->par.ep, xsend, sb, so, xrecv, rb, ro))
+	be->permute_forward(xsend, x, a->src_tok, Nk, D);
+	if (exchange(m, xsend, sb, so, xrecv, rb, ro))
 		return tr_model_fail(m, "expert dispatch: %s", tr_comm_error(m->par.ep));
 
 	/* received rows are [source][local expert]; the experts want [local expert][source] */
@@ -164,56 +189,43 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 		for (int j = 0; j < El; j++)
 			o += a->recv_cnt[s * El + j];
 	}
-	int q = 0;
+	int *em_src = a->em_host, *em_inv = a->em_host + a->capR, q = 0;
 	for (int j = 0; j < El; j++)
 		for (int s = 0; s < P; s++) {
 			int base = srcstart[s];
 			for (int jj = 0; jj < j; jj++)
 				base += a->recv_cnt[s * El + jj];
 			for (int r = 0; r < a->recv_cnt[s * El + j]; r++, q++)
-				a->em_src[q] = base + r, a->em_inv[base + r] = q;
+				em_src[q] = base + r, em_inv[base + r] = q;
 		}
-	tr_permute_forward(a->xe, xrecv, a->em_src, R, D);
+	be->upload(a->em_src, em_src, sizeof(int) * (size_t)R);
+	be->upload(a->em_inv, em_inv, sizeof(int) * (size_t)R);
+	be->permute_forward(a->xe, xrecv, a->em_src, R, D);
 
-	for (int j = 0, q0 = 0; j < El; j++) {
-		int nj = 0;
-		for (int s = 0; s < P; s++)
-			nj += a->recv_cnt[s * El + j];
-		tr_real *ew = expert_w(m->params[TR_SEG_EXPERT], m, j, l);
-		tr_ffn_forward(ye + (size_t)q0 * D, a->h1e + (size_t)q0 * De, a->h3e + (size_t)q0 * De,
-			       a->ge + (size_t)q0 * De, a->xe + (size_t)q0 * D, ew, ew + (size_t)De * D,
-			       ew + 2 * (size_t)De * D, nj, D, De);
-		q0 += nj;
-	}
+	tr_real *ew = m->params[TR_SEG_EXPERT] + (size_t)l * m->moe_expert_elems;
+	tr_ffn_forward(be, ye, a->h1e, a->h3e, a->ge, a->xe, ew, ew + (size_t)De * D, ew + 2 * (size_t)De * D,
+		       m->expert_elems, a->rows, El, D, De);
 
-	tr_permute_forward(xrecv, ye, a->em_inv, R, D);
-	if (tr_alltoallv(m->par.ep, xrecv, rb, ro, a->back, sb, so))
+	be->permute_forward(xrecv, ye, a->em_inv, R, D);
+	if (exchange(m, xrecv, rb, ro, a->back, sb, so))
 		return tr_model_fail(m, "expert combine: %s", tr_comm_error(m->par.ep));
 	m->rows_sent += xf.rows_out + xf.rows_back;
-	tr_unpermute_forward(y, a->back, a->pos, a->gates, N, k, D);
+	be->unpermute_forward(y, a->back, a->pos, a->gates, N, k, D);
 	return 0;
 }
 
 int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_real *dy, const tr_real *x, int N)
 {
 	const struct tr_config *c = &m->cfg;
+	const struct tr_backend *be = m->be;
 	struct tr_moe_act *a = m->act[layer].moe;
 	const struct tr_layer_w *w = &m->lw[layer];
 	const struct tr_layer_w *g = &m->lg[layer];
 	int E = c->n_experts, k = c->top_k, D = c->d_model, De = c->d_expert, El = m->n_local, P = m->ep_size;
-	int Nk = N * k, R = a->R;
+	int Nk = N * k, R = a->R, one = N;
 
-	/* largest expert, for the FFN backward scratch */
-	int maxj = 0;
-	for (int j = 0; j < El; j++) {
-		int nj = 0;
-		for (int s = 0; s < P; s++)
-			nj += a->recv_cnt[s * El + j];
-		if (nj > maxj)
-			maxj = nj;
-	}
 	size_t nd = (size_t)Nk * D + 2 * (size_t)R * D + (size_t)Nk + (size_t)N * E;
-	size_t nffn = 3 * (size_t)maxj * De;
+	size_t nffn = 3 * (size_t)R * De;
 	if (3 * (size_t)N * c->d_ff > nffn)
 		nffn = 3 * (size_t)N * c->d_ff;
 	tr_real *dback = tr_model_scratch(m, nd + nffn);
@@ -222,38 +234,31 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	tr_real *drecv = dback + (size_t)Nk * D, *dye = drecv + (size_t)R * D, *dgates = dye + (size_t)R * D;
 	tr_real *dlogits = dgates + Nk, *fscr = dlogits + (size_t)N * E;
 
-	tr_ffn_backward(dx, g->w1, g->w3, g->w2, dy, x, a->sh_h1, a->sh_h3, a->sh_g, w->w1, w->w3, w->w2,
-			N, D, c->d_ff, fscr);
+	tr_ffn_backward(be, dx, g->w1, g->w3, g->w2, dy, x, a->sh_h1, a->sh_h3, a->sh_g, w->w1, w->w3, w->w2, 0, &one,
+			1, D, c->d_ff, fscr);
 
 	size_t sb[P], so[P], rb[P], ro[P];
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
 	xfer_sizes(m, a, &xf);
-	tr_unpermute_backward(dback, dgates, dy, a->back, a->pos, a->gates, N, k, D);
-	if (tr_alltoallv(m->par.ep, dback, sb, so, drecv, rb, ro))
+	be->unpermute_backward(dback, dgates, dy, a->back, a->pos, a->gates, N, k, D);
+	if (exchange(m, dback, sb, so, drecv, rb, ro))
 		return tr_model_fail(m, "expert dispatch (backward): %s", tr_comm_error(m->par.ep));
-	tr_permute_forward(dye, drecv, a->em_src, R, D);
+	be->permute_forward(dye, drecv, a->em_src, R, D);
 
 	tr_real *dxe = drecv; /* the received rows are consumed */
-	memset(dxe, 0, sizeof(tr_real) * (size_t)R * D);
-	for (int j = 0, q0 = 0; j < El; j++) {
-		int nj = 0;
-		for (int s = 0; s < P; s++)
-			nj += a->recv_cnt[s * El + j];
-		tr_real *ew = expert_w(m->params[TR_SEG_EXPERT], m, j, l);
-		tr_real *eg = expert_w(m->grads[TR_SEG_EXPERT], m, j, l);
-		size_t o1 = (size_t)De * D;
-		tr_ffn_backward(dxe + (size_t)q0 * D, eg, eg + o1, eg + 2 * o1, dye + (size_t)q0 * D,
-				a->xe + (size_t)q0 * D, a->h1e + (size_t)q0 * De, a->h3e + (size_t)q0 * De,
-				a->ge + (size_t)q0 * De, ew, ew + o1, ew + 2 * o1, nj, D, De, fscr);
-		q0 += nj;
-	}
-	tr_permute_forward(dye, dxe, a->em_inv, R, D);
-	if (tr_alltoallv(m->par.ep, dye, rb, ro, dback, sb, so))
+	be->zero(dxe, sizeof(tr_real) * (size_t)R * D);
+	size_t o1 = (size_t)De * D;
+	tr_real *ew = m->params[TR_SEG_EXPERT] + (size_t)l * m->moe_expert_elems;
+	tr_real *eg = m->grads[TR_SEG_EXPERT] + (size_t)l * m->moe_expert_elems;
+	tr_ffn_backward(be, dxe, eg, eg + o1, eg + 2 * o1, dye, a->xe, a->h1e, a->h3e, a->ge, ew, ew + o1, ew + 2 * o1,
+			m->expert_elems, a->rows, El, D, De, fscr);
+	be->permute_forward(dye, dxe, a->em_inv, R, D);
+	if (exchange(m, dye, rb, ro, dback, sb, so))
 		return tr_model_fail(m, "expert combine (backward): %s", tr_comm_error(m->par.ep));
 	m->rows_sent += xf.rows_out + xf.rows_back;
-	tr_permute_backward(dx, dback, a->pos, N, k, D);
+	be->permute_backward(dx, dback, a->pos, N, k, D);
 
-	tr_router_backward(dlogits, dgates, a->scores, a->idx, N, E, k, c->route_scale);
-	tr_matmul_backward(dx, g->wr, dlogits, x, w->wr, N, D, E);
+	be->router_backward(dlogits, dgates, a->scores, a->idx, N, E, k, c->route_scale);
+	be->matmul_backward(dx, g->wr, dlogits, x, w->wr, N, D, E);
 	return 0;
 }

@@ -1,5 +1,6 @@
-/* ops.h - the model's operations, each with its forward and backward in one file (op_NAME.c), CPU
- * reference in tr_real (fp32) with OpenMP.  A GPU backend mirrors these op by op.
+/* ops.h - the model's operations, each with its forward and backward in one file (op_NAME.c), the CPU
+ * reference in tr_real (fp32) with OpenMP.  The model reaches them through struct tr_backend
+ * (backend.h: tr_backend_cpu binds these); the CUDA backend mirrors them op by op.
  *
  * Conventions: row-major; a weight W of a linear layer is [out][in] (y = x W^T); backward functions
  * ACCUMULATE (+=) into every gradient they produce unless said otherwise, so a tensor used twice
@@ -73,5 +74,29 @@ void tr_crossentropy_forward(tr_real *losses, tr_real *probs, const tr_real *log
 			     int N, int V);
 void tr_crossentropy_backward(tr_real *dlogits, const tr_real *probs, const uint16_t *targets, tr_real dloss,
 			      int N, int V);
+
+/* routing bookkeeping (op_experts.c): stable counting sort of the Nk = N*k (token, slot) pairs idx by
+ * expert: send_cnt_host[E] pairs per expert, pos[i] the place of pair i in expert order, src_tok[p] the
+ * token of the pair at place p */
+void tr_route_plan(int *send_cnt_host, int *pos, int *src_tok, const int *idx, int Nk, int k, int E);
+/* the routed experts' linear layers (op_experts.c): El experts over consecutive row blocks (rows_host[j]
+ * rows each), expert j's weight w + j * wstride ([OC][C]); as tr_matmul_forward / _backward per block */
+void tr_expert_matmul_forward(tr_real *out, const tr_real *inp, const tr_real *w, size_t wstride,
+			      const int *rows_host, int El, int C, int OC);
+void tr_expert_matmul_backward(tr_real *dinp, tr_real *dw, const tr_real *dout, const tr_real *inp,
+			       const tr_real *w, size_t wstride, const int *rows_host, int El, int C, int OC);
+
+/* elementwise and sums (op_elementwise.c): y = a + b; y *= f; sums in double over fixed blocks of 8192
+ * combined in order (the same value for any thread count) */
+void tr_add(tr_real *y, const tr_real *a, const tr_real *b, size_t n);
+void tr_scale(tr_real *y, tr_real f, size_t n);
+double tr_sum(const tr_real *x, size_t n);
+double tr_sumsq(const tr_real *x, size_t n);
+
+/* AdamW (op_adamw.c): one update of n parameters at 1-based optimizer step t; g scaled by gscale first
+ * (the clipping factor); m, v the moments (fp32 whatever tr_real is).  The rule is in optim.h. */
+struct tr_adamw;
+void tr_adamw_update(const struct tr_adamw *h, double lr, long t, float gscale, tr_real *p, const tr_real *g,
+		     float *m, float *v, size_t n);
 
 #endif
