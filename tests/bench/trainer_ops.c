@@ -108,7 +108,7 @@ static void bench_step(struct tr_comm *world, int steps)
 	struct tr_config c;
 	tr_config_default(&c); /* d_model 128, 4 layers (1 dense), 8 experts top-2 */
 	c.seq_len = 64;
-	struct tr_par par = { world, world, world, 0 };
+	struct tr_par par = { world, world, world, 0, NULL };
 	struct tr_model *m;
 	char err[256];
 	if (tr_model_create(&c, &par, 1, &m, err, sizeof(err))) {

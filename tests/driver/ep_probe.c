@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 	c.seq_len = 24, c.d_model = 32, c.n_heads = 2, c.n_layers = 3, c.n_dense_layers = 1, c.d_ff = 48;
 	c.d_expert = 24, c.n_experts = 8, c.top_k = 2, c.n_groups = 4, c.topk_groups = 2;
 	c.route_scale = 2.5f, c.bias_gamma = 0.01f, c.init_std = 0.05f;
-	struct tr_par par = { world, ep, dp, tr_domain_id(getenv("MOE_DOMAIN")) };
+	struct tr_par par = { world, ep, dp, tr_domain_id(getenv("MOE_DOMAIN")), NULL };
 	struct tr_model *m;
 	if (tr_model_create(&c, &par, 11, &m, err, sizeof(err))) {
 		fprintf(stderr, "ep_probe: %s\n", err);

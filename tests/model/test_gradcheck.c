@@ -101,7 +101,7 @@ int main(void)
 		printf("Bail out! self transport: %s\n", err);
 		return 1;
 	}
-	struct tr_par par = { world, world, world, 0 };
+	struct tr_par par = { world, world, world, 0, NULL };
 	struct tr_model *m;
 	int rc = tr_model_create(&c, &par, 1234, &m, err, sizeof(err));
 	tap_ok(rc == 0, "model created (%s)", rc ? err : "ok");

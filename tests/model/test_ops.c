@@ -122,7 +122,7 @@ static void test_dense_only(struct tr_comm *w)
 	struct tr_config c;
 	tr_config_default(&c);
 	c.vocab = 64, c.seq_len = 8, c.d_model = 16, c.n_heads = 2, c.n_layers = 2, c.n_dense_layers = 2, c.d_ff = 32;
-	struct tr_par par = { w, w, w, 0 };
+	struct tr_par par = { w, w, w, 0, NULL };
 	struct tr_model *m;
 	char err[256];
 	uint16_t tok[2 * 9];
@@ -235,7 +235,7 @@ static void test_model(struct tr_comm *w)
 {
 	struct tr_config c;
 	small_config(&c);
-	struct tr_par par = { w, w, w, 0 };
+	struct tr_par par = { w, w, w, 0, NULL };
 	struct tr_model *m = NULL, *m2 = NULL;
 	char err[256];
 	int rc = tr_model_create(&c, &par, 7, &m, err, sizeof(err));
@@ -341,7 +341,7 @@ static void test_config_errors(struct tr_comm *w)
 	c.n_groups = 3;
 	tap_ok(tr_config_check(&c, err, sizeof(err)) == -1 && strstr(err, "n_groups"), "groups must divide experts: %s", err);
 	struct tr_model *m;
-	struct tr_par par = { w, w, w, 0 };
+	struct tr_par par = { w, w, w, 0, NULL };
 	uint16_t tok[2 * 17] = { 0 };
 	float loss;
 	small_config(&c);

@@ -64,7 +64,7 @@ static int train(struct tr_comm *w, struct run *out)
 	tr_config_default(&c); /* the defaults are under test: init_std, the embedding scale */
 	c.seq_len = T, c.d_model = 64, c.n_heads = 4, c.n_layers = 2, c.n_dense_layers = 1, c.d_ff = 128;
 	c.d_expert = 32, c.n_experts = 16, c.top_k = 2;
-	struct tr_par par = { w, w, w, -1 };
+	struct tr_par par = { w, w, w, -1, NULL };
 	struct tr_model *m;
 	char err[256];
 	if (tr_model_create(&c, &par, 3, &m, err, sizeof(err))) {
