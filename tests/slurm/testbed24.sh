@@ -15,6 +15,7 @@
 #   MOE_SLURM24_ROOT    the cached root filesystem (default /var/cache/moetopo/slurm24-root)
 #   MOE_SLURM24_BUILD   the build tree made inside the chroot (default $top_builddir/slurm24)
 #   MOE_SLURM24_MIRROR  Debian mirror for debootstrap (default: the first one in /etc/apt)
+#   MOE_SLURM24_TOOLS   non-empty: also build moe-launch and moe-train for the tasks (test_train)
 
 R=${MOE_SLURM24_ROOT:-/var/cache/moetopo/slurm24-root}
 B24=${MOE_SLURM24_BUILD:-$top_builddir/slurm24}
@@ -118,8 +119,11 @@ build24() {
 	[ ! -f "$top_srcdir/config.status" ] || [ "$B24" = "$top_srcdir" ] ||
 		die "$top_srcdir is configured in place: the 24.11 build needs a clean source tree (make distclean)"
 	mkdir -p "$B24"
+	# the plugin and moetopo always; the launcher and trainer (what test_train's tasks run) on request
+	local what="make -j2 -C topology && make -j2 -C plugin"
+	[ -z "${MOE_SLURM24_TOOLS:-}" ] || what="make -j2"
 	inroot sh -c "cd '$B24' && { [ -f Makefile ] || '$top_srcdir/configure' --without-cuda --with-verbs=no; } &&
-		make -j2" \
+		$what" \
 		> "$B24/build.log" 2>&1 || { tail -20 "$B24/build.log" >&2; die "building for Slurm 24.11 failed (log: $B24/build.log)"; }
 }
 
