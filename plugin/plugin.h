@@ -48,8 +48,9 @@ void mtp_name_back(char *err, size_t errlen, const char *real, const char *path)
 /* ---- which Slurm (version.c) */
 const char *mtp_slurm_built(void);               /* the release of the spank.h we were built with */
 bool mtp_same_release(const char *a, const char *b);   /* same major.minor */
-/* 0 when the Slurm running us is the release we were built for (or says nothing); else -1 with err. */
-int mtp_version_check(spank_t sp, char *err, size_t errlen);
+/* 0 when RUNNING (S_SLURM_VERSION; NULL when Slurm did not say) is the release we were built for; else
+ * -1 with the message for the admin in err. */
+int mtp_version_compare(const char *running, char *err, size_t errlen);
 
 /* ---- Slurm's own topology (slurmtopo.c) */
 /* The topology.conf beside the slurm.conf slurmstepd runs with (its SLURM_CONF, else the configured

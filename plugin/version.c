@@ -3,8 +3,9 @@
  * A SPANK plugin is built against one release's spank.h: its item numbers and structures are that
  * release's, and its plugin_version symbol is that release's SLURM_VERSION_NUMBER.  Newer loaders
  * (24.11 among them) refuse a SPANK plugin whose major.minor differs; 22.05's loader checks nothing for
- * SPANK plugins.  So the plugin checks for itself: loaded by another release, it stays inactive and
- * says which release it was built for (the admin guide has what each Slurm does).
+ * SPANK plugins.  So the plugin checks for itself (moe_topology.c, with what S_SLURM_VERSION says):
+ * loaded by another release, it stays inactive and says which release it was built for (the admin
+ * guide has what each Slurm does).  No Slurm calls here, so the unit tests use it directly.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,14 +43,10 @@ bool mtp_same_release(const char *a, const char *b)
 	return release_of(a, &amaj, &amin) && release_of(b, &bmaj, &bmin) && amaj == bmaj && amin == bmin;
 }
 
-int mtp_version_check(spank_t sp, char *err, size_t errlen)
+int mtp_version_compare(const char *running, char *err, size_t errlen)
 {
-	char *running = NULL;
-
-	if (spank_get_item(sp, S_SLURM_VERSION, &running) != ESPANK_SUCCESS || !running)
-		return 0;   /* nothing to compare with: let it run */
-	if (mtp_same_release(running, mtp_slurm_built()))
-		return 0;
+	if (!running || mtp_same_release(running, mtp_slurm_built()))
+		return 0;   /* nothing to compare with, or our release: let it run */
 	snprintf(err, errlen, "moe_topology.so was built for Slurm %s but runs in Slurm %.20s: rebuild it "
 		 "against this Slurm's slurm/spank.h (configure prints the release it builds for)",
 		 mtp_slurm_built(), running);
