@@ -13,7 +13,7 @@ tb_skip_unless_possible
 tb_start 6
 E=$MOE_TESTBED/etc
 TOPO=$MOE_TESTBED/topo/%n.xml
-MOETOPO=$top_builddir/topology/moetopo
+MOETOPO=$top_builddir/topology/cli/moetopo
 machine_cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
 
 field() { awk -v k="$1" '$1 == "T" { v = ""; for (i = 3; i <= NF; i++) { p = index($i, "="); if (substr($i, 1, p - 1) == k) v = substr($i, p + 1) }

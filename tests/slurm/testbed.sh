@@ -202,7 +202,7 @@ in_node() {  # in_node HOSTNAME NS CMD...
 		"hostname $h && mount --bind $E/hosts /etc/hosts && exec $*"
 }
 
-tools_path() { echo "$top_builddir/topology:$top_builddir/launcher:$top_builddir/trainer"; }
+tools_path() { echo "$top_builddir/topology/cli:$top_builddir/launcher:$top_builddir/trainer/driver"; }
 
 client() {
 	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"

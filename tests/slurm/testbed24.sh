@@ -133,7 +133,7 @@ plugin_path() {
 	(cd "$(dirname "$p")" && echo "$(pwd)/$(basename "$p")")
 }
 
-tools_path() { echo "$B24/topology:$B24/launcher:$B24/trainer"; }
+tools_path() { echo "$B24/topology/cli:$B24/launcher:$B24/trainer/driver"; }
 
 # Slurm 24.11 itself reads topology.conf: topology/block on the testbed's racks.
 write_configs_extra() {
