@@ -3,7 +3,9 @@
  * The plugin is a thin shell around libmoetopo: moe_topology.c routes each SPANK callback by context,
  * args.c owns the --moe-topology option, config.c the plugstack.conf arguments, client.c the
  * srun/sbatch/salloc side, stepd.c the slurmstepd side (facts.c gathers the step's facts, apply.c applies
- * one rank), log.c writes every line.  Nothing here is exported: the version script keeps only the SPANK symbols visible.
+ * one rank), log.c writes every line, version.c knows the Slurm release it was built for, slurmtopo.c
+ * reads what Slurm's own topology says (topology.conf beside slurm.conf, SLURM_TOPOLOGY_ADDR).
+ * Nothing here is exported: the version script keeps only the SPANK symbols visible.
  */
 #ifndef MTP_PLUGIN_H
 #define MTP_PLUGIN_H
