@@ -447,7 +447,7 @@ int tr_alltoallv_keyed(struct tr_comm *c, const void *send, const size_t *send_b
 {
 	if (usable(c))
 		return -1;
-	if (row_bytes == 0 || nkeys < 0)
+	if (row_bytes == 0 || nkeys < 0 || !key)
 		return fail(c, "alltoallv: rows of %zu bytes and %d keys", row_bytes, nkeys);
 	for (int p = 0; p < c->size; p++) {
 		if (send_bytes[p] % row_bytes || send_off[p] % row_bytes)
