@@ -124,10 +124,10 @@ static int run(const char *mode, int keyed, struct result *out)
 			fprintf(stderr, "rail_a2a: %s\n", tr_comm_error(c));
 			_exit(1);
 		}
-		double v[3] = { t, (double)(b.cross_bytes - a.cross_bytes) / iters / tokens,
+		double fig[3] = { t, (double)(b.cross_bytes - a.cross_bytes) / iters / tokens,
 				(double)(b.dedup_bytes - a.dedup_bytes) / iters / tokens };
-		tr_allreduce_f64(c, v, 3);
-		if (r == 0 && write(res_pipe[1], v, sizeof(v)) != sizeof(v))
+		tr_allreduce_f64(c, fig, 3);
+		if (r == 0 && write(res_pipe[1], fig, sizeof(fig)) != sizeof(fig))
 			_exit(3);
 		tr_comm_free(c);
 		_exit(0);

@@ -10,6 +10,7 @@
  * places.  Both stages are ordinary collectives on two sub-communicators (same local rank; same
  * node), so this works over any transport pair.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
