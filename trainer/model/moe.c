@@ -3,6 +3,8 @@
  * forward:  router -> sort token-expert pairs by expert (permute) -> exchange counts, then token rows
  *           (dispatch, tr_alltoallv) -> regroup received rows expert-major -> expert SwiGLU ->
  *           back to source order -> reverse exchange (combine) -> gate-weighted sum per token (unpermute).
+ * The dispatch names each row's token (tr_alltoallv_keyed), so the transport may send a token once per
+ * node however many of its experts are there.
  * backward: the same exchanges in reverse with the gradients of the rows.
  * Gates stay on the token's rank, so the gate gradient <dy, expert output> is computed where the token is.
  * Rows of one expert are processed in (source rank, token) order, which is the global token order when
@@ -87,25 +89,32 @@ static int grow_rows(struct tr_moe_act *a, int R, int D, int De)
 	return 0;
 }
 
-/* tr_alltoallv over the EP group on backend memory: as is on host memory; a device copy when the group
- * is this rank alone; otherwise staged through pinned host memory (device transports: another issue) */
+/* tr_alltoallv over the EP group on backend memory, keyed by token (tr_alltoallv_keyed) when keys is
+ * given: as is on host memory; a device copy when the group is this rank alone; otherwise staged
+ * through pinned host memory, keys too (device transports: another issue) */
 static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
-		    const size_t *rb, const size_t *ro)
+		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
 	const struct tr_backend *be = m->be;
 	int P = m->ep_size;
+	size_t row = sizeof(tr_real) * m->cfg.d_model;
 	if (!be->device_mem)
-		return tr_alltoallv(m->par.ep, send, sb, so, recv, rb, ro);
+		return keys ? tr_alltoallv_keyed(m->par.ep, send, sb, so, recv, rb, ro, row, keys, n_keys)
+			    : tr_alltoallv(m->par.ep, send, sb, so, recv, rb, ro);
 	if (P == 1) {
 		be->copy((char *)recv + ro[0], (const char *)send + so[0], sb[0]);
 		return 0;
 	}
-	size_t st = so[P - 1] + sb[P - 1], rt = ro[P - 1] + rb[P - 1];
-	char *h = tr_model_stage(m, st + rt);
+	size_t st = so[P - 1] + sb[P - 1], rt = ro[P - 1] + rb[P - 1], kt = keys ? sizeof(int) * (st / row) : 0;
+	char *h = tr_model_stage(m, st + rt + kt);
 	if (!h)
 		return -1;
+	int *hk = (int *)(void *)(h + st + rt);
 	be->download(h, send, st);
-	if (tr_alltoallv(m->par.ep, h, sb, so, h + st, rb, ro))
+	if (keys)
+		be->download(hk, keys, kt);
+	if (keys ? tr_alltoallv_keyed(m->par.ep, h, sb, so, h + st, rb, ro, row, hk, n_keys)
+		 : tr_alltoallv(m->par.ep, h, sb, so, h + st, rb, ro))
 		return -1;
 	be->upload(recv, h + st, rt);
 	return 0;
@@ -179,7 +188,8 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	tr_real *xrecv = xsend + (size_t)Nk * D, *ye = xrecv + (size_t)R * D;
 
 	be->permute_forward(xsend, x, a->src_tok, Nk, D);
-	if (exchange(m, xsend, sb, so, xrecv, rb, ro))
+	/* the rows of one token are equal: keyed by token, they cross to a node once (rail mode) */
+	if (exchange(m, xsend, sb, so, xrecv, rb, ro, a->src_tok, N))
 		return tr_model_fail(m, "expert dispatch: %s", tr_comm_error(m->par.ep));
 
 	/* received rows are [source][local expert]; the experts want [local expert][source] */
@@ -207,7 +217,7 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 		       m->expert_elems, a->rows, El, D, De);
 
 	be->permute_forward(xrecv, ye, a->em_inv, R, D);
-	if (exchange(m, xrecv, rb, ro, a->back, sb, so))
+	if (exchange(m, xrecv, rb, ro, a->back, sb, so, NULL, 0))
 		return tr_model_fail(m, "expert combine: %s", tr_comm_error(m->par.ep));
 	m->rows_sent += xf.rows_out + xf.rows_back;
 	be->unpermute_forward(y, a->back, a->pos, a->gates, N, k, D);
@@ -241,7 +251,7 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
 	xfer_sizes(m, a, &xf);
 	be->unpermute_backward(dback, dgates, dy, a->back, a->pos, a->gates, N, k, D);
-	if (exchange(m, dback, sb, so, drecv, rb, ro))
+	if (exchange(m, dback, sb, so, drecv, rb, ro, NULL, 0))
 		return tr_model_fail(m, "expert dispatch (backward): %s", tr_comm_error(m->par.ep));
 	be->permute_forward(dye, drecv, a->em_src, R, D);
 
@@ -253,7 +263,7 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	tr_ffn_backward(be, dxe, eg, eg + o1, eg + 2 * o1, dye, a->xe, a->h1e, a->h3e, a->ge, ew, ew + o1, ew + 2 * o1,
 			m->expert_elems, a->rows, El, D, De, fscr);
 	be->permute_forward(dye, dxe, a->em_inv, R, D);
-	if (exchange(m, dye, rb, ro, dback, sb, so))
+	if (exchange(m, dye, rb, ro, dback, sb, so, NULL, 0))
 		return tr_model_fail(m, "expert combine (backward): %s", tr_comm_error(m->par.ep));
 	m->rows_sent += xf.rows_out + xf.rows_back;
 	be->permute_backward(dx, dback, a->pos, N, k, D);
