@@ -2,7 +2,8 @@
 # deps.sh - install what moetopo needs to build and test on Debian 12 (idempotent; root).
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
-      slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+      slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux
+      debhelper fakeroot lintian"  # debhelper..lintian: tests/packaging/debs.sh builds and checks the .debs
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

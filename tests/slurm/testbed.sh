@@ -19,6 +19,8 @@
 #   top_builddir    build tree holding plugin/.libs/moe_topology.so and the tools (set by `make check`)
 #   MOE_PLUGIN      the plugin to load (default $top_builddir/plugin/.libs/moe_topology.so)
 #   MOE_TESTBED_CPUS   CPUs each node claims (default 8; more than the machine has, so task/none)
+#   MOE_TESTBED_INSTALLED=1   jobs find moetopo's programs on the system PATH, not in top_builddir
+#                   (installed packages; set MOE_PLUGIN to the installed plugin too)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -186,6 +188,7 @@ client() {
 	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"
 	# tasks inherit this environment: the build's tools on PATH, a working folder every node shares
 	local path=$top_builddir/topology:$top_builddir/launcher:$top_builddir/trainer:$PATH
+	[ "${MOE_TESTBED_INSTALLED:-}" = 1 ] && path=$PATH
 	(cd "$TB/work" && PATH=$path ip netns exec $NS-head "$@")
 }
 
