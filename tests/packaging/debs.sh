@@ -23,6 +23,7 @@ W=$(mktemp -d /tmp/moetopo-debs.XXXXXX) || exit 1
 chmod 755 "$W"
 APT="apt-get -y -q -o DPkg::Lock::Timeout=300"
 installed=no
+testbed=no  # set once tb_start is called; the testbed is torn down only while we hold lib.sh's lock
 
 # What of ours is on the machine: files named for us, and the packages' own files.
 snapshot() {
@@ -35,18 +36,24 @@ purge() {
 	installed=no
 	return $rc
 }
-cleanup() {
+# lib.sh's tb_start traps EXIT with tb_cleanup: ours wraps it (testbed down only if this test brought
+# it up), then purges and removes the scratch folder, whichever way the test ends
+holds_lock() {  # fd 9 (lib.sh's) holds the testbed's flock: this test brought the testbed up, not waits
+	grep -q '^lock:.*FLOCK' /proc/$$/fdinfo/9 2>/dev/null
+}
+eval "tb_cleanup_lib() $(declare -f tb_cleanup | sed 1d)"
+tb_cleanup() {
 	local rc=$?
-	tb_cleanup
+	if [ "$testbed" = yes ] && holds_lock; then (exit $rc); tb_cleanup_lib; fi
 	purge
 	rm -rf "$W"
 	return $rc
 }
-trap cleanup EXIT
+trap tb_cleanup EXIT
 
 # ---- build from the release tree (what `make dist` ships), without its tests (the suite runs them)
 src=$W/moetopo-$VERSION
-pkg_make -s -C "$top_builddir" distdir distdir="$src" > "$W/distdir.log" 2>&1
+release_tree "$W" > "$W/distdir.log" 2>&1
 ok "make distdir writes the release tree" [ -f "$src/debian/rules" ]
 (cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" dpkg-buildpackage -us -uc -b) > "$W/build.log" 2>&1
 rc=$?
@@ -141,6 +148,7 @@ ok "the installed plugin is root's and read-only to others" [ "$(stat -c '%U %a'
 
 # ---- the Slurm testbed with the installed plugin and programs
 export MOE_PLUGIN=$so MOE_TESTBED_INSTALLED=1
+testbed=yes
 tb_start 4
 run_client bash -c 'command -v moetopo moe-launch moe-train'
 is "$(echo $out)" "/usr/bin/moetopo /usr/bin/moe-launch /usr/bin/moe-train" "the jobs' PATH finds the installed programs only"
@@ -173,7 +181,7 @@ last=$(tail -1 "$TW/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
 ok "loss falls: $first -> $last" awk -v a="$first" -v b="$last" 'BEGIN { exit !(a - b > 0.5) }'
 is "$(cat "$MOE_TESTBED"/log/slurmd-*.log | grep -c "moe-topology: step $job\.0: planned 8 ranks on 4 nodes (moetopo $VERSION)")" 4 \
 	"each node's slurmd log: the plugin's step line carries moetopo $VERSION"
-tb_cleanup; trap 'rc=$?; purge; rm -rf "$W"; exit $rc' EXIT
+(exit 0); tb_cleanup_lib; testbed=no
 exec 9>&-
 
 # ---- purge: nothing left

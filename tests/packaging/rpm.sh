@@ -12,7 +12,7 @@ command -v rpmbuild >/dev/null || skip_all "no rpmbuild (apt-get install rpm)"
 W=$(mktemp -d /tmp/moetopo-rpm.XXXXXX) || exit 1
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/SOURCES"
-pkg_make -s -C "$top_builddir" distdir distdir="$W/moetopo-$VERSION" > "$W/distdir.log" 2>&1
+release_tree "$W" > "$W/distdir.log" 2>&1
 tar -C "$W" -czf "$W/SOURCES/moetopo-$VERSION.tar.gz" "moetopo-$VERSION"
 defs=(--define "_topdir $W" --define "_smp_mflags -j$(nproc)" --without check)
 if [ -f /etc/debian_version ]; then
