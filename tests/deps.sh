@@ -2,8 +2,11 @@
 # deps.sh - install what moetopo needs to build and test on Debian 12 (idempotent; root).
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
-      slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux
-      debhelper fakeroot lintian"  # debhelper..lintian: tests/packaging/debs.sh builds and checks the .debs
+      slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+# the Slurm 24.11 testbed builds a Debian 13 root filesystem with it (tests/slurm/testbed24.sh)
+pkgs="$pkgs debootstrap"
+# tests/packaging/debs.sh builds the .debs and checks them with lintian
+pkgs="$pkgs debhelper fakeroot lintian"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
