@@ -82,7 +82,14 @@ hex=$(sed -n 's/^#define SLURM_VERSION_NUMBER 0x\([0-9a-fA-F]*\).*/\1/p' /usr/in
 series=$(printf '%d.%02d' "0x${hex:0:2}" "0x${hex:2:2}")
 ok "the plugin depends on Slurm $series's plugin ABI (>= $series~)" grep -qF "slurm-wlm-basic-plugins (>= $series~)" <<<"$deps"
 ok "... and not on a later release series" grep -qE "slurm-wlm-basic-plugins \(<< [0-9]+\.[0-9]+~\)" <<<"$deps"
-ok "the plugin depends on the libraries it links (hwloc, ibverbs)" grep -qE 'libhwloc[0-9]+.*libibverbs1|libibverbs1.*libhwloc[0-9]+' <<<"$deps"
+# every library the plugin really links (its NEEDED entries) has its package in Depends
+dpkg-deb -x "$plugin_deb" "$W/x"
+needed_pkgs=$(objdump -p "$W/x$so_want" | awk '$1 == "NEEDED" {print $2}' | while read -r lib; do
+	dpkg -S "*/$lib" 2>/dev/null | head -1 | cut -d: -f1; done | sort -u | tr '\n' ' ')
+missing=""
+for p in $needed_pkgs; do grep -qE "(^|, )$p( |,|$)" <<<"$deps" || missing="$missing $p"; done
+ok "the plugin depends on the package of every library it links ($needed_pkgs)" [ -n "$needed_pkgs" ] && [ -z "$missing" ]
+[ -z "$missing" ] || echo "#   not in Depends:$missing"
 echo "# plugin Depends: $deps"
 tools_deb=$(echo $debs | cut -d' ' -f2)
 ok "moetopo depends on libhwloc (from what its programs link)" grep -q 'libhwloc' <<<"$(dpkg-deb -f "$tools_deb" Depends)"
@@ -166,10 +173,10 @@ srun moe-launch --timeout 120 -- moe-train --data $TW/gpl3.bin --steps 12 --seed
 JEOF
 run_client sbatch --parsable "$TW/train.sbatch"
 is "$rc" 0 "sbatch accepts the job with --moe-topology (the installed plugin registers the option)"
-job=$out st=x
-for ((i = 0; i < 600 && -n "$st"; i++)); do
-	st=$($TESTBED run squeue -h -j "$job" -o %T 2>/dev/null)
-	[ -n "$st" ] && sleep 0.5
+job=$out
+for ((i = 0; i < 600; i++)); do
+	[ -z "$($TESTBED run squeue -h -j "$job" -o %T 2>/dev/null)" ] && break
+	sleep 0.5
 done
 state=$($TESTBED run scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z]*' | head -1)
 is "$state" "JobState=COMPLETED" "the training job completed"
