@@ -40,8 +40,13 @@ series=$(printf '%d.%02d' "0x${hex:0:2}" "0x${hex:2:2}")
 req=$(rpm -qp --requires "$rpm_slurm_spank_moe_topology" 2>/dev/null)
 ok "the plugin requires Slurm's $series series (slurm >= $series)" grep -qx "slurm >= $series" <<<"$req"
 ok "... and not a later one (slurm < ...)" grep -qE '^slurm < [0-9]+\.[0-9]+$' <<<"$req"
-ok "the plugin's library requirements come from what it links (libhwloc, libibverbs)" \
-	bash -c 'grep -q "^libhwloc" <<<"$1" && grep -q "^libibverbs" <<<"$1"' _ "$req"
+# every library the plugin really links (its NEEDED entries) is required
+mkdir -p "$W/x" && (cd "$W/x" && rpm2cpio "$rpm_slurm_spank_moe_topology" | cpio -id --quiet)
+needed=$(objdump -p "$W/x$plugindir/moe_topology.so" 2>/dev/null | awk '$1 == "NEEDED" {print $2}')
+missing=""
+for l in $needed; do grep -q "^$l" <<<"$req" || missing="$missing $l"; done
+ok "the plugin requires every library it links ($(echo $needed))" [ -n "$needed" ] && [ -z "$missing" ]
+[ -z "$missing" ] || echo "#   not required:$missing"
 ok "moetopo holds the programs and man pages" bash -c 'for f in /usr/bin/moetopo /usr/bin/moe-launch /usr/bin/moe-train; do grep -qx $f <<<"$1" || exit 1; done; grep -q "man1/moe-train.1" <<<"$1"' _ "$(rpm -qpl "$rpm_moetopo")"
 ok "moetopo-devel holds the headers and moetopo.pc" bash -c 'grep -q "/usr/include/moetopo/mt_plan.h" <<<"$1" && grep -q "pkgconfig/moetopo.pc" <<<"$1"' _ "$(rpm -qpl "$rpm_moetopo_devel")"
 done_testing
