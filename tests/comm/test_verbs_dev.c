@@ -77,34 +77,44 @@ int main(void)
 	gid("bnxt_re0", 1, 0, "0000:0000:0000:0000:0000:ffff:0a00:0009", "IB/RoCE v1");
 
 	char dir[300], err[512];
+	int rc;
 	struct tr_ib_gid g;
 	snprintf(dir, sizeof(dir), "%s/rxe0", root);
-	tap_ok(tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, -1, &g, err, sizeof(err)) == 0 && g.index == 1 && g.roce_v2,
+	rc = tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, -1, &g, err, sizeof(err));
+	tap_ok(rc == 0 && g.index == 1 && g.roce_v2,
 	       "rxe0: the RoCE v2 IPv4 GID is index 1 (got %d)", g.index);
 	char txt[64];
 	tr_ib_gid_format(g.raw, txt, sizeof(txt));
 	tap_ok(!strcmp(txt, "::ffff:127.1.1.1"), "GID text of index 1: %s", txt);
-	tap_ok(tr_ib_gid_pick(dir, "rxe0", 1, AF_INET6, -1, &g, err, sizeof(err)) != 0 &&
+	rc = tr_ib_gid_pick(dir, "rxe0", 1, AF_INET6, -1, &g, err, sizeof(err));
+	tap_ok(rc != 0 &&
 	       strstr(err, "rxe0 port 1 has no IPv6 GID") && strstr(err, "1 ::ffff:127.1.1.1 (RoCE v2)"),
 	       "rxe0 with MOE_IB_ADDR_FAMILY=AF_INET6: no usable GID (link-local only), listed: %s", err);
-	tap_ok(tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, 0, &g, err, sizeof(err)) == 0 && g.index == 0,
+	rc = tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, 0, &g, err, sizeof(err));
+	tap_ok(rc == 0 && g.index == 0,
 	       "MOE_IB_GID_INDEX=0 is taken as asked");
-	tap_ok(tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, 2, &g, err, sizeof(err)) != 0 &&
+	rc = tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, 2, &g, err, sizeof(err));
+	tap_ok(rc != 0 &&
 	       strstr(err, "MOE_IB_GID_INDEX=2: rxe0 port 1 has no GID at index 2 (valid: 0 fe80::a8bb:ccff:fedd:eeff "
 			   "(RoCE v1/IB), 1 ::ffff:127.1.1.1 (RoCE v2))"),
 	       "a zero entry is not a GID: %s", err);
-	tap_ok(tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, 500, &g, err, sizeof(err)) != 0 &&
+	rc = tr_ib_gid_pick(dir, "rxe0", 1, AF_INET, 500, &g, err, sizeof(err));
+	tap_ok(rc != 0 &&
 	       strstr(err, "no GID at index 500"), "an index past the table: %s", err);
 
 	snprintf(dir, sizeof(dir), "%s/mlx5_0", root);
-	tap_ok(tr_ib_gid_pick(dir, "mlx5_0", 1, AF_INET, -1, &g, err, sizeof(err)) == 0 && g.index == 5,
+	rc = tr_ib_gid_pick(dir, "mlx5_0", 1, AF_INET, -1, &g, err, sizeof(err));
+	tap_ok(rc == 0 && g.index == 5,
 	       "dual-stack port: IPv4 RoCE v2 is index 5, not the v1 entry 4 (got %d)", g.index);
-	tap_ok(tr_ib_gid_pick(dir, "mlx5_0", 1, AF_INET6, -1, &g, err, sizeof(err)) == 0 && g.index == 3,
+	rc = tr_ib_gid_pick(dir, "mlx5_0", 1, AF_INET6, -1, &g, err, sizeof(err));
+	tap_ok(rc == 0 && g.index == 3,
 	       "AF_INET6: the global IPv6 RoCE v2 entry 3, not link-local 1 (got %d)", g.index);
-	tap_ok(tr_ib_gid_pick(dir, "mlx5_0", 1, AF_INET, 9, &g, err, sizeof(err)) == 0 && g.index == 9,
+	rc = tr_ib_gid_pick(dir, "mlx5_0", 1, AF_INET, 9, &g, err, sizeof(err));
+	tap_ok(rc == 0 && g.index == 9,
 	       "an entry past a hole in the table can be asked for");
 	snprintf(dir, sizeof(dir), "%s/bnxt_re0", root);
-	tap_ok(tr_ib_gid_pick(dir, "bnxt_re0", 1, AF_INET, -1, &g, err, sizeof(err)) == 0 && g.index == 0 && !g.roce_v2,
+	rc = tr_ib_gid_pick(dir, "bnxt_re0", 1, AF_INET, -1, &g, err, sizeof(err));
+	tap_ok(rc == 0 && g.index == 0 && !g.roce_v2,
 	       "RoCE v1 only: the IPv4 v1 entry is used");
 
 	/* device and port choice */
@@ -115,42 +125,53 @@ int main(void)
 			     "rxe0 port 1 ACTIVE"),
 	       "devices listed with their ports' states: %s", list);
 	snprintf(o.dev, sizeof(o.dev), "mlx5_9");
-	tap_ok(tr_ib_choose_port(root, &o, err, sizeof(err)) != 0 && strstr(err, "no RDMA device 'mlx5_9' (bnxt_re0 port 1"),
+	rc = tr_ib_choose_port(root, &o, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "no RDMA device 'mlx5_9' (bnxt_re0 port 1"),
 	       "unknown device named, devices listed: %s", err);
 	snprintf(o.dev, sizeof(o.dev), "mlx5_1");
 	o.port = 1;
-	tap_ok(tr_ib_choose_port(root, &o, err, sizeof(err)) != 0 &&
+	rc = tr_ib_choose_port(root, &o, err, sizeof(err));
+	tap_ok(rc != 0 &&
 	       strstr(err, "RDMA device 'mlx5_1' port 1 is DOWN, not ACTIVE (bnxt_re0"), "a down port: %s", err);
 	o.port = 3;
-	tap_ok(tr_ib_choose_port(root, &o, err, sizeof(err)) != 0 && strstr(err, "RDMA device 'mlx5_1' has no port 3"),
+	rc = tr_ib_choose_port(root, &o, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "RDMA device 'mlx5_1' has no port 3"),
 	       "a port that does not exist: %s", err);
 	o.port = 0;
-	tap_ok(tr_ib_choose_port(root, &o, err, sizeof(err)) == 0 && o.port == 2, "no port given: the first active one (%d)",
+	rc = tr_ib_choose_port(root, &o, err, sizeof(err));
+	tap_ok(rc == 0 && o.port == 2, "no port given: the first active one (%d)",
 	       o.port);
 	o.dev[0] = 0;
 	o.port = 0;
-	tap_ok(tr_ib_choose_port(root, &o, err, sizeof(err)) == 0 && !strcmp(o.dev, "bnxt_re0") && o.port == 1,
+	rc = tr_ib_choose_port(root, &o, err, sizeof(err));
+	tap_ok(rc == 0 && !strcmp(o.dev, "bnxt_re0") && o.port == 1,
 	       "no device given: the first active device (%s:%d)", o.dev, o.port);
 	char empty[300];
 	snprintf(empty, sizeof(empty), "%s/none", root);
 	mkdir(empty, 0755);
 	o.dev[0] = 0;
-	tap_ok(tr_ib_choose_port(empty, &o, err, sizeof(err)) != 0 &&
+	rc = tr_ib_choose_port(empty, &o, err, sizeof(err));
+	tap_ok(rc != 0 &&
 	       strstr(err, "no active RDMA port (no RDMA devices on this node)"), "a node without devices: %s", err);
 
 	/* options */
 	int port;
 	char name[64];
-	tap_ok(tr_ib_parse_device("mlx5_3:1,mlx5_4:1", name, sizeof(name), &port, err, sizeof(err)) == 0 &&
+	rc = tr_ib_parse_device("mlx5_3:1,mlx5_4:1", name, sizeof(name), &port, err, sizeof(err));
+	tap_ok(rc == 0 &&
 	       !strcmp(name, "mlx5_3") && port == 1, "MOE_NET_DEVICES list: the first entry (%s:%d)", name, port);
-	tap_ok(tr_ib_parse_device("rxe0", name, sizeof(name), &port, err, sizeof(err)) == 0 && port == 0, "no port: 0 (any)");
-	tap_ok(tr_ib_parse_device("rxe0:x", name, sizeof(name), &port, err, sizeof(err)) != 0 &&
+	rc = tr_ib_parse_device("rxe0", name, sizeof(name), &port, err, sizeof(err));
+	tap_ok(rc == 0 && port == 0, "no port: 0 (any)");
+	rc = tr_ib_parse_device("rxe0:x", name, sizeof(name), &port, err, sizeof(err));
+	tap_ok(rc != 0 &&
 	       strstr(err, "port 'x' is not a number in 1..255"), "bad port: %s", err);
-	tap_ok(tr_ib_parse_device(":1", name, sizeof(name), &port, err, sizeof(err)) != 0 && strstr(err, "NAME[:PORT]"),
+	rc = tr_ib_parse_device(":1", name, sizeof(name), &port, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "NAME[:PORT]"),
 	       "no name: %s", err);
 	unsetenv("MOE_IB_DEVICE");
 	setenv("MOE_NET_DEVICES", "mlx5_3:1", 1);
-	tap_ok(tr_ib_opts_read(&o, err, sizeof(err)) == 0 && !strcmp(o.dev, "mlx5_3") && o.port == 1 &&
+	rc = tr_ib_opts_read(&o, err, sizeof(err));
+	tap_ok(rc == 0 && !strcmp(o.dev, "mlx5_3") && o.port == 1 &&
 	       o.gid_index == -1 && o.family == AF_INET && o.window == 2u << 20 && o.timeout == 16,
 	       "defaults; the device from the plan's MOE_NET_DEVICES");
 	setenv("MOE_IB_DEVICE", "rxe0:1", 1);
@@ -159,7 +180,8 @@ int main(void)
 	setenv("MOE_IB_SL", "3", 1);
 	setenv("MOE_IB_ADDR_FAMILY", "AF_INET6", 1);
 	setenv("MOE_IB_WINDOW", "65536", 1);
-	tap_ok(tr_ib_opts_read(&o, err, sizeof(err)) == 0 && !strcmp(o.dev, "rxe0") && o.gid_index == 3 && o.tc == 106 &&
+	rc = tr_ib_opts_read(&o, err, sizeof(err));
+	tap_ok(rc == 0 && !strcmp(o.dev, "rxe0") && o.gid_index == 3 && o.tc == 106 &&
 	       o.sl == 3 && o.family == AF_INET6 && o.window == 65536, "MOE_IB_DEVICE overrides the plan; every option read");
 	struct { const char *var, *val, *want; } bad[] = {
 		{ "MOE_IB_GID_INDEX", "one", "MOE_IB_GID_INDEX='one' is not an integer in 0..65535" },
@@ -171,7 +193,8 @@ int main(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *old = getenv(bad[i].var) ? strdup(getenv(bad[i].var)) : NULL;
 		setenv(bad[i].var, bad[i].val, 1);
-		tap_ok(tr_ib_opts_read(&o, err, sizeof(err)) != 0 && strstr(err, bad[i].want), "%s=%s: %s", bad[i].var,
+		rc = tr_ib_opts_read(&o, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, bad[i].want), "%s=%s: %s", bad[i].var,
 		       bad[i].val, err);
 		if (old)
 			setenv(bad[i].var, old, 1);
@@ -192,7 +215,7 @@ int main(void)
 	char sys_list[512];
 	tr_ib_list_devices(TR_IB_SYSFS, sys_list, sizeof(sys_list));
 	double t0 = tr_now();
-	int rc = tr_verbs_open(&w, &t, err, sizeof(err));
+	rc = tr_verbs_open(&w, &t, err, sizeof(err));
 	char want[600];
 	snprintf(want, sizeof(want), "verbs: no RDMA device 'mlx5_9' (%s)", sys_list);
 	tap_ok(rc != 0 && !strcmp(err, want) && !strchr(err, '\n') && tr_now() - t0 < 5,

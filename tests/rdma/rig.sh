@@ -107,7 +107,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose hostroo
 mount -t proc proc $R/proc; mount -t sysfs sys $R/sys; mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/shm
 for d in tmp run dev/shm var/tmp; do mount -t tmpfs -o mode=1777 tmp $R/$d; done
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 share $R$SHARE || echo "rig guest: share $SHARE not mounted"
+mkdir -p $R$SHARE 2>/dev/null; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 share $R$SHARE || echo "rig guest: share $SHARE not mounted"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 spool $R$SPOOL || { echo "rig guest: no spool"; poweroff -f; }
 hostname rdma-guest
 echo "rig guest: root mounted $(cat /proc/uptime)"
