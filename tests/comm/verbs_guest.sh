@@ -66,7 +66,7 @@ bad "MOE_NET_DEVICES=mlx5_3:1 from the plan" "no RDMA device 'mlx5_3'" MOE_IB_DE
 
 # verbose: each rank logs once what it uses
 MOE_COMM_VERBOSE=1 "$ML" --nproc 2 --spec off --transport verbs -- "$PEER" > "$tmp/v.out" 2> "$tmp/v.err"
-is "$?:$(grep -c "verbs: rxe0 port 1, GID index $RXE_GID_INDEX (::ffff:127.1.1.1), TC 0 SL 0, MTU 1024" "$tmp/v.err")" "0:2" \
+is "$?:$(grep -c "verbs: rxe0 port 1, GID index $RXE_GID_INDEX (::ffff:127.1.1.1), TC 0 SL 0, MTU 4096" "$tmp/v.err")" "0:2" \
 	"MOE_COMM_VERBOSE=1: one line per rank with device, port, GID index and MTU"
 is "$(grep -c 'kind verbs sum 3 a2a ok' "$tmp/v.out")" 2 "comm_peer over verbs under moe-launch: allreduce and alltoallv right"
 

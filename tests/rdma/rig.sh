@@ -112,12 +112,13 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 spool $R$SPOOL || { ec
 hostname rdma-guest
 echo "rig guest: root mounted $(cat /proc/uptime)"
 # loopback-range address only: rxe rides on a dummy device (loading dummy made dummy0), traffic
-# never leaves the guest
+# never leaves the guest; MTU 9000 gives RoCE MTU 4096 (4x fewer packets to emulate than 1024)
 echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet
 chroot $R /bin/sh -c '
 	ip link set lo up
 	ip link show dummy0 >/dev/null 2>&1 || ip link add dummy0 type dummy
-	ip addr add 127.1.1.1/24 dev dummy0 && ip link set dummy0 up && rdma link add rxe0 type rxe netdev dummy0' \
+	ip link set dummy0 mtu 9000 && ip addr add 127.1.1.1/24 dev dummy0 && ip link set dummy0 up &&
+	rdma link add rxe0 type rxe netdev dummy0' \
 	> $R$SPOOL/setup.log 2>&1
 echo "rig guest: rxe0 $(cat /proc/uptime)"
 P=$R/sys/class/infiniband/rxe0/ports/1; G=

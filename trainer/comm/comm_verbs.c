@@ -59,6 +59,7 @@ struct verbs {
 	size_t mem_len;
 	struct vpeer *p;            /* p[peer]; self unused */
 	struct pollfd *pfd;
+	int *pfd_peer;              /* the peer of each pfd entry after the channel's */
 	uint64_t completions;       /* wait token */
 	unsigned unacked;           /* CQ events not yet acknowledged */
 	bool failed;                /* a completion error: t->err names it */
@@ -275,20 +276,16 @@ static uint64_t vb_token(struct tr_transport *t)
 }
 
 /* A setup connection that became readable: its peer exited (nothing else is ever sent on it). */
-static void check_socks(struct verbs *v, int n)
+static void check_socks(struct verbs *v, const int *peers, int n)
 {
-	for (int i = 1; i < n; i++)
-		if (v->pfd[i].revents) {
-			char c;
-			int peer = (int)(intptr_t)0;
-			for (int q = 0; q < v->t.size; q++)
-				if (v->p[q].sock == v->pfd[i].fd)
-					peer = q;
-			if (recv(v->pfd[i].fd, &c, 1, MSG_DONTWAIT) <= 0 && errno != EAGAIN)
-				v->p[peer].closed = true;
-			else if (v->pfd[i].revents & (POLLHUP | POLLERR))
-				v->p[peer].closed = true;
-		}
+	for (int i = 1; i < n; i++) {
+		if (!v->pfd[i].revents)
+			continue;
+		char c;
+		ssize_t k = recv(v->pfd[i].fd, &c, 1, MSG_DONTWAIT);
+		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR) || (v->pfd[i].revents & (POLLHUP | POLLERR)))
+			v->p[peers[i]].closed = true;
+	}
 }
 
 static int vb_wait(struct tr_transport *t, uint64_t token, const int *peers, const bool *sending,
@@ -313,8 +310,10 @@ static int vb_wait(struct tr_transport *t, uint64_t token, const int *peers, con
 	int np = 0;
 	v->pfd[np++] = (struct pollfd){ .fd = v->chan->fd, .events = POLLIN };
 	for (int i = 0; i < n; i++)
-		if (!v->p[peers[i]].closed)
+		if (!v->p[peers[i]].closed) {
+			v->pfd_peer[np] = peers[i];
 			v->pfd[np++] = (struct pollfd){ .fd = v->p[peers[i]].sock, .events = POLLIN };
+		}
 	int r = poll(v->pfd, np, ms);
 	if (r < 0 && errno != EINTR) {
 		snprintf(t->err, sizeof(t->err), "verbs: poll: %s", strerror(errno));
@@ -329,7 +328,7 @@ static int vb_wait(struct tr_transport *t, uint64_t token, const int *peers, con
 		}
 	}
 	if (r > 0)
-		check_socks(v, np);
+		check_socks(v, v->pfd_peer, np);
 	/* a peer that closed may have left its last words (an abort notice) in our window: recv
 	 * returns them first, and only then the closed connection */
 	return progress(v) < 0 ? -1 : 0;
@@ -378,6 +377,7 @@ static void vb_free(struct verbs *v)
 	free(v->mem);
 	free(v->p);
 	free(v->pfd);
+	free(v->pfd_peer);
 	free(v);
 }
 
@@ -513,22 +513,17 @@ static void log_choice(const struct verbs *v, const struct ibv_port_attr *pa, in
 	char g[64];
 	tr_ib_gid_format(gid->raw, g, sizeof(g));
 	if (pa->link_layer == IBV_LINK_LAYER_INFINIBAND && v->o.gid_index < 0)
-		fprintf(stderr, "moe-train rank %d: verbs: %s port %d (InfiniBand, LID %u), MTU %d, window %zu KiB per peer, "
+		fprintf(stderr, "rank %d: verbs: %s port %d (InfiniBand, LID %u), MTU %d, window %zu KiB per peer, "
 			"GPU memory: %s\n", v->t.rank, v->o.dev, v->o.port, pa->lid, mtu_bytes(pa->active_mtu),
 			v->o.window >> 10, tr_ib_gpu_mode());
 	else
-		fprintf(stderr, "moe-train rank %d: verbs: %s port %d, GID index %d (%s), TC %d SL %d, MTU %d, window %zu KiB "
+		fprintf(stderr, "rank %d: verbs: %s port %d, GID index %d (%s), TC %d SL %d, MTU %d, window %zu KiB "
 			"per peer, GPU memory: %s\n", v->t.rank, v->o.dev, v->o.port, gid_index, g, v->o.tc, v->o.sl,
 			mtu_bytes(pa->active_mtu), v->o.window >> 10, tr_ib_gpu_mode());
 }
 
 int tr_verbs_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)
 {
-	if (w->listen_fd < 0 && w->rank > 0) {
-		snprintf(err, errlen, "verbs: no listen socket (MOE_COMM_FD) for rank %d: start the ranks with moe-launch",
-			 w->rank);
-		return -1;
-	}
 	struct verbs *v = calloc(1, sizeof(*v));
 	if (!v) {
 		snprintf(err, errlen, "out of memory");
@@ -544,7 +539,8 @@ int tr_verbs_open(const struct tr_world *w, struct tr_transport **out, char *err
 	}
 	v->p = calloc(w->size, sizeof(*v->p));
 	v->pfd = calloc(w->size + 1, sizeof(*v->pfd));
-	if (!v->p || !v->pfd) {
+	v->pfd_peer = calloc(w->size + 1, sizeof(int));
+	if (!v->p || !v->pfd || !v->pfd_peer) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -586,7 +582,8 @@ int tr_verbs_open(const struct tr_world *w, struct tr_transport **out, char *err
 	}
 	/* the setup connections: the same pairwise sockets tcp uses */
 	int *fds = calloc(w->size, sizeof(int));
-	if (!fds || tr_tcp_mesh(w, fds, err, errlen) != 0) {
+	if (!fds || tr_tcp_mesh(w, fds, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "verbs: connection setup: %s", fds ? why : "out of memory");
 		free(fds);
 		goto fail;
 	}
