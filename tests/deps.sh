@@ -3,6 +3,9 @@
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
       slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+# the Soft-RoCE guest for the verbs tests (tests/rdma/rig.sh; its kernel and tools are fetched with
+# apt-get download, not installed)
+pkgs="$pkgs qemu-system-x86 kmod ibverbs-providers"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
