@@ -9,7 +9,7 @@ bin=$top_builddir/tests/bench/comm_bw
 if [ -z "${MOE_RDMA_GUEST:-}" ]; then
 	why=$(bash "$top_srcdir/tests/rdma/rig.sh" check) || { echo "verbs bench skipped: $why"; exit 0; }
 	cd "$top_builddir" && exec bash "$top_srcdir/tests/rdma/rig.sh" run env top_srcdir="$top_srcdir" \
-		top_builddir="$top_builddir" VERBS_BENCH_KIB="${VERBS_BENCH_KIB:-}" bash "$0"
+		top_builddir="$top_builddir" VERBS_BENCH_KIB="${VERBS_BENCH_KIB:-}" bash "$top_srcdir/tests/bench/verbs.sh"
 fi
 export LD_LIBRARY_PATH=$RDMA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "verbs bench: $(hostname), rxe0 (Soft-RoCE, MTU $(cat /sys/class/infiniband/rxe0/ports/1/active_mtu 2>/dev/null || echo 4096)), GID index $RXE_GID_INDEX, 2 ranks; MB/s (1 MB = 1e6 bytes)"

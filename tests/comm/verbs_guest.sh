@@ -25,7 +25,7 @@ if [ -z "${MOE_RDMA_GUEST:-}" ]; then
 	MOE_RDMA_SHARE=$(cd "$top_srcdir" && git rev-parse --show-toplevel 2>/dev/null || pwd -P)
 	case "$(pwd -P)/" in "$MOE_RDMA_SHARE"/*) ;; *) MOE_RDMA_SHARE=$(pwd -P) ;; esac
 	export MOE_RDMA_SHARE
-	exec bash "$RIG" run env top_srcdir="$top_srcdir" top_builddir="$top_builddir" bash "$0"
+	exec bash "$RIG" run env top_srcdir="$top_srcdir" top_builddir="$top_builddir" bash "$top_srcdir/tests/comm/verbs_guest.sh"
 fi
 
 # ---- inside the guest

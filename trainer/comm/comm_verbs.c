@@ -214,11 +214,11 @@ static ssize_t vb_send(struct tr_transport *t, int peer, const struct iovec *iov
 	return (ssize_t)n;
 }
 
-static int return_credit(struct verbs *v, int peer, bool all)
+static int return_credit(struct verbs *v, int peer)
 {
 	struct vpeer *p = &v->p[peer];
 	uint64_t owed = p->consumed - p->returned;
-	if (owed == 0 || (!all && owed < v->o.window / 4) || p->sq_out + 1 > SQ_DEPTH || p->closed)
+	if (owed < v->o.window / 4 || p->sq_out + 1 > SQ_DEPTH || p->closed)
 		return 0;
 	struct ibv_send_wr wr = { .wr_id = WR_ID(peer, WR_CREDIT), .opcode = IBV_WR_SEND_WITH_IMM,
 				  .send_flags = IBV_SEND_SIGNALED }, *bad;
@@ -255,7 +255,7 @@ static ssize_t vb_recv(struct tr_transport *t, int peer, void *buf, size_t len)
 		peer_err(v, peer, "exited (its connection closed)");
 		return -1;
 	}
-	if (n > 0 && return_credit(v, peer, false) != 0)
+	if (n > 0 && return_credit(v, peer) != 0)
 		return -1;
 	return (ssize_t)n;
 }
@@ -296,6 +296,10 @@ static int vb_wait(struct tr_transport *t, uint64_t token, const int *peers, con
 	(void)receiving;
 	if (progress(v) < 0)
 		return -1;
+	/* credits that could not go out when earned (send queue full): a sender may be waiting on them */
+	for (int i = 0; i < n; i++)
+		if (return_credit(v, peers[i]) != 0)
+			return -1;
 	if (v->completions != token)
 		return 0;
 	/* arm, then look again: a completion between the last poll and the arming is not lost */
