@@ -12,7 +12,7 @@
 . "$top_srcdir/tests/tap.sh"
 TC=$top_builddir/tests/comm/test_comm
 LEAK=$top_builddir/tests/comm/test_verbs_leak
-TRAIN=$top_builddir/trainer/moe-train
+TRAIN=$top_builddir/trainer/driver/moe-train
 ML=$top_builddir/launcher/moe-launch
 PEER=$top_builddir/tests/launcher/comm_peer
 RIG=$top_srcdir/tests/rdma/rig.sh
@@ -62,7 +62,12 @@ bad "MOE_IB_DEVICE=mlx5_9" "no RDMA device 'mlx5_9' (rxe0 port 1 ACTIVE)" MOE_IB
 bad "MOE_IB_DEVICE=rxe0:2" "RDMA device 'rxe0' has no port 2 (rxe0 port 1 ACTIVE)" MOE_IB_DEVICE=rxe0:2
 bad "MOE_IB_GID_INDEX=77" "MOE_IB_GID_INDEX=77: rxe0 port 1 has no GID at index 77 (valid: .*$RXE_GID_INDEX ::ffff:127.1.1.1 (RoCE v2)" \
 	MOE_IB_GID_INDEX=77
-bad "MOE_NET_DEVICES=mlx5_3:1 from the plan" "no RDMA device 'mlx5_3'" MOE_IB_DEVICE= MOE_NET_DEVICES=mlx5_3:1
+# the plan's rail (moe-launch sets MOE_NET_DEVICES itself: set it between the launcher and the rank)
+MOE_IB_DEVICE= timeout 60 "$ML" --nproc 2 --spec off --transport verbs -- \
+	sh -c 'MOE_NET_DEVICES=mlx5_3:1 exec "$0"' "$PEER" > "$tmp/bad.out" 2> "$tmp/bad.err"
+rc=$?
+ok "MOE_NET_DEVICES=mlx5_3:1 from the plan: non-zero exit ($rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+is "$(grep -c "no RDMA device 'mlx5_3' (rxe0 port 1 ACTIVE)" "$tmp/bad.err")" 2 "MOE_NET_DEVICES names the device when MOE_IB_DEVICE is unset"
 
 # verbose: each rank logs once what it uses
 MOE_COMM_VERBOSE=1 "$ML" --nproc 2 --spec off --transport verbs -- "$PEER" > "$tmp/v.out" 2> "$tmp/v.err"
@@ -71,7 +76,7 @@ is "$?:$(grep -c "verbs: rxe0 port 1, GID index $RXE_GID_INDEX (::ffff:127.1.1.1
 is "$(grep -c 'kind verbs sum 3 a2a ok' "$tmp/v.out")" 2 "comm_peer over verbs under moe-launch: allreduce and alltoallv right"
 
 # EP equivalence over verbs against shm, in this guest (a few steps: emulation is slow)
-cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt" 2>/dev/null || cat "$top_srcdir"/trainer/*.c > "$tmp/data.txt"
+cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt"
 "$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || { echo "Bail out! moe-train prepare failed"; exit 1; }
 args=(--data "$tmp/data.bin" --dim 32 --heads 2 --layers 2 --dense-layers 1 --ffn 64 --expert-ffn 32
       --experts 8 --top-k 2 --groups 4 --group-topk 2 --route-scale 2.5 --bias-gamma 0.01
@@ -88,7 +93,10 @@ for run in "2 ep=2" "4 ep=4"; do
 	done
 	ok "nproc $1 $2: the trainer ran over verbs" grep -q "transport verbs" "$tmp/$1-verbs.out"
 	is "$(wc -l < "$tmp/$1-verbs.jsonl")" 4 "nproc $1 $2 over verbs: 4 steps of metrics"
-	worst=$(paste <(field loss "$tmp/$1-shm.jsonl") <(field loss "$tmp/$1-verbs.jsonl") |
+	field loss "$tmp/$1-shm.jsonl" > "$tmp/l.shm"
+	field loss "$tmp/$1-verbs.jsonl" > "$tmp/l.verbs"
+	is "$(paste "$tmp/l.shm" "$tmp/l.verbs" | awk 'NF == 2' | wc -l)" 4 "nproc $1 $2: a loss for each of 4 steps from both runs"
+	worst=$(paste "$tmp/l.shm" "$tmp/l.verbs" |
 		awk '{ d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > w) w = r } END { printf "%.2e", w + 0 }')
 	ok "nproc $1 $2: verbs loss within 1e-5 relative of shm at every step (worst $worst)" \
 		awk -v w="$worst" 'BEGIN { exit !(w + 0 <= 1e-5) }'

@@ -105,6 +105,9 @@ for a in $(cat /proc/cmdline); do case $a in moe_share=*) SHARE=${a#moe_share=} 
 R=/root
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose hostroot $R || { echo "rig guest: no host root"; poweroff -f; }
 mount -t proc proc $R/proc; mount -t sysfs sys $R/sys; mount -t devtmpfs dev $R/dev
+# what udev would make: bash's process substitution needs /dev/fd
+ln -sf /proc/self/fd $R/dev/fd; ln -sf /proc/self/fd/0 $R/dev/stdin; ln -sf /proc/self/fd/1 $R/dev/stdout
+ln -sf /proc/self/fd/2 $R/dev/stderr
 mkdir -p $R/dev/shm
 for d in tmp run dev/shm var/tmp; do mount -t tmpfs -o mode=1777 tmp $R/$d; done
 mkdir -p $R$SHARE 2>/dev/null; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 share $R$SHARE || echo "rig guest: share $SHARE not mounted"
