@@ -694,9 +694,14 @@ int tr_rdv_run(const char *master_addr, int master_port, int rank, int world, do
 	/* MOE_COMM_HOST: the node name to publish (ranks with equal names share memory); pretend nodes
 	 * in tests, containers with their own hostnames on one machine */
 	const char *as = getenv("MOE_COMM_HOST");
-	if (as && *as)
+	if (as && *as) {
+		if (strlen(as) >= sizeof(host) || strpbrk(as, " \t\n@,")) {
+			snprintf(err, errlen, "MOE_COMM_HOST='%.80s' is not a node name (at most %zu characters, no blanks, "
+				 "'@' or ',')", as, sizeof(host) - 1);
+			return -1;
+		}
 		snprintf(host, sizeof(host), "%s", as);
-	else
+	} else
 		gethostname(host, sizeof(host) - 1);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	int g = getaddrinfo(master_addr, NULL, &hints, &ai);
