@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm.h"
+
 enum kind { K_INT, K_LONG, K_U64, K_REAL, K_DBL, K_STR, K_FLAG };
 
 struct flag {
@@ -58,7 +60,7 @@ static const struct flag flags[] = {
 	{"ckpt-dir", K_STR, O(ckpt_dir), 0, 0, "DIR", "checkpoint directory: one file per rank, written at the end, every --ckpt-every steps and on SIGTERM/SIGUSR1", NONE},
 	{"ckpt-every", K_LONG, O(ckpt_every), 0, 1e12, "N", "also checkpoint every N steps (0 = only at the end and on a signal)", NONE},
 	{"resume", K_FLAG, O(resume), 0, 0, NULL, "continue from --ckpt-dir when it holds a checkpoint (else start fresh)", NONE},
-	{"transport", K_STR, O(transport), 0, 0, "KIND", "auto, shm or tcp (default: MOE_TRANSPORT, else auto)", NONE},
+	{"transport", K_STR, O(transport), 0, 0, "KIND", TR_COMM_KINDS " (default: MOE_TRANSPORT, else auto)", NONE},
 	{"device", K_STR, O(device), 0, 0, "DEV", "cpu or cuda (default: cuda when CUDA_VISIBLE_DEVICES names a GPU and the CUDA backend is built, else cpu)", NONE},
 	{"dtype", K_STR, O(dtype), 0, 0, "T", "fp32 or bf16 (bf16: bf16 GEMM operands, fp32 accumulation and master weights; cuda only) (default fp32)", NONE},
 	{"mfu-peak", K_DBL, O(mfu_peak), 0, 1e7, "TFLOPS", "bf16 peak per rank for the MFU figure (default: measured by a cuBLAS GEMM at start on cuda; none on cpu)", NONE},
@@ -238,8 +240,8 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 		fprintf(stderr, "moe-train: --data FILES is required (token shards; make one with `moe-train prepare IN.txt OUT.bin`)\n");
 		return 2;
 	}
-	if (o->transport && strcmp(o->transport, "auto") && strcmp(o->transport, "shm") && strcmp(o->transport, "tcp")) {
-		fprintf(stderr, "moe-train: --transport '%s': valid auto, shm, tcp\n", o->transport);
+	if (o->transport && !tr_comm_kind_known(o->transport)) {
+		fprintf(stderr, "moe-train: --transport '%s': valid " TR_COMM_KINDS "\n", o->transport);
 		return 2;
 	}
 	if (o->device && strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) {
