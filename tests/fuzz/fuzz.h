@@ -6,6 +6,7 @@
 #ifndef MT_FUZZ_H
 #define MT_FUZZ_H
 #define _GNU_SOURCE
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
