@@ -72,9 +72,17 @@ build() { # build TARGET -> $work/fuzz_TARGET
 		{ cat "$work/fuzz_$t.log" >&2; return 1; }
 }
 
+# the plugin's parser needs Slurm's spank.h, as the plugin does
+have_spank=no
+echo '#include <slurm/spank.h>' | "$cc" $slurm_cflags -E -x c - >/dev/null 2>&1 && have_spank=yes
+
 n=0 failed=0
 for t in $targets; do
 	n=$((n + 1))
+	if [ "$t" = plugstack ] && [ $have_spank = no ]; then
+		[ $tap = 1 ] && echo "ok $n # SKIP fuzz_plugstack: no slurm/spank.h" || say "fuzz_plugstack skipped: no slurm/spank.h"
+		continue
+	fi
 	if ! build "$t"; then
 		failed=$((failed + 1))
 		[ $tap = 1 ] && echo "not ok $n - fuzz_$t builds with $cc"

@@ -13,6 +13,9 @@
 extern "C" {
 #endif
 
+/* The most tasks one job may have: every count the planner multiplies stays far from int overflow. */
+#define MT_MAX_TASKS (1 << 24)
+
 /* ---- the SPEC grammar, defined once: `--moe-topology=SPEC`, MOE_TOPOLOGY, plugstack default=,
  * `moetopo plan --spec`, `moe-launch --spec`.  SPEC is "off", "auto", "help" or key=value,... */
 enum mt_mode { MT_MODE_AUTO = 0, MT_MODE_OFF, MT_MODE_HELP, MT_MODE_SPEC };
@@ -37,7 +40,11 @@ int mt_spec_parse(const char *text, struct mt_spec *s, char *err, size_t errlen)
 int mt_spec_format(const struct mt_spec *s, char *buf, size_t len); /* canonical text */
 const char *mt_spec_help(void); /* the grammar, for --moe-topology=help and --help texts */
 
-/* ---- Slurm hostlist expressions: "gb-r[01-04]-n[01-18],login1" */
+/* ---- Slurm hostlist expressions: "gb-r[01-04]-n[01-18],login1".  An expansion (and a whole domain
+ * map) holds at most MT_HOSTLIST_MAX_NAMES names and MT_HOSTLIST_MAX_BYTES bytes of them (each name's
+ * length + 1); beyond either it fails with one line, before allocating for the excess. */
+#define MT_HOSTLIST_MAX_NAMES (1 << 18)
+#define MT_HOSTLIST_MAX_BYTES (16 << 20)
 int mt_hostlist_expand(const char *expr, char ***names, int *count, char *err, size_t errlen);
 void mt_hostlist_free(char **names, int count);
 

@@ -158,8 +158,8 @@ static int check_job(const struct mt_job *job, int *world, char *err, size_t err
 					 "GPU each)",
 					 job->nodes[i], job->tasks[i], m->n_gpus, m->n_gpus);
 		w += job->tasks[i];
-		if (w > (1 << 24))
-			rc = mt_seterr(err, errlen, MT_EINVAL, "job has more than %d tasks", 1 << 24);
+		if (w > MT_MAX_TASKS)
+			rc = mt_seterr(err, errlen, MT_EINVAL, "job has more than %d tasks", MT_MAX_TASKS);
 	}
 	mt_strmap_free(&seen);
 	*world = (int)w;
@@ -213,12 +213,13 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 					   "node; valid tp: %s)",
 					   T, job->tasks[i], job->nodes[i], list);
 		}
-	if (world % (T * P)) {
+	/* in long long: callers other than the spec parser may set tp and pp up to INT_MAX each */
+	if (world % ((long long)T * P)) {
 		divisors(world / T, list, sizeof(list));
 		return mt_seterr(err, errlen, MT_EIMPOSSIBLE,
 				   "pp=%d does not divide world %d / tp %d (valid pp: %s)", P, world, T, list);
 	}
-	int D = world / (T * P);
+	int D = world / (T * P); /* T * P divides world, so it fits an int */
 
 	struct mt_plan *p = calloc(1, sizeof(*p));
 	if (!p)
