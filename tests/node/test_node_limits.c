@@ -7,13 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mt_node.h"
 #include "tap.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
-/* the sanitizer's heap: grows with the peak, never shrinks */
+/* the sanitizer's heap (libasan exports it; gcc ships no header for it): grows with the peak */
+size_t __sanitizer_get_heap_size(void);
 static size_t heap_now(void) { return __sanitizer_get_heap_size(); }
 static void heap_setup(void) {}
 #else
@@ -55,12 +56,12 @@ int main(void)
 	struct mt_node *n = NULL;
 	size_t len;
 
-	/* the reported file: ~1M elements, 20 MB */
-	char *big = many_cpus(1000000, &len);
+	/* like the reported file (~1M elements, 20 MB), 200,000 of them */
+	char *big = many_cpus(200000, &len);
 	char *path = write_tmp(big, len);
 	free(big);
 	int rc = mt_node_load_file(path, &n, err, sizeof(err));
-	TAP_INT(rc, MT_EPARSE, "NCCL topology with 1,000,000 <cpu> elements is refused");
+	TAP_INT(rc, MT_EPARSE, "NCCL topology with 200,000 <cpu> elements is refused");
 	tap_ok(n == NULL && strstr(err, "elements") != NULL, "as too many elements: %s", err);
 	unlink(path);
 

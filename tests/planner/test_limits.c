@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mt_plan.h"
 #include "tap.h"
@@ -92,10 +93,13 @@ static void test_hostlist(void)
 	tap_ok(strstr(err, "MiB") != NULL, "by the byte cap: %s", err);
 	free(e);
 	/* names: short ones, more than the cap */
-	snprintf(err, sizeof(err), "n[0-%d]", MT_HOSTLIST_MAX_NAMES);
 	char expr[64];
-	snprintf(expr, sizeof(expr), "%s", err);
+	snprintf(expr, sizeof(expr), "n[0-%d]", MT_HOSTLIST_MAX_NAMES);
 	TAP_INT(mt_hostlist_expand(expr, &names, &n, err, sizeof(err)), MT_EPARSE, "MT_HOSTLIST_MAX_NAMES + 1 names refused");
+	snprintf(expr, sizeof(expr), "n[1-%d]", MT_HOSTLIST_MAX_NAMES);
+	TAP_INT(mt_hostlist_expand(expr, &names, &n, err, sizeof(err)), 0, "MT_HOSTLIST_MAX_NAMES names expand");
+	TAP_INT(n, MT_HOSTLIST_MAX_NAMES, "all of them");
+	mt_hostlist_free(names, n);
 	/* the cap is far above any real cluster: 100,000 nodes expand */
 	TAP_INT(mt_hostlist_expand("gpu-[000001-100000]", &names, &n, err, sizeof(err)), 0, "100,000 nodes expand");
 	TAP_INT(n, 100000, "all of them");
