@@ -41,7 +41,9 @@ ldflags="-fsanitize=fuzzer,address,undefined $(pkg-config --libs hwloc 2>/dev/nu
 slurm_cflags="${SLURM_CPPFLAGS:-}"
 
 # the library as the CLI links it, and the trainer's readers; comm_rdv.c is compiled into fuzz_rdv
-lib_srcs=$(ls "$src"/topology/common/*.c "$src"/topology/node/*.c "$src"/topology/planner/*.c 2>/dev/null)
+# (node_hwloc_dl.c is the plugin's stand-in for libhwloc, not part of this build)
+lib_srcs=$(ls "$src"/topology/common/*.c "$src"/topology/node/*.c "$src"/topology/planner/*.c 2>/dev/null |
+	grep -v '/node_hwloc_dl\.c$')
 trainer_srcs="$src/trainer/driver/data.c $src/trainer/driver/ckpt.c $src/trainer/driver/train_io.c"
 comm_srcs=$(ls "$src"/trainer/comm/comm*.c | grep -v '/comm_rdv\.c$')
 objs() { # objs SRC... -> object paths (compiled when older than their source)
