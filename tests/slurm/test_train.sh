@@ -7,6 +7,7 @@
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
 tb_skip_unless_possible
+export MOE_SLURM24_TOOLS=1   # on 24.11 the tasks run moe-launch and moe-train built inside its root filesystem
 tb_start 4
 W=$MOE_TESTBED/work
 SPEC=ep=8,experts=16,route-groups=2
