@@ -37,7 +37,9 @@ for d in topology/common topology/node topology/planner plugin trainer/comm trai
 done
 cflags="-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
 	-fno-sanitize-recover=undefined -include $bld/config.h $inc $(pkg-config --cflags hwloc 2>/dev/null)"
-ldflags="-fsanitize=fuzzer,address,undefined $(pkg-config --libs hwloc 2>/dev/null) -lm -ldl -lpthread"
+# the transports linked into fuzz_rdv include the verbs one when the build found libibverbs
+ldflags="-fsanitize=fuzzer,address,undefined $(pkg-config --libs hwloc 2>/dev/null)
+	$(grep -q '^#define HAVE_VERBS 1' "$bld/config.h" && pkg-config --libs libibverbs 2>/dev/null) -lm -ldl -lpthread"
 slurm_cflags="${SLURM_CPPFLAGS:-}"
 
 # the library as the CLI links it, and the trainer's readers; comm_rdv.c is compiled into fuzz_rdv
