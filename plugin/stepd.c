@@ -346,8 +346,9 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 	st.nccl_ib_hca = nccl_hca_list(st.own_full);
 	st.node_rank = node_rank_of(st.plan, st.facts.node_id);
 	st.active = true;
-	mtp_info("step %u.%u: planned %d ranks on %d nodes", st.facts.job_id, st.facts.step_id, st.plan->world,
-		 st.plan->n_nodes);
+	/* the version tells the admin reading slurmd's log which plugin build planned the step */
+	mtp_info("step %u.%u: planned %d ranks on %d nodes (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
+		 st.facts.step_id, st.plan->world, st.plan->n_nodes);
 done:
 	rc = 0;
 	goto out;
