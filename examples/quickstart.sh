@@ -23,7 +23,7 @@ trap '$tb down >/dev/null 2>&1' EXIT
 say "starting a 4-node Slurm cluster (munge, slurmctld, 4 x slurmd in network namespaces)"
 $tb up 4
 W=${MOE_TESTBED:-/run/moetopo-testbed}/work
-"$build/trainer/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin"
+"$build/trainer/driver/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin"
 cat > "$W/train.sbatch" <<JOB
 #!/bin/bash
 #SBATCH -N4 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=$spec,verbose

@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "comm_internal.h"
+#include "comm_rdv.h"
 #include "launcher.h"
 
 static int env_int(const char *name, int def)

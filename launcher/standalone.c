@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "comm_internal.h"
+#include "comm_rdv.h"
 #include "launcher.h"
 
 struct rank_proc {

@@ -5,12 +5,12 @@
 bin=$top_builddir/tests/bench/trainer_ops
 [ -x "$bin" ] || { echo "trainer_ops not built (make check builds it)"; exit 1; }
 "$bin" "${TRAINER_BENCH_REPS:-5}" || exit 1
-TRAIN=$top_builddir/trainer/moe-train
+TRAIN=$top_builddir/trainer/driver/moe-train
 ML=$top_builddir/launcher/moe-launch
 [ -x "$TRAIN" ] && [ -x "$ML" ] || { echo "moe-train / moe-launch not built"; exit 0; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cat "$top_srcdir"/trainer/*.c > "$tmp/data.txt"
+cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt"
 "$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || exit 1
 args=(--data "$tmp/data.bin" --steps 10 --global-batch 8 --seq-len 64 --threads 1 --quiet)
 ms() { sed -n 's/.*, \([0-9.]*\) ms\/step.*/\1/p' "$1"; }

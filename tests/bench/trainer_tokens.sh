@@ -5,7 +5,7 @@
 # Each figure is the median tokens/s of steps 4..N of a run (the first steps warm caches and allocate);
 # the three configs run in turn, TRAINER_BENCH_ROUNDS times (3), and the best round of each counts, so a
 # burst of load from other processes on a shared machine does not decide a ratio.
-TRAIN=$top_builddir/trainer/moe-train
+TRAIN=$top_builddir/trainer/driver/moe-train
 [ -x "$TRAIN" ] || { echo "moe-train not built"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

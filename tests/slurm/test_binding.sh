@@ -8,7 +8,7 @@
 tb_skip_unless_possible
 tb_start 4
 E=$MOE_TESTBED/etc
-MOETOPO=$top_builddir/topology/moetopo
+MOETOPO=$top_builddir/topology/cli/moetopo
 SPEC=ep=8,experts=64,route-groups=2
 
 # The plan as the plugin's tasks report it and as moetopo computes it, one normalised line per rank:

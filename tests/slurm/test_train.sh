@@ -11,7 +11,7 @@ tb_start 4
 W=$MOE_TESTBED/work
 SPEC=ep=8,experts=16,route-groups=2
 
-"$top_builddir/trainer/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
+"$top_builddir/trainer/driver/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
 cat > "$W/train.sbatch" <<EOF
 #!/bin/bash
 #SBATCH -N4 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=$SPEC,verbose
@@ -39,7 +39,7 @@ out=$(cat "$W/binding.txt")
 got=$(awk '$1 == "T" { delete v; for (i = 3; i <= NF; i++) { p = index($i, "="); v[substr($i, 1, p - 1)] = substr($i, p + 1) }
 	print $2, v["MOE_RANK"], v["MOE_EP_GROUP"], v["MOE_EP_RANK"], v["MOE_DOMAIN"], v["MOE_GPU_PCI"] }' <<<"$out" | sort -n)
 machine_cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
-want=$("$top_builddir/topology/moetopo" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 2 \
+want=$("$top_builddir/topology/cli/moetopo" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 2 \
 	--node-xml "$MOE_TESTBED/topo/%n.xml" --domains "$MOE_TESTBED/etc/topology.conf" --cpus "$machine_cpus" \
 	--spec "$SPEC" | awk 'function s(k,  m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
 	function n(k,  m) { if (match($0, "\"" k "\":-?[0-9]+")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:/, "", m); return m } return "" }

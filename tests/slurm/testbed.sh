@@ -185,7 +185,7 @@ in_node() {  # in_node HOSTNAME NS CMD...
 client() {
 	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"
 	# tasks inherit this environment: the build's tools on PATH, a working folder every node shares
-	local path=$top_builddir/topology:$top_builddir/launcher:$top_builddir/trainer:$PATH
+	local path=$top_builddir/topology/cli:$top_builddir/launcher:$top_builddir/trainer/driver:$PATH
 	(cd "$TB/work" && PATH=$path ip netns exec $NS-head "$@")
 }
 

@@ -1,0 +1,81 @@
+#!/bin/bash
+# cli.sh - moe-train's command line: --help lists every flag, and each kind of bad input gets exactly one
+# line on stderr naming the flag (or file) and the valid values, exit 2, and nothing written.
+. "$srcdir/tap.sh"
+bin="$top_builddir/trainer/driver/moe-train"
+[ -x "$bin" ] || skip_all "moe-train not built"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+export OMP_NUM_THREADS=1
+
+"$bin" --help > "$tmp/help"
+is "$?" 0 "--help exits 0"
+ok "--version prints the version" test -n "$("$bin" --version | grep '^moe-train (moetopo) [0-9][0-9.]*$')"
+# every flag the parser accepts is in --help: each one, given a bad value, must be refused by name, and
+# each name appears in the help text
+flags=$(sed -n 's/^  \(--[a-z0-9-]*\).*/\1/p' "$tmp/help")
+is "$(echo "$flags" | wc -l)" 38 "--help lists 38 flags"
+missing=""
+for f in --data --steps --seed --metrics --batch --global-batch --dim --layers --experts --top-k --router-skew \
+	--lr --warmup --clip --ckpt-dir --resume --threads --seq-len --heads --expert-ffn --group-topk --bias-gamma; do
+	echo "$flags" | grep -qx -- "$f" || missing="$missing $f"
+done
+is "$missing" "" "the flags the issue and the docs name are all in --help"
+
+"$bin" prepare /usr/share/common-licenses/GPL-3 "$tmp/d.bin" > /dev/null
+is "$?" 0 "prepare"
+
+# check ARGS... : exit 2, one line, containing WANT
+refuse() {
+	local want=$1; shift
+	"$bin" "$@" > "$tmp/out" 2> "$tmp/err"
+	local rc=$?
+	ok "$* -> exit 2, one line with '$want'" \
+		test $rc = 2 -a "$(wc -l < "$tmp/err")" = 1 -a -n "$(grep -F -- "$want" "$tmp/err")" -a ! -s "$tmp/out"
+	[ $rc = 2 ] || sed 's/^/#   /' "$tmp/err"
+}
+d=(--data "$tmp/d.bin")
+refuse "unknown option --bogus" "${d[@]}" --bogus 1
+refuse "--dim 'abc': not a whole number, valid 4..65536" "${d[@]}" --dim abc
+refuse "--steps '0': out of range, valid 1..1e+12" "${d[@]}" --steps 0
+refuse "--lr 'x': not a number" "${d[@]}" --lr x
+refuse "--lr '-1': out of range" "${d[@]}" --lr=-1
+refuse "--seed '-3': not a whole number" "${d[@]}" --seed -3
+refuse "--steps needs a value" "${d[@]}" --steps
+refuse "--resume takes no value" "${d[@]}" --resume=yes
+refuse "--transport 'ib': valid auto, shm, tcp" "${d[@]}" --transport ib
+refuse "--data FILES is required" --steps 3
+refuse "--resume needs --ckpt-dir" "${d[@]}" --resume
+refuse "--min-lr 0.5 is above --lr 0.1" "${d[@]}" --lr 0.1 --min-lr 0.5
+refuse "give --batch (per rank) or --global-batch" "${d[@]}" --batch 2 --global-batch 4
+refuse "unexpected argument 'train'" train "${d[@]}"
+refuse "$tmp/none.bin" --data "$tmp/none.bin"
+refuse "is not a token shard" --data /usr/share/common-licenses/GPL-3
+refuse "fewer than one sequence" "${d[@]}" --seq-len 60000
+MOE_EXPERTS=16 "$bin" "${d[@]}" --experts 8 > /dev/null 2> "$tmp/err"
+ok "--experts against MOE_EXPERTS: exit 2, one line" test $? = 2 -a "$(wc -l < "$tmp/err")" = 1 -a \
+	-n "$(grep -F "experts 8 disagrees with the launch plan's MOE_EXPERTS=16" "$tmp/err")"
+MOE_EP_RANK=x "$bin" "${d[@]}" > /dev/null 2> "$tmp/err"
+ok "a malformed MOE_EP_RANK: exit 2 naming it" test $? = 2 -a -n "$(grep -F "MOE_EP_RANK='x'" "$tmp/err")"
+"$bin" "${d[@]}" --heads 5 --steps 1 > /dev/null 2> "$tmp/err"
+ok "a model shape the model refuses (--heads 5 with --dim 128): exit 2, one line" test $? = 2 -a "$(wc -l < "$tmp/err")" = 1
+sed 's/^/#   /' "$tmp/err"
+"$bin" prepare "$tmp/none.txt" "$tmp/x.bin" 2> "$tmp/err"
+ok "prepare of a missing file: exit 2 naming it, no output" test $? = 2 -a -n "$(grep -F none.txt "$tmp/err")" -a ! -e "$tmp/x.bin"
+"$bin" prepare "$tmp/d.bin" 2> "$tmp/err"
+ok "prepare with one argument: exit 2" test $? = 2 -a -n "$(grep -F "needs IN.txt OUT.bin" "$tmp/err")"
+
+# under moe-launch bad input seen by one rank only (rank 0 opens --metrics) is reported by that rank
+# and the job exits 2
+ML="$top_builddir/launcher/moe-launch"
+if [ -x "$ML" ]; then
+	"$ML" --timeout 30 --nproc 2 --spec ep=2,experts=8 -- "$bin" "${d[@]}" --steps 2 --metrics "$tmp/no/m.jsonl" \
+		> "$tmp/out" 2> "$tmp/err"
+	is "$?" 2 "2 ranks, rank 0 cannot open --metrics: exit 2"
+	ok "with the line naming the file" test -n "$(grep -F -- "--metrics $tmp/no/m.jsonl: No such file" "$tmp/err")"
+	sed 's/^/#   /' "$tmp/err"
+	"$ML" --nproc 2 --spec ep=2,experts=8 -- "$bin" "${d[@]}" --steps 2 --global-batch 3 > "$tmp/out" 2> "$tmp/err"
+	is "$?" 2 "--global-batch 3 over 2 ranks: exit 2"
+	ok "naming the valid values" grep -q -- "--global-batch 3 does not divide over 2 ranks; valid: multiples of 2" "$tmp/err"
+fi
+done_testing

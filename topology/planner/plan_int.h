@@ -1,0 +1,34 @@
+/* plan_int.h - helpers shared by the planner's source files (not installed, not public API). */
+#ifndef MT_PLAN_INT_H
+#define MT_PLAN_INT_H
+
+#include <stdint.h>
+
+#include "mt_plan.h"
+#include "mt_common.h"
+
+
+/* A layout reduced to what the traffic metrics need: per rank (indexed by rank) its EP group,
+ * node, NVLink domain and rail.  Both the plan and Slurm's default layout are described this way,
+ * so `simulate` compares them with one model. */
+struct mt_layout {
+	int world, ep, n_groups, n_domains;
+	const int *group;  /* group of rank r; members of a group are listed in `members` */
+	const int *node;
+	const int *domain;
+	const int *rail;   /* -1 none */
+	const int *members; /* n_groups * ep ranks, group-major */
+};
+void mt_layout_summary(const struct mt_layout *l, struct mt_summary *s);
+/* simulate.c: group-limited routing to M domains acts like x <= k uniform expert draws; x for a
+ * group whose domains hold cnt[0..nt) of its E members. */
+double mt_sim_draws(const int *cnt, int nt, double E, double k, int M);
+
+/* plan_pack.c: global slot of each TP unit's first task, in rank order (malloc'd), NULL on error. */
+int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
+		  int T, int E, int *rc, char *err, size_t errlen);
+/* plan_bind.c: fills ranks, bindings, groups and summary of p from the packed order. */
+int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, const int *first, const int *slot_of,
+		 int T, int E, int D, char *err, size_t errlen);
+
+#endif
