@@ -61,6 +61,6 @@ int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
 
 /* Shared helpers. */
-void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host:port" */
+void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host at addr:port" */
 
 #endif
