@@ -29,6 +29,8 @@ wait_lines() {  # wait_lines FILE N: at most 120 s
 	for ((i = 0; i < 1200; i++)); do [ "$(lines "$1")" -ge "$2" ] && return 0; sleep 0.1; done
 	return 1
 }
+# Slurm holds a requeued job back for about two minutes; the test lets it start at once
+requeued() { wait_field "$1" Restarts "$2" && $TESTBED run scontrol update JobId="$1" StartTime=now; }
 field() { $TESTBED run scontrol show job "$1" 2>/dev/null | grep -o "$2=[^ ]*" | head -1 | cut -d= -f2; }
 wait_field() {  # wait_field JOB KEY VALUE: at most 120 s
 	local i
@@ -49,7 +51,7 @@ ok "both jobs submitted ($ref, $job)" [ -n "$ref" ] && [ -n "$job" ]
 # run 1: the warning signal, to the batch script only
 wait_lines "$W/pre.jsonl" 3
 [ -z "${MOE_REQUEUE_TIMER:-}" ] && $TESTBED run scancel --batch --signal=USR1 "$job"
-ok "run 1: the job requeued itself" wait_field "$job" Restarts 1
+ok "run 1: the job requeued itself" requeued "$job" 1
 k1=$(sed -n 's/^moe-train: stopping after step \([0-9]*\) on a signal$/\1/p' "$W/pre.out" | head -1)
 ok "run 1: the trainer stopped on the signal after step ${k1:-?}" test -n "$k1"
 ok "run 1: it wrote the checkpoint of that step" grep -q "^moe-train: checkpoint of step $k1 written to " "$W/pre.out"
@@ -59,7 +61,7 @@ ok "run 1: the batch script requeued the job after the checkpoint" grep -q 'requ
 wait_lines "$W/pre.jsonl" $((k1 + 3))
 ok "run 2: resumed from the checkpoint of step $k1" grep -q "resumed from .* at step $k1\$" "$W/pre.out"
 $TESTBED run scontrol requeue "$job"
-ok "run 2: requeued by scontrol requeue" wait_field "$job" Restarts 2
+ok "run 2: requeued by scontrol requeue" requeued "$job" 2
 k2=$(sed -n 's/^moe-train: stopping after step \([0-9]*\) on a signal$/\1/p' "$W/pre.out" | sed -n 2p)
 ok "run 2: SIGTERM made the trainer checkpoint (step ${k2:-?})" grep -q "^moe-train: checkpoint of step ${k2:-x} written to " "$W/pre.out"
 
