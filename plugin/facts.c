@@ -1,6 +1,7 @@
 /* facts.c - what Slurm tells slurmstepd about the step: nodes, tasks, task ids, GPUs, CPUs, port.
  *
- * Everything comes from SPANK items and the variables Slurm itself sets in the step's environment.
+ * Everything comes from SPANK items and the variables Slurm itself sets in the step's environment
+ * (including where its topology plugin places this node: SLURM_TOPOLOGY_ADDR, checked in stepd.c).
  * The job's environment is untrusted: node names are checked before they become file names, numbers are
  * range-checked, and anything that does not add up is an error rather than a guess.
  */
@@ -243,6 +244,10 @@ int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 		return -1;
 	}
 	if (gather_layout(sp, f, err, errlen) || gather_gpus(sp, f, err, errlen) || gather_cpus(f, err, errlen))
+		return -1;
+	/* where Slurm's topology plugin places this node (slurmd sets both in every step; "" when unset) */
+	if (step_env(sp, "SLURM_TOPOLOGY_ADDR", f->topo_addr, sizeof f->topo_addr, err, errlen) < 0 ||
+	    step_env(sp, "SLURM_TOPOLOGY_ADDR_PATTERN", f->topo_pattern, sizeof f->topo_pattern, err, errlen) < 0)
 		return -1;
 	gather_port(sp, f);
 	return 0;

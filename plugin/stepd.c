@@ -160,7 +160,7 @@ static int load_models(const struct mtp_config *c, char *err, size_t errlen)
 		/* With a domain map, the other nodes' models only feed checks those nodes make themselves: this
 		 * node's ranks depend on them through names, task counts and domains alone, so skip the parse.
 		 * Without one, their NVML fabric cliques may define the domains, so read their cached files. */
-		rc = c->topology && !c->domains ? load_model(c, f->nodes[i], false, &full, err, errlen) : 1;
+		rc = c->topology && !st.domains ? load_model(c, f->nodes[i], false, &full, err, errlen) : 1;
 		if (rc < 0)
 			return -1;
 		if (rc > 0)
@@ -173,11 +173,56 @@ static int load_models(const struct mtp_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* The domain map: domains=PATH; else Slurm's own topology.conf, when domains=slurm names it or, without
+ * domains=, when Slurm runs topology/block (its blocks are the NVLink domains).  A map read from Slurm's
+ * file must place this node where Slurm does (SLURM_TOPOLOGY_ADDR): a copy that differs from the one
+ * slurmctld loaded would give this node another plan than the others. */
+static int load_domains(const struct mtp_config *c, char *err, size_t errlen)
+{
+	const struct mtp_facts *f = &st.facts;
+	const char *me = f->nodes[f->node_id], *mine;
+	char path[4096], dom[256];
+	int rc;
+
+	if (c->domains)
+		return load_trusted(c->domains, NULL, &st.domains, err, errlen) ? -1 : 0;
+	if (!c->domains_slurm && strncmp(f->topo_pattern, "block.", 6))
+		return 0;   /* NVML fabric cliques, else one domain per node */
+	if (mtp_slurm_topology_conf(path, sizeof path, err, errlen))
+		return -1;
+	rc = load_trusted(path, NULL, &st.domains, err, errlen);
+	if (rc > 0 && !c->domains_slurm) {
+		mtp_info("step %u.%u: %s; planning without a domain map (name one with domains=)", f->job_id,
+			 f->step_id, err);
+		return 0;   /* e.g. configless Slurm: no file beside slurm.conf on the node */
+	}
+	if (rc)
+		return -1;
+	if ((rc = mtp_topology_addr_domain(f->topo_addr, f->topo_pattern, me, dom, sizeof dom)) > 0)
+		return 0;   /* domains=slurm without a topology plugin in Slurm: nothing to compare with */
+	st.node_only = true;
+	if (rc < 0) {
+		snprintf(err, errlen, "SLURM_TOPOLOGY_ADDR='%.100s' (pattern '%.40s') does not end in this node's "
+			 "name %s", f->topo_addr, f->topo_pattern, me);
+		return -1;
+	}
+	mine = mt_domains_lookup(st.domains, me);
+	if (!mine || strcmp(mine, dom)) {
+		snprintf(err, errlen, "Slurm places %.60s in %.60s (SLURM_TOPOLOGY_ADDR) but %.150s here says %.60s: "
+			 "this node's copy is not the topology slurmctld runs with (scontrol reconfigure after "
+			 "editing it)", me, dom, path, mine ? mine : "nothing");
+		return -1;
+	}
+	st.node_only = false;
+	return 0;
+}
+
 static int build_plan(char *err, size_t errlen)
 {
 	const struct mtp_facts *f = &st.facts;
-	const struct mt_node **models = calloc(f->n_nodes, sizeof *models);
-	const char **allowed = calloc(f->n_nodes, sizeof *allowed);
+	size_t n = f->n_nodes > 0 ? (size_t)f->n_nodes : 1;
+	const struct mt_node **models = calloc(n, sizeof *models);
+	const char **allowed = calloc(n, sizeof *allowed);
 	struct mt_job job = {0};
 	int rc = -1;
 
@@ -294,9 +339,7 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		st.node_only = true;
 		goto failed;
 	}
-	if (load_models(c, err, sizeof err))
-		goto failed;
-	if (c->domains && load_trusted(c->domains, NULL, &st.domains, err, sizeof err))
+	if (load_domains(c, err, sizeof err) || load_models(c, err, sizeof err))
 		goto failed;
 	if (build_plan(err, sizeof err))
 		goto failed;

@@ -3,6 +3,8 @@
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
       slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+# the Slurm 24.11 testbed builds a Debian 13 root filesystem with it (tests/slurm/testbed24.sh)
+pkgs="$pkgs debootstrap"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
