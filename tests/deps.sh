@@ -3,6 +3,8 @@
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
       slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+# a real client of the rank contract: torch.distributed (gloo) under srun (tests/slurm/test_contract.sh)
+pkgs="$pkgs python3-torch"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
