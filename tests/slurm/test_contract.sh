@@ -17,7 +17,7 @@ export MOE_TESTBED_FIXTURES="mpibind__g4dnmetal.xml mpibind__coral-lassen.xml ps
 tb_start 4
 E=$MOE_TESTBED/etc
 TOPO=$MOE_TESTBED/topo
-MOETOPO=$top_builddir/topology/moetopo
+MOETOPO=$top_builddir/topology/cli/moetopo
 machine_cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
 
 # procid rank local_rank gpu_pci ep_group ep_rank domain node, per task (from report.sh lines) or per plan rank
@@ -35,7 +35,7 @@ from_plan() {
 ranks_only() { awk '{ print $1, $2, $3, $5, $6, $7, $8 }'; }  # without the GPU: what every node must agree on
 on_node() { awk -v n="node=$1" '$1 == "T" && $3 == n' <<<"$out"; }
 
-is "$("$MOETOPO" show --json --node-xml "$TOPO/gpu-r1-n1.xml" 2>/dev/null | grep -c '"pci":' | awk '{print ($1 >= 8)}')" 1 \
+is "$("$MOETOPO" show --json --input "$TOPO/gpu-r1-n1.xml" | grep -c '^ *{"index": [0-9]*, "pci_bus_id": .*"supported": true')" 8 \
 	"the first node's topology is a real 8-GPU machine"
 
 # 1. Heterogeneous: 8 tasks on the 8-GPU node, 4 on a 4-GPU node (one per GPU: --gpus=12 gives 8 + 4).
@@ -106,18 +106,19 @@ else
 		while read -r dom nodes; do for h in $($TESTBED run scontrol show hostnames "$nodes"); do echo "$h=$dom"; done; done |
 		tr '\n' ' ')
 	PY=(/usr/bin/python3 "$top_srcdir/tests/slurm/torch_ep.py")
+	# two racks, one node each, two tasks per node: under -m cyclic Slurm's order alternates racks
+	TSHAPE=(-w gpu-r1-n1,gpu-r2-n1 -N2 --ntasks-per-node=2 --gpus-per-node=2)
 	for dist in block cyclic; do
-		run_client srun -N4 --ntasks-per-node=2 --gpus-per-node=2 -m $dist --moe-topology=ep=4,export=torch \
-			"${PY[@]}" 4 $DOMS
-		is "$rc:$(grep -c '^TORCH [0-7] 8 .* local=yes a2a=ok via=all_to_all_single$' <<<"$out")" "0:8" \
-			"torch -m $dist: 8 ranks, consecutive ranks form NVLink-local EP groups of 4, all_to_all_single in each"
+		run_client srun "${TSHAPE[@]}" -m $dist --moe-topology=ep=2,export=torch "${PY[@]}" 2 $DOMS
+		is "$rc:$(grep -c '^TORCH [0-3] 4 .* local=yes a2a=ok via=all_to_all_single$' <<<"$out")" "0:4" \
+			"torch -m $dist: 4 ranks, consecutive ranks form NVLink-local EP groups of 2, all_to_all_single in each"
 	done
-	# without the plugin's order the same groups would span both racks under -m cyclic (the check can fail)
-	run_client srun -N4 --ntasks-per-node=2 --gpus-per-node=2 -m cyclic --moe-topology=off sh -c \
-		'RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS MASTER_ADDR=gpu-r1-n1 MASTER_PORT=29411 exec "$@"' sh "${PY[@]}" 4 $DOMS
-	is "$(grep -c ' local=no ' <<<"$out")" 8 "torch -m cyclic with Slurm's order: the same check sees groups spanning racks"
-	run_client srun -N4 --ntasks-per-node=2 --gpus-per-node=2 -m cyclic --moe-topology=ep=3,export=torch "${PY[@]}" 0
-	is "$rc:$(grep -c '^TORCH [0-7] 8 .* a2a=ok ' <<<"$out"):$(grep -c 'moe-topology: warning' <<<"$err")" "0:8:1" \
+	# the check can fail: with Slurm's own order under -m cyclic the same groups span both racks
+	run_client srun "${TSHAPE[@]}" -m cyclic --moe-topology=off sh -c \
+		'RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS MASTER_ADDR=gpu-r1-n1 MASTER_PORT=29411 exec "$@"' sh "${PY[@]}" 2 $DOMS
+	is "$rc:$(grep -c ' local=no a2a=ok ' <<<"$out")" "0:4" "torch -m cyclic with Slurm's order: the same check sees groups spanning racks"
+	run_client srun "${TSHAPE[@]}" -m cyclic --moe-topology=ep=3,export=torch "${PY[@]}" 0
+	is "$rc:$(grep -c '^TORCH [0-3] 4 .* a2a=ok ' <<<"$out"):$(grep -c 'moe-topology: warning' <<<"$err")" "0:4:1" \
 		"torch with a failed plan (strict=no): runs to completion on Slurm's layout, one warning"
 fi
 
