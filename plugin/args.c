@@ -111,7 +111,8 @@ const char *mtp_help_text(void)
 			 "every step of the job); MOE_TOPOLOGY=SPEC in the submitting environment; the site default\n"
 			 "(plugstack.conf default=); otherwise off.\n"
 			 "Each task gets CUDA_VISIBLE_DEVICES, CPU affinity, NIC variables and the MOE_* rank contract;\n"
-			 "see moe-topology(8) and the user guide.\n",
-			 mt_spec_help());
+			 "see moe-topology(8) and the user guide.\n"
+			 "This moe_topology.so was built for Slurm %s.\n",
+			 mt_spec_help(), mtp_slurm_built());
 	return buf;
 }

@@ -17,7 +17,7 @@
 
 #include "plugin.h"
 
-#define VALID_KEYS "default=SPEC, domains=PATH, topology=PATH (%n = node name), nvml=auto|off, strict=yes|no"
+#define VALID_KEYS "default=SPEC, domains=PATH|slurm, topology=PATH (%n = node name), nvml=auto|off, strict=yes|no"
 
 static int set_once(char **slot, const char *key, const char *val, struct mtp_config *c)
 {
@@ -57,8 +57,20 @@ static int parse_one(const char *arg, struct mtp_config *c, unsigned *seen)
 		}
 		return 0;
 	}
-	if (KEY("domains"))
-		return set_once(&c->domains, "domains", val, c);
+	if (KEY("domains")) {
+		if (c->domains_slurm) {
+			snprintf(c->error, sizeof c->error, "plugstack.conf: domains= given twice");
+			return -1;
+		}
+		if (set_once(&c->domains, "domains", val, c))
+			return -1;
+		if (!strcmp(val, "slurm")) {   /* the keyword, not a file named "slurm" */
+			free(c->domains);
+			c->domains = NULL;
+			c->domains_slurm = true;
+		}
+		return 0;
+	}
 	if (KEY("topology"))
 		return set_once(&c->topology, "topology", val, c);
 	if (KEY("nvml") || KEY("strict")) {
@@ -102,14 +114,21 @@ int mtp_config_parse(int ac, char **av, struct mtp_config *c)
 	}
 	return 0;
 bad:
+	mtp_config_refuse(c, c->error[0] ? c->error : "plugstack.conf: out of memory");
+	return -1;
+}
+
+void mtp_config_refuse(struct mtp_config *c, const char *why)
+{
+	char msg[MT_ERRLEN];
+
 	/* nothing half-applied: a default= or strict=yes read before the error must not reach users who
 	 * never asked for the plugin */
-	if (!c->error[0])
-		snprintf(c->error, sizeof c->error, "plugstack.conf: out of memory");
+	snprintf(msg, sizeof msg, "%s", why);
 	mtp_config_free(c);
 	c->nvml = MTP_NVML_AUTO;
 	c->strict = false;
-	return -1;
+	snprintf(c->error, sizeof c->error, "%s", msg);
 }
 
 void mtp_config_free(struct mtp_config *c)
@@ -118,6 +137,7 @@ void mtp_config_free(struct mtp_config *c)
 	free(c->domains);
 	free(c->topology);
 	c->default_spec = c->domains = c->topology = NULL;
+	c->domains_slurm = false;
 }
 
 /* Owner must be root or the daemon's own user (a test cluster run without root): never the job's user. */

@@ -3,7 +3,8 @@
  * Two kinds: the job-wide facts every node of the step reads the same way (node list, tasks per node,
  * task ids, port: mtp_facts_gather), which alone decide the ranks, and this node's own (its GPUs and
  * CPUs: mtp_facts_local), which only decide this node's binding.
- * Everything comes from SPANK items and the variables Slurm itself sets in the step's environment.
+ * Everything comes from SPANK items and the variables Slurm itself sets in the step's environment
+ * (including where its topology plugin places this node: SLURM_TOPOLOGY_ADDR, checked in stepd.c).
  * The job's environment is untrusted: node names are checked before they become file names, numbers are
  * range-checked, and anything that does not add up is an error rather than a guess.
  */
@@ -231,6 +232,10 @@ int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 		return -1;
 	}
 	if (gather_layout(sp, f, err, errlen))
+		return -1;
+	/* where Slurm's topology plugin places this node (slurmd sets both in every step; "" when unset) */
+	if (step_env(sp, "SLURM_TOPOLOGY_ADDR", f->topo_addr, sizeof f->topo_addr, err, errlen) < 0 ||
+	    step_env(sp, "SLURM_TOPOLOGY_ADDR_PATTERN", f->topo_pattern, sizeof f->topo_pattern, err, errlen) < 0)
 		return -1;
 	gather_port(sp, f);
 	return 0;

@@ -23,10 +23,16 @@ static bool option_context(spank_context_t ctx)
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
 	spank_context_t ctx = spank_context();
+	char err[MT_ERRLEN], *running = NULL;
 
 	if (!option_context(ctx))
 		return 0;
-	if (mtp_config_parse(ac, av, &config) && ctx == S_CTX_REMOTE) {
+	mtp_config_parse(ac, av, &config);
+	if (spank_get_item(sp, S_SLURM_VERSION, &running) != ESPANK_SUCCESS)
+		running = NULL;
+	if (mtp_version_compare(running, err, sizeof err))
+		mtp_config_refuse(&config, err);   /* the option stays: users who ask for it hear why */
+	if (config.error[0] && ctx == S_CTX_REMOTE) {
 		/* the step's log: where the admin looks; the user hears about it once, from the step */
 		mtp_error("%s; plugin inactive", config.error);
 	}

@@ -3,7 +3,10 @@
  * The plugin is a thin shell around libmoetopo: moe_topology.c routes each SPANK callback by context,
  * args.c owns the --moe-topology option, config.c the plugstack.conf arguments, client.c the
  * srun/sbatch/salloc side, stepd.c the slurmstepd side (facts.c gathers the step's facts, apply.c applies
- * one task's contract, computed by the library's mt_contract_env), log.c writes every line.  Nothing here is exported: the version script keeps only the SPANK symbols visible.
+ * one task's contract, computed by the library's mt_contract_env), log.c writes every line, version.c
+ * knows the Slurm release it was built for, slurmtopo.c reads what Slurm's own topology says
+ * (topology.conf beside slurm.conf, SLURM_TOPOLOGY_ADDR).
+ * Nothing here is exported: the version script keeps only the SPANK symbols visible.
  */
 #ifndef MTP_PLUGIN_H
 #define MTP_PLUGIN_H
@@ -26,12 +29,15 @@ enum mtp_nvml { MTP_NVML_AUTO = 0, MTP_NVML_OFF };
 struct mtp_config {
 	char *default_spec;    /* default=SPEC, NULL when absent */
 	char *domains;         /* domains=PATH */
+	bool domains_slurm;    /* domains=slurm: Slurm's own topology.conf (slurmtopo.c) */
 	char *topology;        /* topology=PATH with %n for the node name; NULL = live hwloc */
 	enum mtp_nvml nvml;
 	bool strict;
 	char error[MT_ERRLEN]; /* first configuration error, "" when the line was valid */
 };
 int mtp_config_parse(int ac, char **av, struct mtp_config *c);
+/* Makes C inactive with WHY as its error, dropping every setting read so far. */
+void mtp_config_refuse(struct mtp_config *c, const char *why);
 void mtp_config_free(struct mtp_config *c);
 /* Opens PATH to be read as root: a regular file, not a symlink, owned by root (or by the daemon's own
  * user) that nobody else can write, under folders nobody else can write (sticky ones excepted).  The file
@@ -42,6 +48,22 @@ void mtp_config_free(struct mtp_config *c);
 int mtp_open_trusted(const char *path, char **real, char *err, size_t errlen);
 /* Puts PATH back where a message names its resolved name REAL. */
 void mtp_name_back(char *err, size_t errlen, const char *real, const char *path);
+
+/* ---- which Slurm (version.c) */
+const char *mtp_slurm_built(void);               /* the release of the spank.h we were built with */
+bool mtp_same_release(const char *a, const char *b);   /* same major.minor */
+/* 0 when RUNNING (S_SLURM_VERSION; NULL when Slurm did not say) is the release we were built for; else
+ * -1 with the message for the admin in err. */
+int mtp_version_compare(const char *running, char *err, size_t errlen);
+
+/* ---- Slurm's own topology (slurmtopo.c) */
+/* The topology.conf beside the slurm.conf slurmstepd runs with (its SLURM_CONF, else the configured
+ * Slurm sysconfdir) into BUF; -1 with err when Slurm would read a topology.yaml there instead. */
+int mtp_slurm_topology_conf(char *buf, size_t len, char *err, size_t errlen);
+/* From SLURM_TOPOLOGY_ADDR and its _PATTERN ("b1.n7", "block.node"): the element above NODE (its block,
+ * or leaf switch) into DOM.  1 when Slurm runs no topology plugin, -1 when the address does not end in
+ * NODE or does not fit. */
+int mtp_topology_addr_domain(const char *addr, const char *pattern, const char *node, char *dom, size_t len);
 
 /* ---- the option (args.c) */
 int mtp_option_register(spank_t sp);
@@ -78,6 +100,8 @@ struct mtp_facts {
 	char *gpu_list;        /* the step-level CUDA_VISIBLE_DEVICES as Slurm set it, "" when none */
 	char *allowed_cpus;    /* CPUs the step may use on this node, list form */
 	unsigned master_port;
+	char topo_addr[256];   /* SLURM_TOPOLOGY_ADDR and _PATTERN of this node, "" when unset */
+	char topo_pattern[64];
 };
 /* The job-wide facts (ids, nodes, tasks, task ids, port): the same on every node of the step. */
 int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen);

@@ -31,6 +31,8 @@ static struct {
 	bool planned;         /* the job-wide plan holds: every task gets its rank */
 	bool failed;          /* the job-wide plan failed: warn (strict=yes: fail the tasks) */
 	bool facts_ok;        /* the job-wide facts were read: Slurm's layout is known (torch fallback) */
+	bool node_only;       /* the job-wide failure is this node's own (its copy of Slurm's topology): it
+				 reports, and gives no fallback ranks that could collide with the others' */
 	bool local_failed;    /* this node's binding failed: its tasks get ranks only */
 	char err[MT_ERRLEN];  /* the job-wide failure */
 	char local_err[MT_ERRLEN];
@@ -162,6 +164,50 @@ static struct mt_domains *fabric_domains(const struct mtp_config *c)
 	return d;
 }
 
+/* The domain map: domains=PATH; else Slurm's own topology.conf, when domains=slurm names it or, without
+ * domains=, when Slurm runs topology/block (its blocks are the NVLink domains).  A map read from Slurm's
+ * file must place this node where Slurm does (SLURM_TOPOLOGY_ADDR): a copy that differs from the one
+ * slurmctld loaded would give this node another plan than the others. */
+static int load_domains(const struct mtp_config *c, char *err, size_t errlen)
+{
+	const struct mtp_facts *f = &st.facts;
+	const char *me = f->nodes[f->node_id], *mine;
+	char path[4096], dom[256];
+	int rc;
+
+	if (c->domains)
+		return load_trusted(c->domains, NULL, &st.domains, err, errlen) ? -1 : 0;
+	if (!c->domains_slurm && strncmp(f->topo_pattern, "block.", 6))
+		return 0;   /* NVML fabric cliques, else one domain per node */
+	if (mtp_slurm_topology_conf(path, sizeof path, err, errlen))
+		return -1;
+	rc = load_trusted(path, NULL, &st.domains, err, errlen);
+	if (rc > 0 && !c->domains_slurm) {
+		mtp_info("step %u.%u: %s; planning without a domain map (name one with domains=)", f->job_id,
+			 f->step_id, err);
+		return 0;   /* e.g. configless Slurm: no file beside slurm.conf on the node */
+	}
+	if (rc)
+		return -1;
+	if ((rc = mtp_topology_addr_domain(f->topo_addr, f->topo_pattern, me, dom, sizeof dom)) > 0)
+		return 0;   /* domains=slurm without a topology plugin in Slurm: nothing to compare with */
+	st.node_only = true;
+	if (rc < 0) {
+		snprintf(err, errlen, "SLURM_TOPOLOGY_ADDR='%.100s' (pattern '%.40s') does not end in this node's "
+			 "name %s", f->topo_addr, f->topo_pattern, me);
+		return -1;
+	}
+	mine = mt_domains_lookup(st.domains, me);
+	if (!mine || strcmp(mine, dom)) {
+		snprintf(err, errlen, "Slurm places %.60s in %.60s (SLURM_TOPOLOGY_ADDR) but %.150s here says %.60s: "
+			 "this node's copy is not the topology slurmctld runs with (scontrol reconfigure after "
+			 "editing it)", me, dom, path, mine ? mine : "nothing");
+		return -1;
+	}
+	st.node_only = false;
+	return 0;
+}
+
 /* The ranks, from the job-wide facts alone: no node model at all. */
 static int plan_ranks(char *err, size_t errlen)
 {
@@ -238,9 +284,10 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 	if (mtp_facts_gather(sp, &st.facts, err, sizeof err))
 		goto failed;
 	st.facts_ok = true;
-	if (c->domains ? load_trusted(c->domains, NULL, &st.domains, err, sizeof err) != 0
-		       : (st.domains = fabric_domains(c), false))
+	if (load_domains(c, err, sizeof err))
 		goto failed;
+	if (!st.domains)
+		st.domains = fabric_domains(c);
 	if (plan_ranks(err, sizeof err))
 		goto failed;
 	st.planned = true;
@@ -267,7 +314,7 @@ static void report(const struct mtp_config *c, int local_task, bool local, const
 {
 	const char *me = st.facts.nodes ? st.facts.nodes[st.facts.node_id] : "?";
 
-	if (local_task != 0 || (!local && st.node_id != 0))
+	if (local_task != 0 || (!local && !st.node_only && st.node_id != 0))
 		return;
 	if (c->strict)
 		mtp_error("%s%s%s%s (strict=yes: the step fails)", local ? "node " : "", local ? me : "",
@@ -357,7 +404,7 @@ int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c)
 		return c->strict ? -1 : 0;
 	}
 	/* the job-wide plan failed: under export=torch, Slurm's layout in torch's variables */
-	if (!c->strict && torch && st.facts_ok) {
+	if (!c->strict && torch && st.facts_ok && !st.node_only) {
 		slurm_task(task, &t);
 		t.torch_only = true;
 		if (mt_contract_env(NULL, &t, &e, err, sizeof err) == 0) {
@@ -365,7 +412,7 @@ int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c)
 			mt_env_free(&e);
 		}
 	}
-	report(c, task, false, what, torch && st.facts_ok);
+	report(c, task, false, what, torch && st.facts_ok && !st.node_only);
 	return c->strict ? -1 : 0;
 }
 

@@ -5,6 +5,8 @@ pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc li
       slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
 # a real client of the rank contract: torch.distributed (gloo) under srun (tests/slurm/test_contract.sh)
 pkgs="$pkgs python3-torch"
+# the Slurm 24.11 testbed builds a Debian 13 root filesystem with it (tests/slurm/testbed24.sh)
+pkgs="$pkgs debootstrap"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -27,6 +27,8 @@ static int report_fd;
 /* Pretend nodes: rank r's host in the peer table is "node" + fake_nodes[r] (NULL: the real host), and
  * the transport the suite expects then. */
 static const char *fake_nodes, *want_override;
+static int rail_local;             /* M_RAIL: ranks per pretend node */
+static const char *want_init_error; /* tr_comm_init must fail with this text */
 static bool stall_last; /* the last rank stops itself before the failing call (see run_case) */
 static const char *cur_case;
 static int cur_rank;
@@ -225,7 +227,123 @@ static void suite(struct tr_comm *c, const char *want_kind)
 	free(ro);
 }
 
-enum mode { M_SUITE, M_KILL, M_SILENT };
+enum mode { M_SUITE, M_KILL, M_SILENT, M_RAIL };
+
+/* Keys of the rows src sends dst in the keyed case: to the other node's local rank 0 a token twice
+ * and another once, to its local rank 1 that other token again and a third; inside the node two
+ * distinct ones (they never cross). */
+static int rail_keys(int src, int dst, int L, int *k)
+{
+	if (src / L == dst / L)
+		return k[0] = 0, k[1] = 3, 2;
+	if (dst % L == 0)
+		return k[0] = 0, k[1] = 1, k[2] = 0, 3;
+	return k[0] = 1, k[1] = 2, 2;
+}
+
+static unsigned char key_pat(int src, int key, size_t i)
+{
+	return (unsigned char)(src * 13 + key * 101 + i * 3);
+}
+
+/* Rail mode on pretend nodes of L ranks each (rank r on node r / L): where every cross-node byte went,
+ * and deduplication of keyed rows against hand-computed figures.  want_mode: what MOE_A2A gives. */
+static void rail_case(struct tr_comm *c, const char *want_mode, int L)
+{
+	int me = tr_comm_rank(c), n = tr_comm_size(c), N = n / L, rail = !strcmp(want_mode, "rail");
+	check(!strcmp(tr_comm_a2a_mode(c), want_mode), "a2a mode", "mode %s, want %s", tr_comm_a2a_mode(c), want_mode);
+	struct tr_a2a_stats st;
+	tr_comm_a2a_stats(c, &st);
+	check(st.nodes == N && st.local_rank == me % L && st.local_size == L, "node layout from the peer table",
+	      "nodes %d local rank %d of %d", st.nodes, st.local_rank, st.local_size);
+	/* plain rows: the suite's sizes and contents */
+	size_t sb[16], so[16], rb[16], ro[16], st_ = 0, rt = 0;
+	for (int p = 0; p < n; p++) {
+		sb[p] = a2a_len(me, p, n), so[p] = st_, st_ += sb[p];
+		rb[p] = a2a_len(p, me, n), ro[p] = rt, rt += rb[p];
+	}
+	unsigned char *sbuf = malloc(st_ + 1), *rbuf = malloc(rt + 1);
+	for (int p = 0; p < n; p++)
+		for (size_t i = 0; i < sb[p]; i++)
+			sbuf[so[p] + i] = pat(me, p, i);
+	memset(rbuf, 0xee, rt + 1);
+	int rc = tr_alltoallv(c, sbuf, sb, so, rbuf, rb, ro), bad = -1;
+	for (int p = 0; p < n && bad < 0; p++)
+		for (size_t i = 0; i < rb[p]; i++)
+			if (rbuf[ro[p] + i] != pat(p, me, i)) {
+				bad = p;
+				break;
+			}
+	check(rc == 0 && bad < 0, "every byte in its place", "rc %d (%s), first bad source %d", rc, tr_comm_error(c), bad);
+	/* direct: each byte for (node m, local j) goes to local rank j; rail: all to my own local rank,
+	 * plus per other node the row counts, (L + 1) 8-byte words */
+	uint64_t want[16] = { 0 }, cross = 0;
+	for (int p = 0; p < n; p++)
+		if (p / L != me / L)
+			want[rail ? me % L : p % L] += sb[p], cross += sb[p];
+	if (rail)
+		want[me % L] += (uint64_t)(N - 1) * (L + 1) * 8, cross += (uint64_t)(N - 1) * (L + 1) * 8;
+	tr_comm_a2a_stats(c, &st);
+	int badlr = -1;
+	for (int lr = 0; lr < L; lr++)
+		if (tr_comm_cross_bytes_to(c, lr) != want[lr])
+			badlr = lr;
+	check(badlr < 0 && st.cross_bytes == cross, rail ? "every cross-node byte went local rank i -> local rank i"
+							 : "direct: cross-node bytes to every local rank",
+	      "to local rank %d: %llu, want %llu; cross %llu want %llu", badlr < 0 ? 0 : badlr,
+	      (unsigned long long)tr_comm_cross_bytes_to(c, badlr < 0 ? 0 : badlr),
+	      (unsigned long long)want[badlr < 0 ? 0 : badlr], (unsigned long long)st.cross_bytes,
+	      (unsigned long long)cross);
+	check(st.rail_bytes == (rail ? cross : want[me % L]), "bytes on the rail", "%llu of %llu",
+	      (unsigned long long)st.rail_bytes, (unsigned long long)st.cross_bytes);
+	free(sbuf);
+	free(rbuf);
+
+	/* keyed rows of 64 bytes: to the other node 3 + 2 rows of which 3 distinct: 5 * 64 = 320 bytes
+	 * become 3 * 64 + 5 * 4 (row indexes) = 212, so 108 saved per other node and call */
+	enum { ROW = 64 };
+	int keys[64], nk = 0, k[3];
+	unsigned char ks[64 * ROW], kr[64 * ROW];
+	st_ = rt = 0;
+	for (int p = 0; p < n; p++) {
+		int m = rail_keys(me, p, L, k);
+		sb[p] = (size_t)m * ROW, so[p] = st_, st_ += sb[p];
+		for (int i = 0; i < m; i++, nk++) {
+			keys[nk] = k[i];
+			for (size_t b = 0; b < ROW; b++)
+				ks[(size_t)nk * ROW + b] = key_pat(me, k[i], b);
+		}
+		rb[p] = (size_t)rail_keys(p, me, L, k) * ROW, ro[p] = rt, rt += rb[p];
+	}
+	struct tr_a2a_stats before;
+	tr_comm_a2a_stats(c, &before);
+	rc = 0;
+	for (int it = 0; it < 2 && rc == 0; it++)
+		rc = tr_alltoallv_keyed(c, ks, sb, so, kr, rb, ro, ROW, keys, 4);
+	bad = -1;
+	for (int p = 0; p < n && bad < 0; p++) {
+		int m = rail_keys(p, me, L, k);
+		for (int i = 0; i < m && bad < 0; i++)
+			for (size_t b = 0; b < ROW; b++)
+				if (kr[ro[p] + (size_t)i * ROW + b] != key_pat(p, k[i], b)) {
+					bad = p;
+					break;
+				}
+	}
+	check(rc == 0 && bad < 0, "keyed rows: every row in its place", "rc %d (%s), first bad source %d", rc,
+	      tr_comm_error(c), bad);
+	tr_comm_a2a_stats(c, &st);
+	uint64_t saved = st.dedup_bytes - before.dedup_bytes, crossed = st.cross_bytes - before.cross_bytes;
+	uint64_t want_saved = rail ? 2 * (uint64_t)(N - 1) * 108 : 0;
+	uint64_t want_cross = rail ? 2 * (uint64_t)(N - 1) * (212 + (L + 1) * 8) : 2 * (uint64_t)(N - 1) * 320;
+	check(saved == want_saved && crossed == want_cross, "deduplication: the hand-computed bytes saved and sent",
+	      "saved %llu want %llu, crossed %llu want %llu", (unsigned long long)saved, (unsigned long long)want_saved,
+	      (unsigned long long)crossed, (unsigned long long)want_cross);
+	/* a key out of range is refused before anything moves */
+	keys[0] = 99;
+	rc = tr_alltoallv_keyed(c, ks, sb, so, kr, rb, ro, ROW, keys, 4);
+	check(rc != 0 && strstr(tr_comm_error(c), "key 99"), "a key out of range is refused", "%s", tr_comm_error(c));
+}
 
 /* The failure cases: the last rank dies (SIGKILL) or goes silent after one barrier; the others
  * must fail their next collective with an error naming it. */
@@ -305,12 +423,18 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		}
 		struct tr_comm *c;
 		if (tr_comm_init(kind, &c, err, sizeof(err)) != 0) {
-			check(0, "init", "%s", err);
+			check(want_init_error && strstr(err, want_init_error), "init", "%s", err);
+			_exit(1);
+		}
+		if (want_init_error) {
+			check(0, "init", "init succeeded, want an error with '%s'", want_init_error);
 			_exit(1);
 		}
 		check(1, "init", NULL);
 		if (m == M_SUITE)
 			suite(c, kind);
+		else if (m == M_RAIL)
+			rail_case(c, want, rail_local);
 		else
 			fail_case(c, m, want);
 		tr_comm_free(c);
@@ -333,7 +457,7 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		kill(pids[n - 1], SIGCONT);
 		waitpid(pids[n - 1], NULL, 0);
 	}
-	if (m != M_SUITE) {
+	if (m == M_KILL || m == M_SILENT) {
 		kill(pids[n - 1], SIGKILL);
 		waitpid(pids[n - 1], NULL, 0);
 	}
@@ -453,6 +577,11 @@ int main(void)
 	tap_ok(rc != 0 && strstr(err, "MOE_COMM_PEERS"), "peer table shorter than the world: %s", err);
 
 	unsetenv("MOE_COMM_PEERS");
+	setenv("MOE_A2A", "sideways", 1);
+	rc = tr_comm_init(NULL, &c, err, sizeof(err));
+	tap_ok(rc != 0 && strstr(err, "MOE_A2A='sideways'") && strstr(err, "valid: direct, rail"),
+	       "unknown all-to-all mode named with the valid choices: %s", err);
+	unsetenv("MOE_A2A");
 
 	run_case("tcp-2", "tcp", 2, M_SUITE, NULL, 0, "20");
 	run_case("tcp-4", "tcp", 4, M_SUITE, NULL, 0, "20");
@@ -477,6 +606,20 @@ int main(void)
 	run_case("nodes-AAB-kill", "auto", 3, M_KILL, "rank 2", 0, "10"); /* rank 2: alone on node B */
 	fake_nodes = "ABB";
 	run_case("nodes-ABB-kill", "auto", 3, M_KILL, "rank 2", 0, "10"); /* rank 2 shares node B with rank 1 */
+	/* rail mode (on by default for AABB: same local layout on every node) against direct */
+	fake_nodes = "AABB";
+	rail_local = 2;
+	run_case("rail-AABB-auto", "auto", 4, M_RAIL, "rail", 0, "20");
+	setenv("MOE_A2A", "direct", 1);
+	run_case("rail-AABB-direct", "auto", 4, M_RAIL, "direct", 0, "20");
+	setenv("MOE_A2A", "rail", 1);
+	fake_nodes = "AABBCC";
+	run_case("rail-AABBCC", "auto", 6, M_RAIL, "rail", 0, "20");
+	fake_nodes = "AAB"; /* asked for by name where the nodes differ: refused at init, on every rank */
+	want_init_error = "MOE_A2A=rail needs the same number of ranks on every node";
+	run_case("rail-AAB-refused", "auto", 3, M_SUITE, NULL, 0, "20");
+	want_init_error = NULL;
+	unsetenv("MOE_A2A");
 	fake_nodes = NULL;
 	want_override = NULL;
 	run_case("rendezvous-tcp-3", "tcp", 3, M_SUITE, NULL, free_port(), "20");

@@ -2,15 +2,20 @@
 #
 # Source after tap.sh.  tb_start brings the cluster up (4 nodes) under a lock, so that test scripts the
 # harness runs in parallel take turns; the EXIT trap prints the logs on failure and tears it all down.
-# run_client CMD... sets $out (stdout), $err (stderr) and $rc.
+# run_client CMD... sets $out (stdout), $err (stderr) and $rc.  MOE_SLURM_VERSION (22.05, the default, or
+# 24.11) picks the Slurm the testbed runs: every test of the suite runs on either.
 : "${top_srcdir:?}" "${top_builddir:?}"
 TESTBED="bash $top_srcdir/tests/slurm/testbed.sh"
 REPORT="$top_srcdir/tests/slurm/report.sh"
 export MOE_TESTBED=${MOE_TESTBED:-/run/moetopo-testbed}
 
+export MOE_SLURM_VERSION=${MOE_SLURM_VERSION:-22.05}
+
 tb_skip_unless_possible() {
 	[ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, slurm daemons)"
-	[ -f "$top_builddir/plugin/.libs/moe_topology.so" ] || skip_all "plugin not built (no slurm/spank.h at configure)"
+	# on 24.11 the testbed builds the plugin itself, inside its Debian 13 root filesystem
+	[ "$MOE_SLURM_VERSION" != 22.05 ] || [ -f "$top_builddir/plugin/.libs/moe_topology.so" ] ||
+		skip_all "plugin not built (no slurm/spank.h at configure)"
 	command -v flock >/dev/null || skip_all "no flock"
 }
 
@@ -29,7 +34,8 @@ tb_start() {
 	exec 9>"${MOE_TESTBED}.lock"
 	flock 9
 	trap tb_cleanup EXIT
-	$TESTBED up "${1:-4}" >/dev/null || { echo "Bail out! testbed did not come up"; exit 1; }
+	$TESTBED up "${1:-4}" --slurm "$MOE_SLURM_VERSION" >/dev/null ||
+		{ echo "Bail out! Slurm $MOE_SLURM_VERSION testbed did not come up"; exit 1; }
 }
 
 run_client() {

@@ -147,16 +147,25 @@ ok "--gpus-per-task: the step runs with Slurm's binding" [ "$rc" = 0 ]
 is "$(grep -c 'moe-topology: warning: Slurm bound GPUs per task.*--gpus-per-node' <<<"$err")" 1 \
 	"--gpus-per-task: one warning says what to request instead"
 
-# Without a domain map, NVML fabric cliques in every node's cached topology could define the domains (these
-# fixtures have none), so each node is its own domain: still exactly moetopo's plan.
+# Without domains= on 22.05, NVML fabric cliques in every node's cached topology could define the domains
+# (these fixtures have none), so each node is its own domain: still exactly moetopo's plan.
+# On 24.11 Slurm runs topology/block, and its own topology.conf is the map.
 $TESTBED plugstack "topology=$MOE_TESTBED/topo/%n.xml" nvml=off
 run_client srun -N4 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
 tasks=$(from_tasks)
-plan=$("$MOETOPO" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 4 --node-xml "$MOE_TESTBED/topo/%n.xml" \
-	--cpus "$machine_cpus" --spec ep=4 | from_plan)
-is "$tasks" "$plan" "no domain map: per-rank plan equals moetopo plan, one domain per node"
-is "$(awk '$1 == "T" { for (i = 3; i <= NF; i++) if ($i ~ /^MOE_DOMAIN=/) d = substr($i, 12); if ("node=" d != $3) print $2 }' <<<"$out")" "" \
-	"no domain map: MOE_DOMAIN is the rank's node"
+if [ "$MOE_SLURM_VERSION" = 22.05 ]; then
+	plan=$("$MOETOPO" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 4 --node-xml "$MOE_TESTBED/topo/%n.xml" \
+		--cpus "$machine_cpus" --spec ep=4 | from_plan)
+	is "$tasks" "$plan" "no domain map: per-rank plan equals moetopo plan, one domain per node"
+	is "$(awk '$1 == "T" { for (i = 3; i <= NF; i++) if ($i ~ /^MOE_DOMAIN=/) d = substr($i, 12); if ("node=" d != $3) print $2 }' <<<"$out")" "" \
+		"no domain map: MOE_DOMAIN is the rank's node"
+else
+	plan=$("$MOETOPO" plan --json --nodes 'gpu-r1-n[1-2],gpu-r2-n[1-2]' --tasks-per-node 4 --node-xml "$MOE_TESTBED/topo/%n.xml" \
+		--domains "$E/topology.conf" --cpus "$machine_cpus" --spec ep=4 | from_plan)
+	is "$tasks" "$plan" "no domains= under topology/block: per-rank plan equals moetopo plan with Slurm's topology.conf"
+	is "$(awk '$1 == "T" { d = a = ""; for (i = 3; i <= NF; i++) { if ($i ~ /^MOE_DOMAIN=/) d = substr($i, 12); if ($i ~ /^SLURM_TOPOLOGY_ADDR=/) a = substr($i, 21) }
+		if (a != d "." substr($3, 6)) print $2 }' <<<"$out")" "" "no domains= under topology/block: MOE_DOMAIN is the rank's block"
+fi
 $TESTBED plugstack
 
 # Caches are read as root: a file others can write is refused, on that node only, with one warning; the

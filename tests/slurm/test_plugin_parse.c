@@ -1,15 +1,19 @@
 /* test_plugin_parse.c - the plugin's pure parsers without Slurm: the strict plugstack.conf arguments,
- * the trusted-file rule for files read as root, the GPU lists taken from the job's environment and the
- * node names allowed into file names.  The sources are compiled in directly (they are static-free but
+ * the trusted-file rule for files read as root, the GPU lists taken from the job's environment, the
+ * node names allowed into file names, Slurm releases, and where Slurm's topology puts a node.  The
+ * sources are compiled in directly (they are static-free but
  * only linked into the plugin otherwise).
  */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "tap.h"
 #include "config.c"
 #include "layout.c"
+#include "slurmtopo.c"
+#include "version.c"
 
 static int parse(struct mtp_config *c, const char *a0, const char *a1, const char *a2)
 {
@@ -208,10 +212,66 @@ static void test_layout(void)
 	       !mtp_node_name_ok("") && !mtp_node_name_ok("a b"), "names with '/', leading '.', spaces or empty refused");
 }
 
+static void test_slurm(void)
+{
+	struct mtp_config c;
+	char dom[64], buf[256], err[MT_ERRLEN];
+	const char *conf = getenv("SLURM_CONF");
+	char tmp[] = "/tmp/mtp-slurmconf-XXXXXX";
+
+	TAP_INT(parse(&c, "domains=slurm", NULL, NULL), 0, "domains=slurm is valid");
+	tap_ok(c.domains_slurm && !c.domains, "domains=slurm means Slurm's own file, not a file named slurm");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "domains=slurm", "domains=/etc/t.conf", NULL), -1, "domains= twice (slurm, then a path)");
+	tap_ok(!c.domains_slurm && !c.domains, "nothing of it kept");
+	mtp_config_free(&c);
+
+	TAP_INT(mtp_topology_addr_domain("r1.gpu-r1-n1", "block.node", "gpu-r1-n1", dom, sizeof dom), 0,
+		"topology/block address");
+	TAP_STR(dom, "r1", "its block");
+	TAP_INT(mtp_topology_addr_domain("s0.s3.n7.cluster", "switch.switch.node", "n7.cluster", dom, sizeof dom), 0,
+		"topology/tree address, node name with dots");
+	TAP_STR(dom, "s3", "its leaf switch");
+	TAP_INT(mtp_topology_addr_domain("n7", "node", "n7", dom, sizeof dom), 1, "no topology plugin: nothing to say");
+	TAP_INT(mtp_topology_addr_domain("", "", "n7", dom, sizeof dom), 1, "unset: nothing to say");
+	TAP_INT(mtp_topology_addr_domain("r1.n8", "block.node", "n7", dom, sizeof dom), -1, "another node's address");
+	TAP_INT(mtp_topology_addr_domain(".n7", "block.node", "n7", dom, sizeof dom), -1, "an empty block");
+	TAP_INT(mtp_topology_addr_domain("xn7", "block.node", "n7", dom, sizeof dom), -1, "no separator");
+
+	/* Slurm's topology.conf is beside the slurm.conf in slurmstepd's own environment */
+	tap_ok(mkdtemp(tmp) != NULL, "scratch folder");
+	snprintf(buf, sizeof buf, "%s/slurm.conf", tmp);
+	setenv("SLURM_CONF", buf, 1);
+	TAP_INT(mtp_slurm_topology_conf(buf, sizeof buf, err, sizeof err), 0, "topology.conf beside SLURM_CONF");
+	tap_ok(!strncmp(buf, tmp, strlen(tmp)) && !strcmp(buf + strlen(tmp), "/topology.conf"), "named: %s", buf);
+	snprintf(buf, sizeof buf, "%s/topology.yaml", tmp);
+	fclose(fopen(buf, "w"));
+	TAP_INT(mtp_slurm_topology_conf(buf, sizeof buf, err, sizeof err), -1, "a topology.yaml there is refused");
+	tap_ok(strstr(err, "topology.yaml") && strstr(err, "domains=PATH"), "saying what to do: %s", err);
+	snprintf(buf, sizeof buf, "%s/topology.yaml", tmp);
+	unlink(buf);
+	rmdir(tmp);
+	unsetenv("SLURM_CONF");
+	TAP_INT(mtp_slurm_topology_conf(buf, sizeof buf, err, sizeof err), 0, "without SLURM_CONF");
+	TAP_STR(buf, MTP_SLURM_SYSCONFDIR "/topology.conf", "the configured Slurm folder");
+	if (conf)
+		setenv("SLURM_CONF", conf, 1);
+
+	tap_ok(mtp_same_release("24.11.5", "24.11.1") && mtp_same_release("22.05.8", "22.05"), "same major.minor");
+	tap_ok(!mtp_same_release("24.11.5", "22.05.8") && !mtp_same_release("24.11.5", "24.05.5") &&
+	       !mtp_same_release("24.1", "24.11") && !mtp_same_release("x", "x"), "other releases, or unreadable");
+	TAP_INT(mtp_version_compare(mtp_slurm_built(), err, sizeof err), 0, "the release we were built for runs us");
+	TAP_INT(mtp_version_compare(NULL, err, sizeof err), 0, "Slurm does not say: no complaint");
+	TAP_INT(mtp_version_compare("99.01.0", err, sizeof err), -1, "another release is refused");
+	tap_ok(strstr(err, mtp_slurm_built()) && strstr(err, "99.01.0") && strstr(err, "rebuild"),
+	       "naming both releases and the fix: %s", err);
+}
+
 int main(void)
 {
 	test_config();
 	test_trusted();
 	test_layout();
+	test_slurm();
 	return tap_done();
 }

@@ -1,12 +1,13 @@
 #!/bin/bash
 # test_train.sh - the main job end to end on the real Slurm testbed: an sbatch job with --moe-topology
 # whose steps are a binding report and `srun moe-launch -- moe-train` across 4 nodes (8 ranks, EP=8 over
-# two NVLink domains; shared memory inside a node, tcp between nodes).  Checks that the sbatch option reaches the steps, that every
+# two NVLink domains; shared memory inside a node, tcp between nodes; MOE_A2A=rail, counters from the metrics).  Checks that the sbatch option reaches the steps, that every
 # task is bound as `moetopo plan` says, that the trainer runs the planned layout and that its loss falls.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
 tb_skip_unless_possible
+export MOE_SLURM24_TOOLS=1   # on 24.11 the tasks run moe-launch and moe-train built inside its root filesystem
 tb_start 4
 W=$MOE_TESTBED/work
 SPEC=ep=8,experts=16,route-groups=2
@@ -17,6 +18,7 @@ cat > "$W/train.sbatch" <<EOF
 #SBATCH -N4 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=$SPEC,verbose
 #SBATCH -o $W/job.out -e $W/job.err
 srun bash $REPORT > $W/binding.txt
+export MOE_A2A=rail
 srun moe-launch --timeout 120 -- moe-train --data $W/gpl3.bin --steps 25 --seed 3 --experts 16 --top-k 2 \\
 	--dim 64 --heads 4 --layers 2 --ffn 128 --expert-ffn 32 --seq-len 32 --global-batch 16 --lr 0.01 \\
 	--warmup 5 --threads 1 --metrics $W/metrics.jsonl
@@ -51,6 +53,12 @@ is "$(grep -c 'moe-topology: rank' "$W/job.err")" 16 "verbose: one binding line 
 # the training step: the trainer saw the planned world and learned
 ok "trainer ran 8 ranks as one EP group of 8: shm within a node, tcp between nodes" grep -q "world 8 (ep 8 x dp 1, transport shm+tcp)" "$W/job.out"
 is "$(grep -c '"step"' "$W/metrics.jsonl")" 25 "25 metric lines"
+# MOE_A2A=rail: the expert exchange crossed nodes only along the rails, tokens deduplicated per node
+ok "trainer's all-to-all in rail mode" grep -q "OpenMP threads, a2a rail" "$W/job.out"
+is "$(grep -o '"a2a_rail_fraction":[^,}]*' "$W/metrics.jsonl" | cut -d: -f2 | sort -u)" 1.000000 \
+	"every step's cross-node bytes stayed on their rail (a2a_rail_fraction 1)"
+dedup=$(grep -o '"a2a_dedup_bytes":[0-9]*' "$W/metrics.jsonl" | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
+ok "deduplication kept bytes off the network ($dedup over 25 steps)" [ "$dedup" -gt 0 ]
 first=$(head -1 "$W/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
 last=$(tail -1 "$W/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2)
 ok "loss falls: $first -> $last (by more than 1 nat)" awk -v a="$first" -v b="$last" 'BEGIN { exit !(a - b > 1.0) }'

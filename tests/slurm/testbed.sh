@@ -1,7 +1,8 @@
 #!/bin/bash
 # testbed.sh - a real multi-node Slurm cluster on one Debian 12 machine, for the moe_topology plugin.
 #
-#   testbed.sh up [N]        install packages if missing, start munged, slurmctld and N slurmd (default 4)
+#   testbed.sh up [N] [--slurm 22.05|24.11]   install packages if missing, start munged, slurmctld and
+#                            N slurmd (default 4) of that Slurm (default 22.05, or $MOE_SLURM_VERSION)
 #   testbed.sh run CMD...    run a client command (srun, sbatch, salloc, sinfo...) against the cluster
 #   testbed.sh plugstack [ARGS...]   rewrite the plugin's plugstack.conf line (no restart needed)
 #   testbed.sh down          stop every daemon and step, delete the namespaces and the state folder
@@ -19,6 +20,8 @@
 #   top_builddir    build tree holding plugin/.libs/moe_topology.so and the tools (set by `make check`)
 #   MOE_PLUGIN      the plugin to load (default $top_builddir/plugin/.libs/moe_topology.so)
 #   MOE_TESTBED_CPUS   CPUs each node claims (default 8; more than the machine has, so task/none)
+#   MOE_SLURM_VERSION  22.05 (Debian 12's own Slurm) or 24.11 (a Debian 13 chroot with topology/block:
+#                   testbed24.sh); `run`, `plugstack`, `status` and `down` use the version that is up
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +46,22 @@ read -r -a FIXTURES <<<"${MOE_TESTBED_FIXTURES:-flux-core__ipa20.xml mpibind__co
 pkgs="slurmctld slurmd slurm-client munge iproute2 procps util-linux hwloc"
 
 die() { echo "testbed: $*" >&2; exit 1; }
+
+# Which Slurm: `up ... --slurm V`, else the testbed that is up, else MOE_SLURM_VERSION, else 22.05.
+SLURM_VERSIONS="22.05 24.11"
+slurm_version() {  # slurm_version SUBCOMMAND ARGS...
+	local v="" up=$([ "${1:-}" = up ] && echo 1)
+	while [ -n "$up" ] && [ $# -gt 0 ]; do
+		case $1 in
+		--slurm) v=${2:-}; shift $(( $# > 1 ? 2 : 1 )) ;;
+		--slurm=*) v=${1#--slurm=}; shift ;;
+		*) shift ;;
+		esac
+	done
+	[ -n "$v" ] || [ -n "$up" ] || v=$(cat "$TB/slurm-version" 2>/dev/null || true)
+	[ -n "$v" ] || v=${MOE_SLURM_VERSION:-22.05}
+	case " $SLURM_VERSIONS " in *" $v "*) echo "$v" ;; *) die "unknown Slurm version '$v' (valid: $SLURM_VERSIONS)" ;; esac
+}
 
 node_name() { echo "gpu-r$(( ($1 - 1) / 2 + 1 ))-n$(( ($1 - 1) % 2 + 1 ))"; }
 node_count() { cat "$TB/nodes" 2>/dev/null || echo 0; }
@@ -154,6 +173,7 @@ EOF
 		cat "$E/gres.conf.new"
 	} > "$E/gres.conf"
 	rm -f "$E/gres.conf.new"
+	write_configs_extra
 	chmod 644 "$E"/*
 	plugin_path > "$TB/plugin"
 	write_plugstack ${MOE_TESTBED_PLUGSTACK:-}
@@ -192,10 +212,12 @@ in_node() {  # in_node HOSTNAME NS CMD...
 		"hostname $h && mount --bind $E/hosts /etc/hosts && exec $*"
 }
 
+tools_path() { echo "$top_builddir/topology/cli:$top_builddir/launcher:$top_builddir/trainer/driver"; }
+
 client() {
 	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"
 	# tasks inherit this environment: the build's tools on PATH, a working folder every node shares
-	local path=$top_builddir/topology/cli:$top_builddir/launcher:$top_builddir/trainer/driver:$PATH
+	local path=$(tools_path):$PATH
 	(cd "$TB/work" && PATH=$path ip netns exec $NS-head "$@")
 }
 
@@ -211,16 +233,26 @@ wait_idle() {
 	return 1
 }
 
+# What a version changes (testbed24.sh redefines these and the daemons' and clients' runners).
+prepare_up() { ensure_packages; }
+check_nodes() { :; }
+write_configs_extra() { :; }
+release_root() { :; }
+
 do_up() {
 	local n=${1:-4} i name
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 8 ] || die "node count must be 1..8, got '$n'"
+	check_nodes "$n"
 	[ "$(id -u)" = 0 ] || die "must run as root (namespaces, mknod, daemons)"
 	for i in "${FIXTURES[@]}"; do
 		[ -f "$top_srcdir/tests/fixtures/hwloc/$i" ] || die "missing fixture tests/fixtures/hwloc/$i"
 	done
-	plugin_path >/dev/null || exit 1
-	ensure_packages
+	# whatever testbed is up in this state folder goes first, under the version it was started with
+	[ -f "$TB/slurm-version" ] && { bash "${BASH_SOURCE[0]}" down >/dev/null 2>&1 || true; }
 	do_down >/dev/null 2>&1 || true
+	mkdir -p "$TB" && echo "$SLURM_VERSION" > "$TB/slurm-version"   # from here on, `down` undoes it all
+	prepare_up
+	plugin_path >/dev/null || exit 1
 	write_configs "$n"
 	rm -rf "$TB/var/ctld"/*
 	start_munge
@@ -257,15 +289,19 @@ do_down() {
 	done
 	for p in $alive; do kill -9 "$p" 2>/dev/null || true; done
 	for ns in $(ip netns list 2>/dev/null | awk -v p="^$NS-" '$1 ~ p {print $1}'); do ip netns del "$ns"; done
+	release_root
 	[ -n "${MOE_TESTBED_KEEP:-}" ] || rm -rf "$TB"
 	return 0
 }
 
+SLURM_VERSION=$(slurm_version "$@")
+[ "$SLURM_VERSION" = 22.05 ] || . "$here/testbed${SLURM_VERSION%%.*}.sh"
+
 case "${1:-}" in
-up) shift; do_up "${1:-4}" ;;
+up) shift; n=4; [ $# -gt 0 ] && [ "${1#--}" = "$1" ] && n=$1; do_up "$n" ;;
 down) do_down ;;
 run) shift; [ $# -gt 0 ] || die "usage: testbed.sh run CMD..."; client "$@" ;;
 plugstack) shift; write_plugstack "$@" ;;
 status) client sinfo -N -o '%N %T %G' ;;
-*) echo "usage: testbed.sh up [N] | run CMD... | plugstack [ARGS...] | status | down" >&2; exit 2 ;;
+*) echo "usage: testbed.sh up [N] [--slurm 22.05|24.11] | run CMD... | plugstack [ARGS...] | status | down" >&2; exit 2 ;;
 esac

@@ -50,6 +50,8 @@ struct tr_comm {
 	char err[TR_ERRLEN];
 	void *scratch;
 	size_t scratch_len;
+	enum tr_a2a_mode a2a_mode;
+	struct tr_rail *rail; /* node layout, counters, rail-mode sub-communicators */
 };
 
 /* One peer's part of an operation: at most one message each way. */
@@ -401,8 +403,13 @@ static int exchange(struct tr_comm *c, uint32_t op, const struct msgs *m)
 	return rc;
 }
 
-int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
-		 void *recv, const size_t *recv_bytes, const size_t *recv_off)
+static bool rail_on(const struct tr_comm *c)
+{
+	return c->a2a_mode != TR_A2A_DIRECT && tr_rail_possible(c->rail);
+}
+
+static int alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
+		     void *recv, const size_t *recv_bytes, const size_t *recv_off, size_t row, const int *key, int nkeys)
 {
 	if (usable(c))
 		return -1;
@@ -411,14 +418,46 @@ int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, 
 	if (send_bytes[c->rank] != recv_bytes[c->rank])
 		return fail(c, "alltoallv: rank %d sends itself %zu bytes but expects %zu", c->rank,
 			    send_bytes[c->rank], recv_bytes[c->rank]);
-	if (send_bytes[c->rank])
-		memmove(r + recv_off[c->rank], s + send_off[c->rank], send_bytes[c->rank]);
-	struct msgs m = { .s = s, .sbytes = send_bytes, .soff = send_off, .r = r, .rbytes = recv_bytes, .roff = recv_off };
-	int rc = exchange(c, OP_ALLTOALLV, &m);
+	int rc;
+	if (rail_on(c)) {
+		rc = tr_rail_alltoallv(c, c->rail, send, send_bytes, send_off, recv, recv_bytes, recv_off, row, key, nkeys);
+	} else {
+		if (send_bytes[c->rank])
+			memmove(r + recv_off[c->rank], s + send_off[c->rank], send_bytes[c->rank]);
+		struct msgs m = { .s = s, .sbytes = send_bytes, .soff = send_off, .r = r, .rbytes = recv_bytes, .roff = recv_off };
+		rc = exchange(c, OP_ALLTOALLV, &m);
+		if (rc == 0)
+			tr_rail_count_direct(c->rail, c->rank, send_bytes, c->size);
+	}
 	if (rc == 0)
 		for (int p = 0; p < c->size; p++)
 			c->a2a_bytes += p == c->rank ? 0 : send_bytes[p];
 	return rc;
+}
+
+int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
+		 void *recv, const size_t *recv_bytes, const size_t *recv_off)
+{
+	return alltoallv(c, send, send_bytes, send_off, recv, recv_bytes, recv_off, 0, NULL, 0);
+}
+
+int tr_alltoallv_keyed(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
+		       void *recv, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+		       const int *key, int nkeys)
+{
+	if (usable(c))
+		return -1;
+	if (row_bytes == 0 || nkeys < 0 || !key)
+		return fail(c, "alltoallv: rows of %zu bytes and %d keys", row_bytes, nkeys);
+	for (int p = 0; p < c->size; p++) {
+		if (send_bytes[p] % row_bytes || send_off[p] % row_bytes)
+			return fail(c, "alltoallv: %zu bytes at offset %zu for rank %d are not rows of %zu bytes",
+				    send_bytes[p], send_off[p], p, row_bytes);
+		for (size_t i = send_off[p] / row_bytes; i < (send_off[p] + send_bytes[p]) / row_bytes; i++)
+			if (key[i] < 0 || key[i] >= nkeys)
+				return fail(c, "alltoallv: row %zu has key %d, outside 0..%d", i, key[i], nkeys - 1);
+	}
+	return alltoallv(c, send, send_bytes, send_off, recv, recv_bytes, recv_off, row_bytes, key, nkeys);
 }
 
 int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
@@ -599,6 +638,11 @@ int tr_comm_split(struct tr_comm *c, int color, int key, struct tr_comm **out)
 	free(all);
 	s->tag = mix(mix(mix(c->tag, c->splits), (uint32_t)color), 0x5eed);
 	c->splits++;
+	s->a2a_mode = c->a2a_mode;
+	if (!(s->rail = tr_rail_new(s))) {
+		tr_comm_free(s);
+		return fail(c, "out of memory");
+	}
 	*out = s;
 	return 0;
 }
@@ -607,6 +651,7 @@ void tr_comm_free(struct tr_comm *c)
 {
 	if (!c)
 		return;
+	tr_rail_free(c->rail); /* its sub-communicators hold references to the transport */
 	if (--c->t->refs == 0) {
 		free(c->t->peers);
 		c->t->ops->destroy(c->t);
@@ -639,6 +684,58 @@ const char *tr_comm_error(const struct tr_comm *c)
 uint64_t tr_comm_alltoall_bytes(const struct tr_comm *c)
 {
 	return c->a2a_bytes;
+}
+
+const char *tr_comm_a2a_mode(const struct tr_comm *c)
+{
+	return rail_on(c) ? "rail" : "direct";
+}
+
+void tr_comm_a2a_stats(const struct tr_comm *c, struct tr_a2a_stats *st)
+{
+	tr_rail_stats(c->rail, c->rank, st);
+}
+
+uint64_t tr_comm_cross_bytes_to(const struct tr_comm *c, int lr)
+{
+	return tr_rail_to_local(c->rail, lr);
+}
+
+const char *tr_comm_member_host(const struct tr_comm *c, int r)
+{
+	return c->t->peers[c->world[r]].host;
+}
+
+int tr_comm_world_rank(const struct tr_comm *c, int r)
+{
+	return c->world[r];
+}
+
+int tr_comm_fail(struct tr_comm *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char msg[TR_ERRLEN];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return fail(c, "%s", msg);
+}
+
+int tr_comm_adopt_error(struct tr_comm *c, const struct tr_comm *sub)
+{
+	snprintf(c->err, sizeof(c->err), "%s", sub->err);
+	c->broken = true;
+	return -1;
+}
+
+bool tr_comm_is_broken(const struct tr_comm *c)
+{
+	return c->broken;
+}
+
+void tr_comm_set_direct(struct tr_comm *c)
+{
+	c->a2a_mode = TR_A2A_DIRECT;
 }
 
 /* ---- init */
@@ -756,6 +853,9 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 	}
 	int size, rank;
 	double timeout;
+	enum tr_a2a_mode a2a;
+	if (tr_a2a_mode_parse(getenv("MOE_A2A"), &a2a, err, errlen) != 0)
+		return -1;
 	if (env_int("MOE_WORLD_SIZE", "WORLD_SIZE", 1, 1, &size, err, errlen) != 0 ||
 	    env_int("MOE_RANK", "RANK", 0, 0, &rank, err, errlen) != 0 || env_timeout(&timeout, err, errlen) != 0)
 		return -1;
@@ -834,6 +934,18 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 		c->world[i] = i;
 	c->rank = rank;
 	c->tag = mix(2166136261u, (uint32_t)size);
+	c->a2a_mode = a2a;
+	if (!(c->rail = tr_rail_new(c))) {
+		tr_comm_free(c);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* asked for by name on a world that cannot do it: say so now, not at the first exchange */
+	if (a2a == TR_A2A_RAIL && !one_node && !tr_rail_possible(c->rail)) {
+		tr_rail_layout_error(c->rail, c, err, errlen);
+		tr_comm_free(c);
+		return -1;
+	}
 	*out = c;
 	return 0;
 }

@@ -38,6 +38,13 @@ const char *tr_comm_error(const struct tr_comm *c);
  * with tr_alltoall). */
 int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
 		 void *recv, const size_t *recv_bytes, const size_t *recv_off);
+/* tr_alltoallv of rows of row_bytes bytes (sizes and offsets are multiples of it) where send row i
+ * (at send + i * row_bytes) carries key[i], 0 <= key[i] < nkeys, and rows with equal keys are equal
+ * bytes (one token bound for several experts).  Receives exactly what tr_alltoallv would; in rail mode
+ * such a row crosses to a node once, with the list of places it goes there. */
+int tr_alltoallv_keyed(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
+		       void *recv, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+		       const int *key, int nkeys);
 /* Fixed all-to-all: `bytes` bytes to every rank (counts, metadata). */
 int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes);
 /* In-place sum over ranks; the result is bit-identical on every rank and independent of timing
@@ -47,8 +54,24 @@ int tr_allreduce_f64(struct tr_comm *c, double *buf, size_t n);
 int tr_allgather(struct tr_comm *c, const void *send, void *recv, size_t bytes);
 int tr_barrier(struct tr_comm *c);
 
-/* Bytes this rank sent to other ranks through tr_alltoallv since init (for the progress line). */
+/* Bytes this rank handed tr_alltoallv for other ranks since init (for the progress line): the
+ * same in every all-to-all mode. */
 uint64_t tr_comm_alltoall_bytes(const struct tr_comm *c);
+
+/* How tr_alltoallv moves rows (MOE_A2A=direct|rail, unset = auto): "direct" (every rank straight to
+ * every peer) or "rail" (across nodes only to the same local rank, which forwards inside its node; on
+ * by default when the communicator spans several nodes with the same number of ranks on each). */
+const char *tr_comm_a2a_mode(const struct tr_comm *c);
+/* What this rank's tr_alltoallv calls on c sent across nodes since init, whatever the mode. */
+struct tr_a2a_stats {
+	uint64_t cross_bytes;  /* bytes sent to ranks on other nodes (rows, and rail mode's row counts) */
+	uint64_t rail_bytes;   /* of those, bytes sent to the same local rank (the rail): all in rail mode */
+	uint64_t dedup_bytes;  /* bytes keyed rows did not send across nodes thanks to deduplication */
+	int nodes, local_rank, local_size; /* nodes of c; this rank's index on its node; most ranks on a node */
+};
+void tr_comm_a2a_stats(const struct tr_comm *c, struct tr_a2a_stats *st);
+/* Bytes this rank sent across nodes to local rank lr (0 <= lr < local_size) of the other nodes. */
+uint64_t tr_comm_cross_bytes_to(const struct tr_comm *c, int lr);
 
 #ifdef __cplusplus
 }

@@ -63,4 +63,28 @@ int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *er
 /* Shared helpers. */
 void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host:port" */
 
+/* comm.c for comm_rail.c */
+const char *tr_comm_member_host(const struct tr_comm *c, int r); /* node name of member r */
+int tr_comm_world_rank(const struct tr_comm *c, int r);           /* transport rank of member r */
+int tr_comm_fail(struct tr_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int tr_comm_adopt_error(struct tr_comm *c, const struct tr_comm *sub); /* sub failed (and told peers) */
+bool tr_comm_is_broken(const struct tr_comm *c);
+void tr_comm_set_direct(struct tr_comm *c); /* the rail stages themselves: never rail again */
+
+/* comm_rail.c: the rail-aligned two-stage alltoallv (MOE_A2A).  Every communicator keeps its node
+ * layout (struct tr_rail) and its cross-node byte counters there. */
+enum tr_a2a_mode { TR_A2A_AUTO, TR_A2A_DIRECT, TR_A2A_RAIL };
+struct tr_rail;
+int tr_a2a_mode_parse(const char *v, enum tr_a2a_mode *m, char *err, size_t errlen);
+struct tr_rail *tr_rail_new(const struct tr_comm *c); /* NULL: out of memory */
+void tr_rail_free(struct tr_rail *r);
+bool tr_rail_possible(const struct tr_rail *r); /* several nodes, the same number of ranks on each */
+const char *tr_rail_layout_error(const struct tr_rail *r, const struct tr_comm *c, char *buf, size_t len);
+void tr_rail_count_direct(struct tr_rail *r, int me, const size_t *send_bytes, int size);
+/* key: NULL, or the key of every send row of `row` bytes (0 <= key < nkeys); checked by the caller */
+int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *send, const size_t *sb, const size_t *so,
+		      void *recv, const size_t *rb, const size_t *ro, size_t row, const int *key, int nkeys);
+void tr_rail_stats(const struct tr_rail *r, int me, struct tr_a2a_stats *st);
+uint64_t tr_rail_to_local(const struct tr_rail *r, int lr);
+
 #endif

@@ -41,7 +41,10 @@ void tr_metrics_json(FILE *f, const struct tr_step_report *r)
 	num(f, "ms", r->ms, "%.3f");
 	num(f, "tokens_per_s", r->tokens_per_s, "%.1f");
 	num(f, "max_load_over_mean", r->max_load_over_mean, "%.6f");
-	fprintf(f, ",\"a2a_bytes\":%llu,\"tokens\":%llu}\n", (unsigned long long)r->a2a_bytes,
+	fprintf(f, ",\"a2a_bytes\":%llu,\"a2a_cross_bytes\":%llu", (unsigned long long)r->a2a_bytes,
+		(unsigned long long)r->a2a_cross_bytes);
+	num(f, "a2a_rail_fraction", r->a2a_rail_fraction, "%.6f");
+	fprintf(f, ",\"a2a_dedup_bytes\":%llu,\"tokens\":%llu}\n", (unsigned long long)r->a2a_dedup_bytes,
 		(unsigned long long)r->tokens);
 	fflush(f);
 }

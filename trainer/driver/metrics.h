@@ -15,6 +15,9 @@ struct tr_step_report {
 	double ms, tokens_per_s;     /* wall time of the step; global tokens / wall time */
 	double max_load_over_mean;   /* router balance (1 = even); 1 for a model without MoE layers */
 	uint64_t a2a_bytes;          /* all-to-all bytes sent by all ranks in this step */
+	uint64_t a2a_cross_bytes;    /* of the all-to-all traffic, bytes that crossed nodes */
+	double a2a_rail_fraction;    /* share of those that stayed on their rail; NaN when none crossed */
+	uint64_t a2a_dedup_bytes;    /* bytes deduplication kept off the network */
 	uint64_t tokens;             /* global tokens in this step */
 };
 

@@ -137,14 +137,14 @@ static void banner(struct tr_run *r, int ep_size)
 	size_t per;
 	tr_model_local_experts(r->m, &first, &count, &per);
 	double active = (double)r->n[0] + (double)c->top_k * (double)per;
-	printf("moe-train: world %d (ep %d x dp %d, transport %s), %d OpenMP threads\n", r->nranks, ep_size,
+	printf("moe-train: world %d (ep %d x dp %d, transport %s), %d OpenMP threads, a2a %s\n", r->nranks, ep_size,
 	       r->nranks / ep_size, tr_comm_kind(r->world),
 #ifdef _OPENMP
 	       omp_get_max_threads()
 #else
 	       1
 #endif
-	);
+	       , tr_comm_a2a_mode(r->ep));
 	printf("moe-train: model d_model %d, %d layers (%d dense), %d heads, %d experts top-%d, params %.3fM total, %.3fM active per token\n",
 	       c->d_model, c->n_layers, c->n_dense_layers, c->n_heads, c->n_experts, c->top_k,
 	       (double)tr_model_nparams_global(r->m) / 1e6, active / 1e6);
@@ -265,6 +265,8 @@ static int train(struct tr_run *r)
 	struct tr_sched sc = {o->lr, o->min_lr, o->warmup, o->lr_steps};
 	struct tr_adamw aw = {(float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->wd};
 	uint64_t a2a_prev = tr_comm_alltoall_bytes(r->ep);
+	struct tr_a2a_stats xprev, xnow;
+	tr_comm_a2a_stats(r->ep, &xprev);
 	long first_step = r->step;
 	double first_loss = NAN, last_loss = NAN, first_load = NAN, last_load = NAN, tsum = 0, tok_sum = 0;
 	uint64_t a2a_total = 0;
@@ -296,9 +298,14 @@ static int train(struct tr_run *r)
 			break;
 		}
 		uint64_t a2a_now = tr_comm_alltoall_bytes(r->ep);
-		double red[3] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0};
+		tr_comm_a2a_stats(r->ep, &xnow);
+		/* cross-node, on-rail and deduplicated bytes of this step, summed over ranks */
+		double red[6] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0,
+				 (double)(xnow.cross_bytes - xprev.cross_bytes), (double)(xnow.rail_bytes - xprev.rail_bytes),
+				 (double)(xnow.dedup_bytes - xprev.dedup_bytes)};
 		a2a_prev = a2a_now;
-		if (tr_allreduce_f64(r->world, red, 3) != 0) {
+		xprev = xnow;
+		if (tr_allreduce_f64(r->world, red, 6) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_comm_error(r->world));
 			rc = 1;
 			break;
@@ -311,7 +318,9 @@ static int train(struct tr_run *r)
 		struct tr_step_report rep = {
 			.step = r->step, .steps = o->steps, .loss = red[0] / r->nranks, .lr = lr, .grad_norm = norm,
 			.ms = dt * 1e3, .tokens = (uint64_t)o->global_batch * (uint64_t)T,
-			.max_load_over_mean = st.n_moe_layers > 0 ? st.max_over_mean : 1.0, .a2a_bytes = (uint64_t)red[1]};
+			.max_load_over_mean = st.n_moe_layers > 0 ? st.max_over_mean : 1.0, .a2a_bytes = (uint64_t)red[1],
+			.a2a_cross_bytes = (uint64_t)red[3], .a2a_rail_fraction = red[3] > 0 ? red[4] / red[3] : NAN,
+			.a2a_dedup_bytes = (uint64_t)red[5]};
 		rep.tokens_per_s = (double)rep.tokens / dt;
 		if (r->step == first_step + 1) {
 			first_loss = rep.loss;

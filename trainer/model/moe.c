@@ -3,6 +3,8 @@
  * forward:  router -> sort token-expert pairs by expert (permute) -> exchange counts, then token rows
  *           (dispatch, tr_alltoallv) -> regroup received rows expert-major -> expert SwiGLU ->
  *           back to source order -> reverse exchange (combine) -> gate-weighted sum per token (unpermute).
+ * The dispatch names each row's token (tr_alltoallv_keyed), so the transport may send a token once per
+ * node however many of its experts are there.
  * backward: the same exchanges in reverse with the gradients of the rows.
  * Gates stay on the token's rank, so the gate gradient <dy, expert output> is computed where the token is.
  * Rows of one expert are processed in (source rank, token) order, which is the global token order when
@@ -154,7 +156,8 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	tr_real *xrecv = xsend + (size_t)Nk * D, *ye = xrecv + (size_t)R * D;
 
 	tr_permute_forward(xsend, x, a->src_tok, Nk, D);
-	if (tr_alltoallv(m->par.ep, xsend, sb, so, xrecv, rb, ro))
+	/* the rows of one token are equal: keyed by token, they cross to a node once (rail mode) */
+	if (tr_alltoallv_keyed(m->par.ep, xsend, sb, so, xrecv, rb, ro, sizeof(tr_real) * D, a->src_tok, N))
 		return tr_model_fail(m, "expert dispatch: %s", tr_comm_error(m->par.ep));
 
 	/* received rows are [source][local expert]; the experts want [local expert][source] */
