@@ -1,11 +1,11 @@
 /* version.c - the Slurm release this plugin was built for, and the one that loaded it.
  *
  * A SPANK plugin is built against one release's spank.h: its item numbers and structures are that
- * release's, and its plugin_version symbol is that release's SLURM_VERSION_NUMBER.  Newer loaders
- * (24.11 among them) refuse a SPANK plugin whose major.minor differs; 22.05's loader checks nothing for
- * SPANK plugins.  So the plugin checks for itself (moe_topology.c, with what S_SLURM_VERSION says):
- * loaded by another release, it stays inactive and says which release it was built for (the admin
- * guide has what each Slurm does).  No Slurm calls here, so the unit tests use it directly.
+ * release's, and its plugin_version symbol is that release's SLURM_VERSION_NUMBER.  Slurm 22.05 and 24.11
+ * both refuse to load a SPANK plugin whose major.minor differs (measured; the admin guide has their
+ * messages).  Older loaders skipped that check for SPANK plugins, so the plugin also compares for itself
+ * (moe_topology.c, with what S_SLURM_VERSION says): loaded by another release, it stays inactive and
+ * says which release it was built for.  No Slurm calls here, so the unit tests use it directly.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,6 +7,9 @@ pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc li
 pkgs="$pkgs python3-torch"
 # the Slurm 24.11 testbed builds a Debian 13 root filesystem with it (tests/slurm/testbed24.sh)
 pkgs="$pkgs debootstrap"
+# the Soft-RoCE guest for the verbs tests (tests/rdma/rig.sh; its kernel and tools are fetched with
+# apt-get download, not installed)
+pkgs="$pkgs qemu-system-x86 kmod ibverbs-providers"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
