@@ -23,13 +23,13 @@ machine_cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
 # procid rank local_rank gpu_pci ep_group ep_rank domain node, per task (from report.sh lines) or per plan rank
 from_tasks() {
 	awk '$1 == "T" { delete v; for (i = 3; i <= NF; i++) { p = index($i, "="); v[substr($i, 1, p - 1)] = substr($i, p + 1) }
-		print $2, v["MOE_RANK"], v["MOE_LOCAL_RANK"], v["MOE_GPU_PCI"], v["MOE_EP_GROUP"], v["MOE_EP_RANK"],
+		print $2, v["MOE_RANK"], v["MOE_LOCAL_RANK"], (v["MOE_GPU_PCI"] == "" ? "-" : v["MOE_GPU_PCI"]), v["MOE_EP_GROUP"], v["MOE_EP_RANK"],
 			v["MOE_DOMAIN"], substr($3, 6) }' <<<"$out" | sort -n
 }
 from_plan() {
 	awk 'function s(k,  m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
 	     function n(k,  m) { if (match($0, "\"" k "\":-?[0-9]+")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:/, "", m); return m } return "" }
-	     /^\{"procid":/ { print n("procid"), n("rank"), n("local_rank"), s("gpu_pci"), n("ep_group"), n("ep_rank"),
+	     /^\{"procid":/ { print n("procid"), n("rank"), n("local_rank"), (s("gpu_pci") == "" ? "-" : s("gpu_pci")), n("ep_group"), n("ep_rank"),
 			s("domain"), s("node") }' | sort -n
 }
 ranks_only() { awk '{ print $1, $2, $3, $5, $6, $7, $8 }'; }  # without the GPU: what every node must agree on
