@@ -296,8 +296,9 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		st.local_failed = true;
 		snprintf(st.local_err, sizeof st.local_err, "%s", err);
 	}
-	mtp_info("step %u.%u: planned %d ranks on %d nodes%s", st.facts.job_id, st.facts.step_id, st.plan->world,
-		 st.plan->n_nodes, st.local_failed ? " (this node unbound)" : "");
+	/* the version tells the admin reading slurmd's log which plugin build planned the step */
+	mtp_info("step %u.%u: planned %d ranks on %d nodes%s (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
+		 st.facts.step_id, st.plan->world, st.plan->n_nodes, st.local_failed ? ", this node unbound" : "");
 	goto out;
 failed:
 	fail("%s", err);

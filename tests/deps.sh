@@ -10,6 +10,8 @@ pkgs="$pkgs debootstrap"
 # the Soft-RoCE guest for the verbs tests (tests/rdma/rig.sh; its kernel and tools are fetched with
 # apt-get download, not installed)
 pkgs="$pkgs qemu-system-x86 kmod ibverbs-providers"
+# tests/packaging/debs.sh builds the .debs and checks them with lintian
+pkgs="$pkgs debhelper fakeroot lintian"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -22,6 +22,8 @@
 #   MOE_TESTBED_CPUS   CPUs each node claims (default 8; more than the machine has, so task/none)
 #   MOE_SLURM_VERSION  22.05 (Debian 12's own Slurm) or 24.11 (a Debian 13 chroot with topology/block:
 #                   testbed24.sh); `run`, `plugstack`, `status` and `down` use the version that is up
+#   MOE_TESTBED_INSTALLED=1   jobs find moetopo's programs on the system PATH, not in top_builddir
+#                   (installed packages; set MOE_PLUGIN to the installed plugin too)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -218,6 +220,7 @@ client() {
 	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"
 	# tasks inherit this environment: the build's tools on PATH, a working folder every node shares
 	local path=$(tools_path):$PATH
+	[ "${MOE_TESTBED_INSTALLED:-}" = 1 ] && path=$PATH
 	(cd "$TB/work" && PATH=$path ip netns exec $NS-head "$@")
 }
 
