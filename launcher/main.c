@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm.h"
 #include "launcher.h"
 
 void ml_warn(const char *fmt, ...)
@@ -48,7 +49,8 @@ static void usage(FILE *f)
 		"      --master-port PORT override MOE_MASTER_PORT\n"
 		"\n"
 		"Both modes:\n"
-		"  -t, --transport KIND   auto, shm or tcp (exported as MOE_TRANSPORT; auto = shm on one node)\n"
+		"  -t, --transport KIND   " TR_COMM_KINDS "\n"
+		"                         (exported as MOE_TRANSPORT; auto = shm on one node)\n"
 		"      --timeout SEC      communication timeout, MOE_COMM_TIMEOUT (default 60): a dead or silent\n"
 		"                         rank is reported by the others within it\n"
 		"  -v, --verbose          print the plan and each rank's binding\n"
@@ -108,8 +110,8 @@ int main(int argc, char **argv)
 			o.spec = optarg;
 			break;
 		case 't':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "shm") && strcmp(optarg, "tcp"))
-				return bad("--transport '%s' is not one of auto, shm, tcp", optarg);
+			if (!tr_comm_kind_known(optarg))
+				return bad("--transport '%s' is not one of " TR_COMM_KINDS, optarg);
 			o.transport = optarg;
 			break;
 		case O_TIMEOUT:

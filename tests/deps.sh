@@ -3,8 +3,15 @@
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
       slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+# a real client of the rank contract: torch.distributed (gloo) under srun (tests/slurm/test_contract.sh)
+pkgs="$pkgs python3-torch"
 # the Slurm 24.11 testbed builds a Debian 13 root filesystem with it (tests/slurm/testbed24.sh)
 pkgs="$pkgs debootstrap"
+# the Soft-RoCE guest for the verbs tests (tests/rdma/rig.sh; its kernel and tools are fetched with
+# apt-get download, not installed)
+pkgs="$pkgs qemu-system-x86 kmod ibverbs-providers"
+# tests/packaging/debs.sh builds the .debs and checks them with lintian
+pkgs="$pkgs debhelper fakeroot lintian"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -5,7 +5,9 @@
  *             127.0.0.1, poll-driven (tcp's yardstick)
  * Ranks are forked here with the MOE_COMM_* environment moe-launch would give them.  Prints GB/s
  * per rank and the ratios (target >= 0.7), best of ROUNDS interleaved rounds.
- * Usage: comm_bw [RANKS [MIB_PER_PEER [SECONDS [ROUNDS]]]]
+ * Usage: comm_bw [RANKS [MIB_PER_PEER [SECONDS [ROUNDS [KIND]]]]]
+ * With KIND (e.g. verbs): only that transport, one line "KIND alltoallv GB/s per rank: X" (bench/verbs.sh
+ * sets it against ib_write_bw, measured by perftest outside this program).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -272,6 +274,15 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (pipe(res_pipe))
 		return 1;
+	if (argc > 5) {
+		double best = 0, v;
+		for (int r = 0; r < rounds; r++)
+			if ((v = bench_comm(argv[5])) > best)
+				best = v;
+		printf("%s alltoallv GB/s per rank: %.4f (%d ranks, %g MiB to each peer, best of %d rounds of %g s)\n", argv[5],
+		       best / 1e9, nranks, mib, rounds, seconds);
+		return best > 0 ? 0 : 1;
+	}
 	/* rounds interleave the four measurements; the best of each is kept, so a burst of load from
 	 * other processes on the machine hits baselines and transports alike and mostly not at all */
 	double mc = 0, lb = 0, shm = 0, tcp = 0;

@@ -4,7 +4,7 @@
  * over the ranks, rows of DIM floats.  Prints the time of rail mode (rows keyed by token, so
  * deduplicated, and unkeyed) as a ratio to direct mode, and the bytes that crossed nodes per token in
  * each.  On one machine "crossing" is loopback TCP, so the time ratio measures the cost of the extra
- * hop and the saving of deduplication, not a real network's.
+ * hop and the saving of deduplication, not a real network's.  Best of 3 interleaved rounds.
  * Usage: rail_a2a [NODES [PER_NODE [TOPK [TOKENS [DIM [ITERS]]]]]]
  */
 #define _GNU_SOURCE
@@ -161,10 +161,20 @@ int main(int argc, char **argv)
 	}
 	if (pipe(res_pipe))
 		return 1;
+	/* best of 3 interleaved rounds: a burst of load from other processes hits every mode alike */
 	struct result d, rp, rk;
-	if (run("direct", 1, &d) || run("rail", 0, &rp) || run("rail", 1, &rk)) {
-		fprintf(stderr, "rail_a2a: a run failed\n");
-		return 1;
+	for (int round = 0; round < 3; round++) {
+		struct result x[3];
+		if (run("direct", 1, &x[0]) || run("rail", 0, &x[1]) || run("rail", 1, &x[2])) {
+			fprintf(stderr, "rail_a2a: a run failed\n");
+			return 1;
+		}
+		if (round == 0 || x[0].seconds < d.seconds)
+			d = x[0];
+		if (round == 0 || x[1].seconds < rp.seconds)
+			rp = x[1];
+		if (round == 0 || x[2].seconds < rk.seconds)
+			rk = x[2];
 	}
 	printf("rail_a2a: %d pretend nodes x %d ranks, top-%d of %d experts, %d tokens/rank, rows of %d floats, %d iterations\n",
 	       nodes, per_node, topk, 4 * nodes * per_node, tokens, dim, iters);

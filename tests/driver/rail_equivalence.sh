@@ -50,4 +50,9 @@ MOE_A2A=sideways "$TRAIN" "${args[@]}" > "$tmp/bad.out" 2>&1
 rc=$?
 ok "MOE_A2A=sideways: refused with one line naming the choices (exit $rc)" \
 	sh -c "[ $rc -ne 0 ] && grep -q \"MOE_A2A='sideways' is not an all-to-all mode (valid: direct, rail\" '$tmp/bad.out'"
+MOE_WORLD_SIZE=2 MOE_RANK=1 MOE_MASTER_ADDR=127.0.0.1 MOE_MASTER_PORT=9 MOE_COMM_HOST='node 1' \
+	"$TRAIN" "${args[@]}" > "$tmp/badhost.out" 2>&1
+rc=$?
+ok "MOE_COMM_HOST with a blank: refused before the rendezvous (exit $rc)" \
+	sh -c "[ $rc -ne 0 ] && grep -q \"MOE_COMM_HOST='node 1' is not a node name\" '$tmp/badhost.out'"
 done_testing

@@ -25,6 +25,8 @@
 #   MOE_TESTBED_CPUS   CPUs each node claims (default 8; more than the machine has, so task/none)
 #   MOE_SLURM_VERSION  22.05 (Debian 12's own Slurm) or 24.11 (a Debian 13 chroot with topology/block:
 #                   testbed24.sh); `run`, `plugstack`, `status` and `down` use the version that is up
+#   MOE_TESTBED_INSTALLED=1   jobs find moetopo's programs on the system PATH, not in top_builddir
+#                   (installed packages; set MOE_PLUGIN to the installed plugin too)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,13 +36,17 @@ TB=${MOE_TESTBED:-/run/moetopo-testbed}
 E=$TB/etc
 CPUS=${MOE_TESTBED_CPUS:-8}
 GPUS=4
+# GPUs of each node (MOE_TESTBED_GPUS="8 4 4 4": heterogeneous nodes; default 4 each)
+read -r -a NODE_GPUS <<<"${MOE_TESTBED_GPUS:-}"
+node_gpus() { echo "${NODE_GPUS[$(( $1 - 1 ))]:-$GPUS}"; }
 # Prefix of every network namespace this testbed creates, derived from its state folder so that two
 # testbeds (two MOE_TESTBED folders) never touch each other's namespaces or processes.
 NS=${MOE_TESTBED_NS:-mtb$(printf '%s' "$TB" | cksum | cut -c1-4)}
 export SLURM_CONF=$E/slurm.conf
 
 # One fixture per node, each a different real machine with 4 NVIDIA GPUs (tests/fixtures/hwloc).
-FIXTURES=(flux-core__ipa20.xml mpibind__coral-lassen.xml psmgmt__topo.jrc0323.xml psmgmt__topo.mel2001.xml)
+# MOE_TESTBED_FIXTURES replaces the list (say, an 8-GPU machine first, with MOE_TESTBED_GPUS).
+read -r -a FIXTURES <<<"${MOE_TESTBED_FIXTURES:-flux-core__ipa20.xml mpibind__coral-lassen.xml psmgmt__topo.jrc0323.xml psmgmt__topo.mel2001.xml}"
 
 pkgs="slurmctld slurmd slurm-client munge iproute2 procps util-linux hwloc"
 
@@ -100,7 +106,9 @@ write_configs() {
 	chmod 755 "$TB" "$E" "$TB/topo"
 	chmod 1777 "$TB/work"
 	# fake GPUs: slurmd accepts only character devices in gres.conf File=
-	for ((i = 0; i < GPUS; i++)); do
+	local max=$GPUS g
+	for g in "${NODE_GPUS[@]}"; do [ "$g" -gt "$max" ] && max=$g; done
+	for ((i = 0; i < max; i++)); do
 		[ -c "$TB/dev/nvidia$i" ] || { rm -f "$TB/dev/nvidia$i"; mknod -m 666 "$TB/dev/nvidia$i" c 195 $i; }
 	done
 	cat > "$E/slurm.conf" <<EOF
@@ -148,10 +156,13 @@ EOF
 		echo "127.1.0.1 head"
 	} > "$E/hosts"
 	: > "$E/topology.conf"
+	: > "$E/gres.conf.new"
 	for ((i = 1; i <= n; i++)); do
 		name=$(node_name $i)
 		addr=127.1.0.$((10 + i))
-		echo "NodeName=$name NodeAddr=$addr CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$GPUS State=UNKNOWN" >> "$E/slurm.conf"
+		g=$(node_gpus $i)
+		echo "NodeName=$name NodeAddr=$addr CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$g State=UNKNOWN" >> "$E/slurm.conf"
+		echo "NodeName=$name Name=gpu Type=h100 File=$TB/dev/nvidia[0-$((g - 1))]" >> "$E/gres.conf.new"
 		echo "$addr $name" >> "$E/hosts"
 		# the plugin reads cached topologies only when root owns them and nobody else may write them
 		install -m 644 "$top_srcdir/tests/fixtures/hwloc/${FIXTURES[$(( (i - 1) % 4 ))]}" "$TB/topo/$name.xml"
@@ -164,8 +175,9 @@ EOF
 	done
 	{
 		echo "AutoDetect=off"
-		echo "Name=gpu Type=h100 File=$TB/dev/nvidia[0-$((GPUS - 1))]"
+		cat "$E/gres.conf.new"
 	} > "$E/gres.conf"
+	rm -f "$E/gres.conf.new"
 	write_configs_extra
 	chmod 644 "$E"/*
 	plugin_path > "$TB/plugin"
@@ -211,6 +223,7 @@ client() {
 	[ -f "$TB/nodes" ] || die "not up (testbed.sh up first)"
 	# tasks inherit this environment: the build's tools on PATH, a working folder every node shares
 	local path=$(tools_path):$PATH
+	[ "${MOE_TESTBED_INSTALLED:-}" = 1 ] && path=$PATH
 	(cd "$TB/work" && PATH=$path ip netns exec $NS-head "$@")
 }
 

@@ -843,6 +843,46 @@ static int world_from_env(int rank, int size, double timeout, struct tr_world *w
 	return tr_rdv_run(maddr, mport, rank, size, timeout, w, err, errlen);
 }
 
+bool tr_comm_kind_known(const char *kind)
+{
+	static const char *kinds[] = { "auto", "shm", "tcp", "shm+tcp", "verbs", "shm+verbs" };
+	for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (!strcmp(kind, kinds[i]))
+			return true;
+	return false;
+}
+
+/* auto's test for verbs: the rail NIC the plan gave this rank (or MOE_IB_DEVICE) is an RDMA device. */
+static bool rdma_rail(void)
+{
+#ifdef HAVE_VERBS
+	const char *dev = getenv("MOE_IB_DEVICE");
+	if (!dev || !*dev)
+		dev = getenv("MOE_NET_DEVICES");
+	char path[128];
+	if (!dev || !*dev || dev[strcspn(dev, ":,")] == '/')
+		return false;
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%.*s", (int)strcspn(dev, ":,/"), dev);
+	return access(path, F_OK) == 0;
+#else
+	return false;
+#endif
+}
+
+static int no_verbs(const char *kind, char *err, size_t errlen)
+{
+#ifdef HAVE_VERBS
+	(void)kind;
+	(void)err;
+	(void)errlen;
+	return 0;
+#else
+	snprintf(err, errlen, "transport '%s': this build has no libibverbs (install libibverbs-dev and configure "
+		 "--with-verbs)", kind);
+	return -1;
+#endif
+}
+
 int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -850,8 +890,8 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 		kind = getenv("MOE_TRANSPORT");
 	if (!kind || !*kind)
 		kind = "auto";
-	if (strcmp(kind, "auto") && strcmp(kind, "shm") && strcmp(kind, "tcp") && strcmp(kind, "self")) {
-		snprintf(err, errlen, "unknown transport '%s' (valid: auto, shm, tcp, self)", kind);
+	if (strcmp(kind, "self") && !tr_comm_kind_known(kind)) {
+		snprintf(err, errlen, "unknown transport '%s' (valid: " TR_COMM_KINDS ", self)", kind);
 		return -1;
 	}
 	int size, rank;
@@ -895,7 +935,7 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 		for (int j = i + 1; j < size && !shared_node; j++)
 			shared_node = !strcmp(w.peers[i].host, w.peers[j].host);
 	if (!strcmp(kind, "auto"))
-		kind = one_node ? "shm" : shared_node ? "shm+tcp" : "tcp";
+		kind = one_node ? "shm" : rdma_rail() ? "shm+verbs" : shared_node ? "shm+tcp" : "tcp";
 	struct tr_transport *t = NULL;
 	int rc;
 	if (!strcmp(kind, "self")) {
@@ -911,8 +951,10 @@ int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errle
 		} else {
 			rc = tr_shm_open(&w, &t, err, errlen);
 		}
-	} else if (!strcmp(kind, "shm+tcp")) {
-		rc = tr_hybrid_open(&w, &t, err, errlen);
+	} else if (!strcmp(kind, "shm+tcp") || !strcmp(kind, "shm+verbs")) {
+		rc = no_verbs(kind, err, errlen) ? -1 : tr_hybrid_open(&w, kind + 4, &t, err, errlen);
+	} else if (!strcmp(kind, "verbs")) {
+		rc = no_verbs(kind, err, errlen) ? -1 : tr_verbs_open(&w, &t, err, errlen);
 	} else {
 		rc = tr_tcp_open(&w, &t, err, errlen);
 	}

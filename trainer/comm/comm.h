@@ -1,5 +1,5 @@
 /* comm.h - the trainer's only door to other ranks: rendezvous-initialised transports
- * (shm for ranks on one node, tcp for any ranks; nccl and verbs on GPU builds) behind one interface.
+ * (shm for ranks on one node, tcp or verbs (RDMA) for any ranks) behind one interface.
  *
  * moe-launch runs the rendezvous and leaves what a transport needs in the environment (documented in
  * doc/launcher.md); tr_comm_init reads it.  A world of one rank needs no launcher.  Every wait has a
@@ -10,6 +10,7 @@
 #ifndef TR_COMM_H
 #define TR_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,18 +20,23 @@ extern "C" {
 
 struct tr_comm;
 
-/* kind: "auto" (shm when all ranks share this node; on several nodes "shm+tcp" - shm inside a node, tcp
- * between nodes - when some node runs several ranks, else tcp), "shm", "tcp"; NULL = MOE_TRANSPORT or auto.
- * "self" gives a private world of one rank whatever the environment says.  Once per process: the
- * launcher's socket is consumed; make groups with tr_comm_split. */
+/* kind: "auto" (shm when all ranks share this node; on several nodes "shm+verbs" when the rank's rail
+ * NIC from the plan is an RDMA device, else "shm+tcp" - shm inside a node, tcp between nodes - when
+ * some node runs several ranks, else tcp), "shm", "tcp", "shm+tcp", "verbs" (RDMA between every pair),
+ * "shm+verbs"; NULL = MOE_TRANSPORT or auto.  "self" gives a private world of one rank whatever the
+ * environment says.  Once per process: the launcher's socket is consumed; make groups with
+ * tr_comm_split. */
 int tr_comm_init(const char *kind, struct tr_comm **out, char *err, size_t errlen);
+/* The kinds a user may ask for (--transport, MOE_TRANSPORT), for messages; and the check. */
+#define TR_COMM_KINDS "auto, shm, tcp, shm+tcp, verbs, shm+verbs"
+bool tr_comm_kind_known(const char *kind); /* one of TR_COMM_KINDS */
 /* Sub-communicator of the ranks with the same color, ordered by key (then parent rank). Collective. */
 int tr_comm_split(struct tr_comm *c, int color, int key, struct tr_comm **out);
 void tr_comm_free(struct tr_comm *c); /* sub-communicators first, then the world */
 
 int tr_comm_rank(const struct tr_comm *c);
 int tr_comm_size(const struct tr_comm *c);
-const char *tr_comm_kind(const struct tr_comm *c);  /* "self", "shm", "tcp", "shm+tcp" */
+const char *tr_comm_kind(const struct tr_comm *c);  /* "self", "shm", "tcp", "shm+tcp", "verbs", "shm+verbs" */
 const char *tr_comm_error(const struct tr_comm *c);
 
 /* Variable all-to-all of bytes: send_bytes[p] bytes at send + send_off[p] go to rank p, which

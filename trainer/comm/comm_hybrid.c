@@ -1,8 +1,8 @@
-/* comm_hybrid.c - "shm+tcp": for worlds spread over several nodes with several ranks on a node,
- * the ranks of one node talk through shm and ranks of different nodes through tcp.  Each half is
- * the ordinary transport; this one routes every call by peer and waits on whichever half the
- * operation still needs (on both at once with short poll slices, checking the shm ranks' liveness
- * as the shm transport itself would).
+/* comm_hybrid.c - "shm+tcp" and "shm+verbs": for worlds spread over several nodes with several
+ * ranks on a node, the ranks of one node talk through shm and ranks of different nodes through tcp
+ * or verbs.  Each half is the ordinary transport; this one routes every call by peer and waits on
+ * whichever half the operation still needs (on both at once with short slices, checking the shm
+ * ranks' liveness as the shm transport itself would).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +16,14 @@
 struct hybrid {
 	struct tr_transport t;
 	struct tr_transport *shm; /* NULL when this rank is alone on its node */
-	struct tr_transport *tcp;
+	struct tr_transport *tcp; /* the remote half: tcp or verbs */
 	int *local;               /* world rank -> index in the shm half, -1 on another node */
 	int *node_ranks;          /* shm index -> world rank */
 	struct tr_peer *node_peers;
 	int *lp, *rp;             /* scratch for wait: peers of each half */
 	bool *ls, *lr, *rs, *rr;
 	unsigned slices;
+	uint64_t rtoken;          /* the remote half's wait token, taken with ours */
 };
 
 static struct tr_transport *half(struct hybrid *h, int peer, int *idx)
@@ -67,6 +68,7 @@ static ssize_t hy_peek(struct tr_transport *t, int peer, void *buf, size_t len)
 static uint64_t hy_token(struct tr_transport *t)
 {
 	struct hybrid *h = (struct hybrid *)t;
+	h->rtoken = h->tcp->ops->wait_token(h->tcp);
 	return h->shm ? h->shm->ops->wait_token(h->shm) : 0;
 }
 
@@ -93,12 +95,12 @@ static int hy_wait(struct tr_transport *t, uint64_t token, const int *peers, con
 		rc = u->ops->wait(u, token, h->lp, h->ls, h->lr, nl, ms);
 	} else if (nl == 0) {
 		u = h->tcp;
-		rc = u->ops->wait(u, 0, h->rp, h->rs, h->rr, nr, ms);
+		rc = u->ops->wait(u, h->rtoken, h->rp, h->rs, h->rr, nr, ms);
 	} else {
 		/* both: the sockets in short slices, and now and then the shm ranks' liveness (a zero
 		 * wait that times out at once runs the same check the shm transport does) */
 		u = h->tcp;
-		rc = u->ops->wait(u, 0, h->rp, h->rs, h->rr, nr, ms < MIXED_SLICE_MS ? ms : MIXED_SLICE_MS);
+		rc = u->ops->wait(u, h->rtoken, h->rp, h->rs, h->rr, nr, ms < MIXED_SLICE_MS ? ms : MIXED_SLICE_MS);
 		if (rc == 0 && ++h->slices % LIVENESS_EVERY == 0) {
 			u = h->shm;
 			rc = u->ops->wait(u, u->ops->wait_token(u), h->lp, h->ls, h->lr, nl, 0);
@@ -134,7 +136,7 @@ static void hy_destroy(struct tr_transport *t)
 	free(h);
 }
 
-static const struct tr_transport_ops hybrid_ops = {
+static const struct tr_transport_ops hybrid_tcp_ops = {
 	.kind = "shm+tcp",
 	.send_some = hy_send,
 	.recv_some = hy_recv,
@@ -145,7 +147,18 @@ static const struct tr_transport_ops hybrid_ops = {
 	.peek = hy_peek,
 };
 
-int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)
+static const struct tr_transport_ops hybrid_verbs_ops = {
+	.kind = "shm+verbs",
+	.send_some = hy_send,
+	.recv_some = hy_recv,
+	.wait_token = hy_token,
+	.wait = hy_wait,
+	.destroy = hy_destroy,
+	.abandon = hy_abandon,
+	.peek = hy_peek,
+};
+
+int tr_hybrid_open(const struct tr_world *w, const char *remote, struct tr_transport **out, char *err, size_t errlen)
 {
 	int n = w->size;
 	struct hybrid *h = calloc(1, sizeof(*h));
@@ -156,7 +169,8 @@ int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *er
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	h->t.ops = &hybrid_ops;
+	bool verbs = !strcmp(remote, "verbs");
+	h->t.ops = verbs ? &hybrid_verbs_ops : &hybrid_tcp_ops;
 	h->t.size = n;
 	int nl = 0;
 	for (int r = 0; r < n; r++) {
@@ -182,7 +196,7 @@ int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *er
 	} else {
 		h->local[w->rank] = -1; /* alone on this node: everything goes over tcp */
 	}
-	if (tr_tcp_open(w, &h->tcp, err, errlen) != 0)
+	if ((verbs ? tr_verbs_open(w, &h->tcp, err, errlen) : tr_tcp_open(w, &h->tcp, err, errlen)) != 0)
 		goto fail;
 	h->tcp->rank = w->rank;
 	h->tcp->size = n;

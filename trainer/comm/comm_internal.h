@@ -57,8 +57,15 @@ struct tr_transport {
 int tr_self_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
 int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
 int tr_shm_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
-/* shm between the ranks of each node, tcp between nodes (several nodes, several ranks on one). */
-int tr_hybrid_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
+/* RDMA (verbs) between every pair of ranks: comm_verbs.c; needs libibverbs (HAVE_VERBS). */
+int tr_verbs_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen);
+/* shm between the ranks of each node, `remote` ("tcp" or "verbs") between nodes. */
+int tr_hybrid_open(const struct tr_world *w, const char *remote, struct tr_transport **out, char *err, size_t errlen);
+/* The pairwise TCP connections of the world (tcp's data path, verbs' connection setup): connects to
+ * each higher rank, accepts each lower one; fds[p] blocking, -1 for self. */
+int tr_tcp_mesh(const struct tr_world *w, int *fds, char *err, size_t errlen);
+/* Blocking read (out false) or write of a small record on fd, bounded by deadline (tr_now()). */
+int tr_sock_full(int fd, void *buf, size_t len, bool out, double deadline);
 
 /* Shared helpers. */
 void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host at addr:port" */

@@ -277,64 +277,99 @@ static int parse_reg(const char *line, int world, int *rank, struct tr_peer *pe,
 	return 0;
 }
 
-int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char *nonce, double timeout,
-		 struct tr_peer **table, char *err, size_t errlen)
+/* The serving side's state: the table being filled and the connections it came on. */
+struct serve {
+	int world, nslots, have;
+	struct tr_peer *tab;
+	struct conn *cs;
+	struct pollfd *pf;
+	int *slot_of;             /* poll index -> slot, -1 for the listen socket */
+	bool *seen;
+	char (*ext)[TR_ADDR_LEN]; /* each rank's off-loopback address */
+};
+
+static void drop(struct conn *c)
 {
-	int nslots = world + 16; /* room for a few strangers (port scanners) next to the ranks */
-	struct tr_peer *tab = calloc(world, sizeof(*tab));
-	struct conn *cs = calloc(nslots, sizeof(*cs));
-	struct pollfd *pf = calloc(nslots + 1, sizeof(*pf));
-	int *slot_of = calloc(nslots + 1, sizeof(int)); /* poll index -> slot */
-	bool *seen = calloc(world, sizeof(bool));
-	char (*ext)[TR_ADDR_LEN] = calloc(world, TR_ADDR_LEN); /* each rank's off-loopback address */
-	int have = 1, rc = -1;
-	if (!tab || !cs || !pf || !slot_of || !seen || !ext) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* One complete registration line from c: records the rank, turns away another job's rank (keeps
+ * serving), or fails the rendezvous on a bad or duplicate registration. */
+static int take_registration(struct serve *sv, struct conn *c, double deadline, char *err, size_t errlen)
+{
+	char why[320], ext1[TR_ADDR_LEN];
+	int rank;
+	struct tr_peer pe;
+	if (strncmp(c->buf, "MOE-RDV1 ", 9) != 0) {
+		drop(c);
+		return 0;
 	}
-	for (int i = 0; i < nslots; i++)
-		cs[i].fd = -1;
-	tab[0] = *me;
-	seen[0] = true;
-	double deadline = tr_now() + timeout;
-	while (have < world) {
+	int pr = parse_reg(c->buf, sv->world, &rank, &pe, ext1, why, sizeof(why));
+	if (pr == -2) { /* another job's rank: turn it away, keep serving ours */
+		reply_err(c->fd, why, tr_now() + 1);
+		drop(c);
+		return 0;
+	}
+	if (pr == 0 && sv->seen[rank]) {
+		snprintf(why, sizeof(why), "rank %d registered twice (%s and %s): two jobs on one port?", rank,
+			 sv->tab[rank].addr, pe.addr);
+		pr = -1;
+	}
+	if (pr != 0) {
+		reply_err(c->fd, why, deadline);
+		snprintf(err, errlen, "rendezvous: %s", why);
+		return -1;
+	}
+	c->rank = rank;
+	sv->seen[rank] = true;
+	sv->tab[rank] = pe;
+	snprintf(sv->ext[rank], TR_ADDR_LEN, "%s", ext1);
+	sv->have++;
+	return 0;
+}
+
+/* Accepts callers and reads their registrations until every rank registered or the deadline. */
+static int collect(struct serve *sv, int master_fd, double timeout, double deadline, char *err, size_t errlen)
+{
+	while (sv->have < sv->world) {
 		double left = deadline - tr_now();
 		if (left <= 0) {
 			int miss = 1;
-			while (miss < world && seen[miss])
+			while (miss < sv->world && sv->seen[miss])
 				miss++;
 			snprintf(err, errlen, "rendezvous: timed out after %g s: %d of %d ranks registered, rank %d never "
-				 "did (did every rank start?)", timeout, have, world, miss);
-			goto out;
+				 "did (did every rank start?)", timeout, sv->have, sv->world, miss);
+			return -1;
 		}
 		int np = 0, free_slot = -1;
-		for (int i = 0; i < nslots; i++) {
-			if (cs[i].fd < 0 && free_slot < 0)
+		for (int i = 0; i < sv->nslots; i++) {
+			if (sv->cs[i].fd < 0 && free_slot < 0)
 				free_slot = i;
-			if (cs[i].fd >= 0 && cs[i].rank < 0) {
-				slot_of[np] = i;
-				pf[np++] = (struct pollfd){ cs[i].fd, POLLIN, 0 };
+			if (sv->cs[i].fd >= 0 && sv->cs[i].rank < 0) {
+				sv->slot_of[np] = i;
+				sv->pf[np++] = (struct pollfd){ sv->cs[i].fd, POLLIN, 0 };
 			}
 		}
 		if (free_slot >= 0) {
-			slot_of[np] = -1;
-			pf[np++] = (struct pollfd){ master_fd, POLLIN, 0 };
+			sv->slot_of[np] = -1;
+			sv->pf[np++] = (struct pollfd){ master_fd, POLLIN, 0 };
 		}
-		int r = poll(pf, np, (int)(left * 1000) + 1);
+		int r = poll(sv->pf, np, (int)(left * 1000) + 1);
 		if (r < 0 && errno != EINTR) {
 			snprintf(err, errlen, "rendezvous: poll: %s", strerror(errno));
-			goto out;
+			return -1;
 		}
 		for (int j = 0; r > 0 && j < np; j++) {
-			if (!pf[j].revents)
+			if (!sv->pf[j].revents)
 				continue;
-			if (slot_of[j] < 0) {
+			if (sv->slot_of[j] < 0) {
 				int fd = accept4(master_fd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd >= 0)
-					cs[free_slot] = (struct conn){ .fd = fd, .rank = -1 };
+					sv->cs[free_slot] = (struct conn){ .fd = fd, .rank = -1 };
 				continue;
 			}
-			struct conn *c = &cs[slot_of[j]];
+			struct conn *c = &sv->cs[sv->slot_of[j]];
 			ssize_t k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, MSG_DONTWAIT);
 			if (k < 0 && (errno == EINTR || errno == EAGAIN))
 				continue;
@@ -345,111 +380,117 @@ int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char 
 				nl = strchr(c->buf, '\n');
 			}
 			if (k <= 0 || (!nl && c->len == sizeof(c->buf) - 1)) {
-				/* a caller that went away or talks nonsense: drop it, keep serving */
-				close(c->fd);
-				c->fd = -1;
+				drop(c); /* a caller that went away or talks nonsense: keep serving */
 				continue;
 			}
 			if (!nl)
 				continue;
 			*nl = 0;
-			char why[320];
-			int rank;
-			struct tr_peer pe;
-			if (strncmp(c->buf, "MOE-RDV1 ", 9) != 0) {
-				close(c->fd);
-				c->fd = -1;
-				continue;
-			}
-			char ext1[TR_ADDR_LEN];
-			int pr = parse_reg(c->buf, world, &rank, &pe, ext1, why, sizeof(why));
-			if (pr == -2) { /* another job's rank: turn it away, keep serving ours */
-				reply_err(c->fd, why, tr_now() + 1);
-				close(c->fd);
-				c->fd = -1;
-				continue;
-			}
-			if (pr != 0) {
-				reply_err(c->fd, why, deadline);
-				snprintf(err, errlen, "rendezvous: %s", why);
-				goto out;
-			}
-			if (seen[rank]) {
-				snprintf(why, sizeof(why), "rank %d registered twice (%s and %s): two jobs on one port?", rank,
-					 tab[rank].addr, pe.addr);
-				reply_err(c->fd, why, deadline);
-				snprintf(err, errlen, "rendezvous: %s", why);
-				goto out;
-			}
-			c->rank = rank;
-			seen[rank] = true;
-			tab[rank] = pe;
-			snprintf(ext[rank], TR_ADDR_LEN, "%s", ext1);
-			have++;
+			if (take_registration(sv, c, deadline, err, errlen) != 0)
+				return -1;
 		}
 	}
-	/* Everyone is here.  A rank on rank 0's node may have reached it over a loopback interface
-	 * (a hostname mapped to 127.0.1.1): when the world spans nodes, publish its other address. */
+	return 0;
+}
+
+/* Everyone is here.  A rank on rank 0's node may have reached it over a loopback interface (a
+ * hostname mapped to 127.0.1.1): when the world spans nodes, publish its other address. */
+static void publish_reachable(struct serve *sv)
+{
 	bool multi = false;
-	for (int i = 1; i < world; i++)
-		multi |= strcmp(tab[i].host, tab[0].host) != 0;
-	for (int i = 1; multi && i < world; i++)
-		if (ext[i][0])
-			snprintf(tab[i].addr, sizeof(tab[i].addr), "%s", ext[i]);
-	/* Answer them all. */
-	size_t cap = 64 + (size_t)world * (TR_HOST_LEN + TR_ADDR_LEN + 10), n = 0;
+	for (int i = 1; i < sv->world; i++)
+		multi |= strcmp(sv->tab[i].host, sv->tab[0].host) != 0;
+	for (int i = 1; multi && i < sv->world; i++)
+		if (sv->ext[i][0])
+			snprintf(sv->tab[i].addr, sizeof(sv->tab[i].addr), "%s", sv->ext[i]);
+}
+
+/* Sends every registered rank the table and the nonce. */
+static int answer(struct serve *sv, const char *nonce, double deadline, char *err, size_t errlen)
+{
+	const struct tr_peer *tab = sv->tab;
+	size_t cap = 64 + (size_t)sv->world * (TR_HOST_LEN + TR_ADDR_LEN + 10), n = 0;
 	char *msg = malloc(cap);
 	if (!msg) {
 		snprintf(err, errlen, "out of memory");
-		goto out;
+		return -1;
 	}
 	/* Rank 0's line comes last in the message but first in the table: each rank gets rank 0 at the
 	 * address it reached rank 0 on (rank 0's own view of its name may be a loopback alias such as
 	 * Debian's 127.0.1.1, useless to the other nodes). */
-	n += snprintf(msg, cap, "MOE-RDV1 OK %d %s\n", world, nonce);
+	n += snprintf(msg, cap, "MOE-RDV1 OK %d %s\n", sv->world, nonce);
 	size_t first = n;
 	n += snprintf(msg + n, cap - n, "%s %s %d\n", tab[0].host, tab[0].addr, tab[0].port);
 	size_t rest = n;
-	for (int i = 1; i < world; i++)
+	for (int i = 1; i < sv->world; i++)
 		n += snprintf(msg + n, cap - n, "%s %s %d\n", tab[i].host, tab[i].addr, tab[i].port);
-	rc = 0;
-	for (int i = 0; i < nslots; i++) {
-		if (cs[i].fd < 0 || cs[i].rank <= 0)
+	int rc = 0;
+	for (int i = 0; i < sv->nslots; i++) {
+		struct conn *c = &sv->cs[i];
+		if (c->fd < 0 || c->rank <= 0)
 			continue;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		char via[TR_ADDR_LEN], line0[TR_HOST_LEN + TR_ADDR_LEN + 16];
 		const char *a0 = tab[0].addr;
-		if (getsockname(cs[i].fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) == 0 &&
 		    getnameinfo((struct sockaddr *)&ss, sl, via, sizeof(via), NULL, 0, NI_NUMERICHOST) == 0)
 			a0 = via;
 		int l0 = snprintf(line0, sizeof(line0), "%s %s %d\n", tab[0].host, a0, tab[0].port);
-		if (send_all(cs[i].fd, msg, first, deadline) != 0 || send_all(cs[i].fd, line0, l0, deadline) != 0 ||
-		    send_all(cs[i].fd, msg + rest, n - rest, deadline) != 0) {
-			snprintf(err, errlen, "rendezvous: rank %d (%s) went away before it got the table", cs[i].rank,
-				 tab[cs[i].rank].addr);
+		if (send_all(c->fd, msg, first, deadline) != 0 || send_all(c->fd, line0, l0, deadline) != 0 ||
+		    send_all(c->fd, msg + rest, n - rest, deadline) != 0) {
+			snprintf(err, errlen, "rendezvous: rank %d (%s) went away before it got the table", c->rank,
+				 tab[c->rank].addr);
 			rc = -1;
 		}
 	}
 	free(msg);
+	return rc;
+}
+
+int tr_rdv_serve(int master_fd, int world, const struct tr_peer *me, const char *nonce, double timeout,
+		 struct tr_peer **table, char *err, size_t errlen)
+{
+	struct serve sv = { .world = world, .nslots = world + 16, .have = 1 }; /* room for a few strangers
+										  (port scanners) next to the ranks */
+	sv.tab = calloc(world, sizeof(*sv.tab));
+	sv.cs = calloc(sv.nslots, sizeof(*sv.cs));
+	sv.pf = calloc(sv.nslots + 1, sizeof(*sv.pf));
+	sv.slot_of = calloc(sv.nslots + 1, sizeof(int));
+	sv.seen = calloc(world, sizeof(bool));
+	sv.ext = calloc(world, TR_ADDR_LEN);
+	int rc = -1;
+	if (!sv.tab || !sv.cs || !sv.pf || !sv.slot_of || !sv.seen || !sv.ext) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < sv.nslots; i++)
+		sv.cs[i].fd = -1;
+	sv.tab[0] = *me;
+	sv.seen[0] = true;
+	double deadline = tr_now() + timeout;
+	if (collect(&sv, master_fd, timeout, deadline, err, errlen) != 0)
+		goto out;
+	publish_reachable(&sv);
+	rc = answer(&sv, nonce, deadline, err, errlen);
 out:
-	if (cs)
-		for (int i = 0; i < nslots; i++)
-			if (cs[i].fd >= 0) {
+	if (sv.cs)
+		for (int i = 0; i < sv.nslots; i++)
+			if (sv.cs[i].fd >= 0) {
 				/* on failure, tell waiting ranks why instead of leaving them to time out */
-				if (rc != 0 && cs[i].rank > 0)
-					reply_err(cs[i].fd, err, tr_now() + 1);
-				close(cs[i].fd);
+				if (rc != 0 && sv.cs[i].rank > 0)
+					reply_err(sv.cs[i].fd, err, tr_now() + 1);
+				close(sv.cs[i].fd);
 			}
-	free(cs);
-	free(pf);
-	free(slot_of);
-	free(seen);
-	free(ext);
+	free(sv.cs);
+	free(sv.pf);
+	free(sv.slot_of);
+	free(sv.seen);
+	free(sv.ext);
 	if (rc == 0)
-		*table = tab;
+		*table = sv.tab;
 	else
-		free(tab);
+		free(sv.tab);
 	return rc;
 }
 
@@ -653,9 +694,14 @@ int tr_rdv_run(const char *master_addr, int master_port, int rank, int world, do
 	/* MOE_COMM_HOST: the node name to publish (ranks with equal names share memory); pretend nodes
 	 * in tests, containers with their own hostnames on one machine */
 	const char *as = getenv("MOE_COMM_HOST");
-	if (as && *as)
+	if (as && *as) {
+		if (strlen(as) >= sizeof(host) || strpbrk(as, " \t\n@,")) {
+			snprintf(err, errlen, "MOE_COMM_HOST='%.80s' is not a node name (at most %zu characters, no blanks, "
+				 "'@' or ',')", as, sizeof(host) - 1);
+			return -1;
+		}
 		snprintf(host, sizeof(host), "%s", as);
-	else
+	} else
 		gethostname(host, sizeof(host) - 1);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	int g = getaddrinfo(master_addr, NULL, &hints, &ai);

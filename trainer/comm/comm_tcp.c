@@ -190,8 +190,7 @@ static void tune(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 }
 
-/* Blocking read/write of a small fixed record with a deadline. */
-static int io_full(int fd, void *buf, size_t len, bool out, double deadline)
+int tr_sock_full(int fd, void *buf, size_t len, bool out, double deadline)
 {
 	char *p = buf;
 	while (len > 0) {
@@ -234,7 +233,7 @@ static int dial(const struct tr_world *w, int p, double deadline, char *err, siz
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *ai;
 	int g = getaddrinfo(pe->addr, port, &hints, &ai);
 	if (g != 0) {
-		snprintf(err, errlen, "tcp: rank %d address '%s': %s", p, pe->addr, gai_strerror(g));
+		snprintf(err, errlen, "rank %d address '%s': %s", p, pe->addr, gai_strerror(g));
 		return -1;
 	}
 	int fd = -1, e = 0;
@@ -258,13 +257,13 @@ static int dial(const struct tr_world *w, int p, double deadline, char *err, siz
 	}
 	freeaddrinfo(ai);
 	if (fd < 0) {
-		snprintf(err, errlen, "tcp: cannot connect to rank %d (%s:%d): %s", p, pe->addr, pe->port, strerror(e));
+		snprintf(err, errlen, "cannot connect to rank %d (%s:%d): %s", p, pe->addr, pe->port, strerror(e));
 		return -1;
 	}
 	tune(fd);
 	struct hello h = { HELLO_MAGIC, (uint32_t)w->rank, (uint32_t)w->size, job_hash(w->job) };
-	if (io_full(fd, &h, sizeof(h), true, deadline) != 0) {
-		snprintf(err, errlen, "tcp: rank %d (%s:%d) closed the connection during setup: %s", p, pe->addr,
+	if (tr_sock_full(fd, &h, sizeof(h), true, deadline) != 0) {
+		snprintf(err, errlen, "rank %d (%s:%d) closed the connection during setup: %s", p, pe->addr,
 			 pe->port, strerror(errno));
 		close(fd);
 		return -1;
@@ -287,7 +286,7 @@ static int accept_lower(const struct tr_world *w, int *fds, double deadline, cha
 			int miss = 0;
 			while (fds[miss] >= 0)
 				miss++;
-			snprintf(err, errlen, "tcp: timed out after %g s waiting for rank %d (%s:%d) to connect "
+			snprintf(err, errlen, "timed out after %g s waiting for rank %d (%s:%d) to connect "
 				 "(%d of %d lower ranks missing)", w->timeout, miss, w->peers[miss].addr,
 				 w->peers[miss].port, want - got, want);
 			return -1;
@@ -296,16 +295,16 @@ static int accept_lower(const struct tr_world *w, int *fds, double deadline, cha
 		if (fd < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
 				continue;
-			snprintf(err, errlen, "tcp: accept: %s", strerror(errno));
+			snprintf(err, errlen, "accept: %s", strerror(errno));
 			return -1;
 		}
 		struct hello h;
-		if (io_full(fd, &h, sizeof(h), false, deadline) != 0 || h.magic != HELLO_MAGIC) {
+		if (tr_sock_full(fd, &h, sizeof(h), false, deadline) != 0 || h.magic != HELLO_MAGIC) {
 			close(fd); /* not one of ours (a port scan, a stale rank): ignore it */
 			continue;
 		}
 		if (h.size != (uint32_t)w->size || h.job != job || h.rank >= (uint32_t)w->rank || fds[h.rank] >= 0) {
-			snprintf(err, errlen, "tcp: unexpected connection claiming rank %u of %u (this is rank %d of %d "
+			snprintf(err, errlen, "unexpected connection claiming rank %u of %u (this is rank %d of %d "
 				 "of job %s): two jobs on the same ports?", h.rank, h.size, w->rank, w->size, w->job);
 			close(fd);
 			return -1;
@@ -328,24 +327,14 @@ static void raise_nofile(int need)
 	}
 }
 
-int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)
+int tr_tcp_mesh(const struct tr_world *w, int *fds, char *err, size_t errlen)
 {
 	if (w->listen_fd < 0 && w->rank > 0) {
-		snprintf(err, errlen, "tcp: no listen socket (MOE_COMM_FD) for rank %d: start the ranks with moe-launch "
+		snprintf(err, errlen, "no listen socket (MOE_COMM_FD) for rank %d: start the ranks with moe-launch "
 			 "(and initialise the world once per process; make groups with tr_comm_split)", w->rank);
 		return -1;
 	}
 	raise_nofile(w->size);
-	struct tcp *s = calloc(1, sizeof(*s));
-	int *fds = calloc(w->size, sizeof(int));
-	struct pollfd *pfd = calloc(w->size, sizeof(*pfd));
-	if (!s || !fds || !pfd) {
-		free(s);
-		free(fds);
-		free(pfd);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
 	for (int i = 0; i < w->size; i++)
 		fds[i] = -1;
 	double deadline = tr_now() + w->timeout;
@@ -356,10 +345,30 @@ int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, 
 			rc = -1;
 	if (rc == 0)
 		rc = accept_lower(w, fds, deadline, err, errlen);
-	if (rc != 0) {
+	if (rc != 0)
 		for (int i = 0; i < w->size; i++)
-			if (fds[i] >= 0)
+			if (fds[i] >= 0) {
 				close(fds[i]);
+				fds[i] = -1;
+			}
+	return rc;
+}
+
+int tr_tcp_open(const struct tr_world *w, struct tr_transport **out, char *err, size_t errlen)
+{
+	struct tcp *s = calloc(1, sizeof(*s));
+	int *fds = calloc(w->size, sizeof(int));
+	struct pollfd *pfd = calloc(w->size, sizeof(*pfd));
+	if (!s || !fds || !pfd) {
+		free(s);
+		free(fds);
+		free(pfd);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	char why[TR_ERRLEN];
+	if (tr_tcp_mesh(w, fds, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "tcp: %s", why);
 		free(fds);
 		free(pfd);
 		free(s);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm.h"
+
 enum kind { K_INT, K_LONG, K_U64, K_REAL, K_DBL, K_STR, K_FLAG };
 
 struct flag {
@@ -57,7 +59,7 @@ static const struct flag flags[] = {
 	{"ckpt-dir", K_STR, O(ckpt_dir), 0, 0, "DIR", "checkpoint directory: one file per rank, written at the end, every --ckpt-every steps and on SIGTERM/SIGUSR1", NONE},
 	{"ckpt-every", K_LONG, O(ckpt_every), 0, 1e12, "N", "also checkpoint every N steps (0 = only at the end and on a signal)", NONE},
 	{"resume", K_FLAG, O(resume), 0, 0, NULL, "continue from --ckpt-dir when it holds a checkpoint (else start fresh)", NONE},
-	{"transport", K_STR, O(transport), 0, 0, "KIND", "auto, shm or tcp (default: MOE_TRANSPORT, else auto)", NONE},
+	{"transport", K_STR, O(transport), 0, 0, "KIND", TR_COMM_KINDS " (default: MOE_TRANSPORT, else auto)", NONE},
 	{"threads", K_LONG, O(threads), 0, 4096, "N", "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", NONE},
 	{"log-every", K_LONG, O(log_every), 1, 1e12, "N", "progress line every N steps (metrics are written every step)", NONE},
 	{"quiet", K_FLAG, O(quiet), 0, 0, NULL, "no progress lines, only the summary", NONE},
@@ -231,8 +233,8 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 		fprintf(stderr, "moe-train: --data FILES is required (token shards; make one with `moe-train prepare IN.txt OUT.bin`)\n");
 		return 2;
 	}
-	if (o->transport && strcmp(o->transport, "auto") && strcmp(o->transport, "shm") && strcmp(o->transport, "tcp")) {
-		fprintf(stderr, "moe-train: --transport '%s': valid auto, shm, tcp\n", o->transport);
+	if (o->transport && !tr_comm_kind_known(o->transport)) {
+		fprintf(stderr, "moe-train: --transport '%s': valid " TR_COMM_KINDS "\n", o->transport);
 		return 2;
 	}
 	if (o->resume && !o->ckpt_dir) {
