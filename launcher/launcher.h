@@ -1,5 +1,5 @@
-/* launcher.h - moe-launch's modules: options (main.c), the rank contract in the environment
- * (contract.c), standalone spawning and supervision (standalone.c), Slurm mode with its rendezvous
+/* launcher.h - moe-launch's modules: options (main.c), applying the rank contract to the environment
+ * (contract.c; the contract itself is the library's), standalone spawning and supervision (standalone.c), Slurm mode with its rendezvous
  * (slurm.c) and the PMI2 client (pmi2.c).  doc/launcher.md describes what a trainer receives.
  */
 #ifndef ML_LAUNCHER_H
@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "mt_plan.h"
 
@@ -30,23 +31,9 @@ struct ml_opts {
 	char **argv;            /* PROGRAM ARGS... (NULL-terminated) */
 };
 
-/* One rank's contract, as the plugin would set it (names in doc/launcher.md). */
-struct ml_env {
-	int n;
-	char **kv; /* "NAME=VALUE" strings, malloc'd */
-};
-void ml_env_set(struct ml_env *e, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void ml_env_free(struct ml_env *e);
-/* The plugin's variables for rank `procid` of a plan on a single node (standalone). */
-void ml_contract_from_plan(struct ml_env *e, const struct mt_plan *p, const struct mt_node *node, int procid,
-			   int local_size, const char *master_addr, int master_port);
-/* Applies e to this process's environment. */
-int ml_env_apply(const struct ml_env *e);
-
-/* CPU list -> sched_setaffinity of the calling process. */
-int ml_bind_cpus(const char *list, char *err, size_t errlen);
-/* This process's allowed CPUs as a list (malloc'd), NULL on error. */
-char *ml_allowed_cpus(void);
+/* The rank contract is the library's (mt_contract_env); contract.c applies it to this process. */
+int ml_env_apply(const struct mt_env *e);     /* setenv each variable with its overwrite flag */
+void ml_env_print(const struct mt_env *e, FILE *f); /* "  NAME=VALUE" lines (--dry-run) */
 
 int ml_standalone(const struct ml_opts *o);   /* returns the exit code */
 int ml_slurm(const struct ml_opts *o);        /* execs the program, or returns an exit code */

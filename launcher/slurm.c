@@ -30,81 +30,47 @@ static int env_int(const char *name, int def)
 	return *end ? def : (int)x;
 }
 
-/* Tasks on node `node` from SLURM_STEP_TASKS_PER_NODE ("2(x3),1"). */
-static int tasks_on_node(const char *spec, int node)
+/* The contract from SLURM_* when the plugin did not run: Slurm's own layout (mt_contract_env without a
+ * plan: every rank one EP group, nodes as domains), with the plugin's port rule so both ends agree. */
+static int fallback_contract(struct mt_env *e, char *err, size_t errlen)
 {
-	int idx = 0;
-	for (const char *s = spec; s && *s;) {
-		char *end;
-		long t = strtol(s, &end, 10), rep = 1;
-		if (end == s)
-			return -1;
-		if (!strncmp(end, "(x", 2)) {
-			rep = strtol(end + 2, &end, 10);
-			if (*end == ')')
-				end++;
-		}
-		if (node < idx + rep)
-			return (int)t;
-		idx += rep;
-		s = *end == ',' ? end + 1 : end;
-		if (*end != ',' && *end)
-			return -1;
-	}
-	return -1;
-}
+	const char *nl = getenv("SLURM_STEP_NODELIST");
+	char **names = NULL;
+	int count = 0, *tasks = NULL, node = env_int("SLURM_NODEID", 0), rc = -1;
+	struct mt_task t = {.procid = env_int("SLURM_PROCID", -1)};
 
-/* The plugin's port rule, so both ends agree without the plugin. */
-static int fallback_port(void)
-{
-	const char *resv = getenv("SLURM_STEP_RESV_PORTS");
-	long p = resv ? strtol(resv, NULL, 10) : 0;
-	if (p > 1024 && p < 65536)
-		return (int)p;
-	unsigned job = (unsigned)env_int("SLURM_JOB_ID", 0), step = (unsigned)env_int("SLURM_STEP_ID", 0);
-	return (int)(20000u + (job * 131u + step) % 20000u);
-}
-
-/* Contract from SLURM_* when the plugin did not run: every rank one EP group, nodes as domains. */
-static int fallback_contract(struct ml_env *e, char *maddr, size_t maddr_len, int *mport, char *err, size_t errlen)
-{
-	int rank = env_int("SLURM_PROCID", -1);
-	int world = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", -1));
-	int node = env_int("SLURM_NODEID", 0);
-	if (rank < 0 || world < 1 || rank >= world) {
-		snprintf(err, errlen, "SLURM_PROCID/SLURM_NTASKS missing or inconsistent (%d of %d)", rank, world);
+	t.slurm.world = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", -1));
+	if (t.procid < 0 || t.slurm.world < 1 || t.procid >= t.slurm.world) {
+		snprintf(err, errlen, "SLURM_PROCID/SLURM_NTASKS missing or inconsistent (%d of %d)", t.procid,
+			 t.slurm.world);
 		return -1;
 	}
-	const char *nl = getenv("SLURM_STEP_NODELIST");
 	if (!nl || !*nl)
 		nl = getenv("SLURM_NODELIST");
-	char **names = NULL;
-	int count = 0;
-	if (!nl || mt_hostlist_expand(nl, &names, &count, err, errlen) != 0 || count < 1) {
-		if (!nl)
-			snprintf(err, errlen, "SLURM_STEP_NODELIST is not set: cannot find rank 0's node");
+	if (!nl) {
+		snprintf(err, errlen, "SLURM_STEP_NODELIST is not set: cannot find rank 0's node");
 		return -1;
 	}
-	/* block distribution puts SLURM_PROCID 0 on the step's first node */
-	snprintf(maddr, maddr_len, "%s", names[0]);
-	char host[TR_HOST_LEN] = "";
-	gethostname(host, sizeof(host) - 1);
-	*mport = fallback_port();
-	int local_size = tasks_on_node(getenv("SLURM_STEP_TASKS_PER_NODE"), node);
-	ml_env_set(e, "MOE_RANK", "%d", rank);
-	ml_env_set(e, "MOE_WORLD_SIZE", "%d", world);
-	ml_env_set(e, "MOE_LOCAL_RANK", "%d", env_int("SLURM_LOCALID", 0));
-	ml_env_set(e, "MOE_LOCAL_SIZE", "%d", local_size > 0 ? local_size : 1);
-	ml_env_set(e, "MOE_NODE_RANK", "%d", node);
-	ml_env_set(e, "MOE_EP_SIZE", "%d", world);
-	ml_env_set(e, "MOE_EP_RANK", "%d", rank);
-	ml_env_set(e, "MOE_EP_GROUP", "0");
-	ml_env_set(e, "MOE_DP_RANK", "0");
-	ml_env_set(e, "MOE_DOMAIN", "%s", node < count ? names[node] : host);
-	ml_env_set(e, "MOE_MASTER_ADDR", "%s", maddr);
-	ml_env_set(e, "MOE_MASTER_PORT", "%d", *mport);
+	if (mt_hostlist_expand(nl, &names, &count, err, errlen))
+		return -1;
+	if (node < 0 || node >= count) {
+		snprintf(err, errlen, "SLURM_NODEID=%d is not a node of SLURM_STEP_NODELIST (%d nodes)", node, count);
+		goto out;
+	}
+	if (mt_tasks_per_node_parse(getenv("SLURM_STEP_TASKS_PER_NODE"), count, &tasks, err, errlen))
+		goto out;
+	t.slurm.local_rank = env_int("SLURM_LOCALID", 0);
+	t.slurm.local_size = tasks[node];
+	t.slurm.node_rank = node;
+	t.slurm.node_name = names[node];
+	t.master_addr = names[0]; /* task 0 is on the step's first node under block and cyclic */
+	t.master_port = mt_contract_port(getenv("SLURM_STEP_RESV_PORTS"), (unsigned)env_int("SLURM_JOB_ID", 0),
+					 (unsigned)env_int("SLURM_STEP_ID", 0));
+	rc = mt_contract_env(NULL, &t, e, err, errlen) ? -1 : 0;
+out:
+	free(tasks);
 	mt_hostlist_free(names, count);
-	return 0;
+	return rc;
 }
 
 /* This node's address on the route to rank 0's node (a UDP connect sends nothing). */
@@ -186,27 +152,25 @@ bad:
 
 int ml_slurm(const struct ml_opts *o)
 {
-	struct ml_env e = { 0 };
+	struct mt_env e = { 0 };
 	char err[ML_ERRLEN], maddr[256] = "";
 	int mport = 0, rank, world;
-	if (getenv("MOE_RANK") && getenv("MOE_WORLD_SIZE")) {
-		const char *a = getenv("MOE_MASTER_ADDR");
-		snprintf(maddr, sizeof(maddr), "%s", a ? a : "");
-		mport = env_int("MOE_MASTER_PORT", 0);
-	} else if (getenv("SLURM_PROCID")) {
+	if (!(getenv("MOE_RANK") && getenv("MOE_WORLD_SIZE")) && getenv("SLURM_PROCID")) {
 		ml_warn("warning: no moe_topology contract in this task (MOE_RANK unset: plugin not loaded or "
 			"--moe-topology=off); using SLURM_PROCID/SLURM_NTASKS, no topology-aware layout is in effect");
-		if (fallback_contract(&e, maddr, sizeof(maddr), &mport, err, sizeof(err)) != 0) {
-			ml_warn("%s", err);
+		if (fallback_contract(&e, err, sizeof(err)) != 0 || ml_env_apply(&e) != 0) {
+			ml_warn("%s", e.n ? "cannot set the environment" : err);
+			mt_env_free(&e);
 			return 2;
 		}
-		ml_env_apply(&e);
-	} else {
+	} else if (!getenv("MOE_RANK") || !getenv("MOE_WORLD_SIZE")) {
 		ml_warn("not inside a Slurm step (no MOE_RANK, no SLURM_PROCID): start N local ranks with "
 			ML_NAME " --nproc N -- PROGRAM, or run it under srun (see " ML_NAME " --help)");
 		return 2;
 	}
-	ml_env_free(&e);
+	mt_env_free(&e);
+	snprintf(maddr, sizeof(maddr), "%s", getenv("MOE_MASTER_ADDR") ? getenv("MOE_MASTER_ADDR") : "");
+	mport = env_int("MOE_MASTER_PORT", 0);
 	if (o->master_addr) {
 		snprintf(maddr, sizeof(maddr), "%s", o->master_addr);
 		setenv("MOE_MASTER_ADDR", maddr, 1);

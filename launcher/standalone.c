@@ -29,7 +29,7 @@ struct rank_proc {
 	bool alive;
 	int listen_fd;
 	char *cpus;       /* binding, NULL = none */
-	struct ml_env env;
+	struct mt_env env;
 };
 
 static const int fwd_signals[] = { SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT };
@@ -83,7 +83,7 @@ static void child(const struct ml_opts *o, struct rank_proc *rp, int n, int r, c
 		signal(fwd_signals[i], SIG_DFL);
 	sigprocmask(SIG_SETMASK, old, NULL);
 	char err[ML_ERRLEN];
-	if (rp[r].cpus && rp[r].cpus[0] && ml_bind_cpus(rp[r].cpus, err, sizeof(err)) != 0) {
+	if (rp[r].cpus && rp[r].cpus[0] && mt_cpus_bind(rp[r].cpus, err, sizeof(err)) != 0) {
 		ml_warn("rank %d: %s", r, err);
 		_exit(126);
 	}
@@ -169,127 +169,112 @@ static int supervise(const struct ml_opts *o, struct rank_proc *rp, int n, const
 	return exit_code;
 }
 
-int ml_standalone(const struct ml_opts *o)
+/* The plan for N ranks on this machine's live node model; *plan stays NULL with spec=off. */
+static int plan_here(const struct mt_spec *spec, int n, const char *host, struct mt_node **node, struct mt_plan **plan)
 {
-	int n = o->nproc, rc = 1;
-	char err[MT_ERRLEN];
-	const char *text = o->spec ? o->spec : getenv("MOE_TOPOLOGY");
-	if (!text || !*text)
-		text = "auto";
-	struct mt_spec spec;
-	mt_spec_default(&spec);
-	if (mt_spec_parse(text, &spec, err, sizeof(err)) != 0) {
+	char err[MT_ERRLEN], *allowed;
+	int rc;
+
+	if (spec->mode == MT_MODE_OFF)
+		return 0;
+	if (mt_node_load_live(0, node, err, sizeof(err)) != 0) {
+		ml_warn("cannot read this machine's topology: %s (--spec off starts the ranks without a plan)", err);
+		return 1;
+	}
+	allowed = mt_cpus_allowed();
+	const char *nodes[1] = { host };
+	const char *allowed_l[1] = { allowed };
+	const struct mt_node *models[1] = { *node };
+	int tasks[1] = { n };
+	struct mt_job job = { .n_nodes = 1, .nodes = nodes, .tasks = tasks, .models = models,
+			      .allowed_cpus = allowed_l, .spec = *spec };
+	rc = mt_plan_build(&job, plan, err, sizeof(err));
+	free(allowed);
+	if (rc) {
 		ml_warn("%s", err);
 		return 2;
 	}
-	if (spec.mode == MT_MODE_HELP) {
-		printf("%s", mt_spec_help());
-		return 0;
+	return 0;
+}
+
+/* Rank r's environment: the contract (the plan's, or Slurm-like ranks 0..n-1 with spec=off), then what
+ * this launcher adds: its data socket, the peer table, the job id, the transport and timeout. */
+static int rank_env(const struct ml_opts *o, const struct mt_plan *plan, const struct mt_node *node, int n, int r,
+		    const char *host, int master_port, const char *table, const char *job, struct rank_proc *rp)
+{
+	char err[MT_ERRLEN], fd[16], timeout[32], tok[64][8];
+	const char *tokens[64], *pci[64];
+	struct mt_task t = { .procid = plan ? plan->by_rank[r] : r, .master_addr = "127.0.0.1",
+			     .master_port = (unsigned)master_port,
+			     .slurm = { .world = n, .local_rank = r, .local_size = n, .node_rank = 0, .node_name = host } };
+	/* CUDA ordinals: the node's GPUs in PCI order, as CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA count them */
+	for (int g = 0; node && g < node->n_gpus && g < 64; g++) {
+		snprintf(tok[g], sizeof(tok[g]), "%d", g);
+		tokens[g] = tok[g];
+		pci[g] = node->gpus[g].pci;
+		t.n_gpus = g + 1;
 	}
-	char host[TR_HOST_LEN] = "localhost";
-	gethostname(host, sizeof(host) - 1);
-	struct mt_node *node = NULL;
-	struct mt_plan *plan = NULL;
-	char *allowed = NULL;
-	struct rank_proc *rp = calloc(n, sizeof(*rp));
-	struct tr_peer *peers = calloc(n, sizeof(*peers));
-	char *table = NULL;
-	int peers_fd = -1;
-	if (!rp || !peers) {
+	t.gpu_tokens = tokens;
+	t.gpu_pci = pci;
+	if (mt_contract_env(plan, &t, &rp->env, err, sizeof(err))) {
+		ml_warn("rank %d: %s", r, err);
+		return -1;
+	}
+	if (plan && plan->spec.cpu == MT_CPU_NUMA && plan->ranks[t.procid].cpuset &&
+	    !(rp->cpus = strdup(plan->ranks[t.procid].cpuset)))
+		return -1;
+	snprintf(fd, sizeof(fd), "%d", rp->listen_fd);
+	snprintf(timeout, sizeof(timeout), "%g", o->timeout);
+	if (mt_env_add(&rp->env, "MOE_COMM_FD", true, fd) || mt_env_add(&rp->env, "MOE_COMM_PEERS", true, table) ||
+	    mt_env_add(&rp->env, "MOE_COMM_JOB", true, job) || mt_env_add(&rp->env, "MOE_LAUNCHER", true, "standalone") ||
+	    (o->transport && mt_env_add(&rp->env, "MOE_TRANSPORT", true, o->transport)) ||
+	    (o->timeout_set && mt_env_add(&rp->env, "MOE_COMM_TIMEOUT", true, timeout))) {
 		ml_warn("out of memory");
-		goto out;
+		return -1;
 	}
-	for (int r = 0; r < n; r++)
-		rp[r].listen_fd = -1;
-	if (spec.mode != MT_MODE_OFF) {
-		if (mt_node_load_live(0, &node, err, sizeof(err)) != 0) {
-			ml_warn("cannot read this machine's topology: %s (--spec off starts the ranks without a plan)", err);
-			goto out;
-		}
-		allowed = ml_allowed_cpus();
-		const char *nodes[1] = { host };
-		const char *allowed_l[1] = { allowed };
-		const struct mt_node *models[1] = { node };
-		int tasks[1] = { n };
-		struct mt_job job = { .n_nodes = 1, .nodes = nodes, .tasks = tasks, .models = models,
-				      .allowed_cpus = allowed_l, .spec = spec };
-		if (mt_plan_build(&job, &plan, err, sizeof(err)) != 0) {
-			ml_warn("%s", err);
-			rc = 2;
-			goto out;
-		}
-		if (o->verbose)
-			mt_plan_print(plan, stderr);
+	return 0;
+}
+
+/* Each rank's data socket and the peer table they all receive (the launcher knows every endpoint). */
+static char *open_sockets(struct rank_proc *rp, int n, const char *host, int *peers_fd)
+{
+	char err[MT_ERRLEN], *table, *value;
+	struct tr_peer *peers = calloc(n, sizeof(*peers));
+
+	if (!peers) {
+		ml_warn("out of memory");
+		return NULL;
 	}
-	char job[32];
-	make_job_id(job, sizeof(job));
-	int master_port = 0, mfd;
-	/* a free port for MOE_MASTER_PORT/MASTER_PORT: programs that run their own rendezvous use it */
-	if (tr_listen(AF_INET, 0, true, &mfd, &master_port, err, sizeof(err)) == 0)
-		close(mfd);
 	for (int r = 0; r < n; r++) {
 		if (tr_listen(AF_INET, 0, true, &rp[r].listen_fd, &peers[r].port, err, sizeof(err)) != 0) {
 			ml_warn("rank %d: %s", r, err);
-			goto out;
+			free(peers);
+			return NULL;
 		}
 		snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
 		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
 	}
 	table = tr_peers_format(peers, n);
-	char *peers_value = table ? tr_peers_export(table, &peers_fd, err, sizeof(err)) : NULL;
-	if (!peers_value) {
+	free(peers);
+	value = table ? tr_peers_export(table, peers_fd, err, sizeof(err)) : NULL;
+	if (!value)
 		ml_warn("%s", table ? err : "out of memory");
-		goto out;
-	}
 	free(table);
-	table = peers_value;
-	for (int r = 0; r < n; r++) {
-		struct ml_env *e = &rp[r].env;
-		if (plan) {
-			int procid = plan->by_rank[r];
-			ml_contract_from_plan(e, plan, node, procid, n, "127.0.0.1", master_port);
-			if (spec.cpu == MT_CPU_NUMA && plan->ranks[procid].cpuset)
-				rp[r].cpus = strdup(plan->ranks[procid].cpuset);
-		} else { /* spec=off: the plain contract, no binding */
-			ml_env_set(e, "MOE_RANK", "%d", r);
-			ml_env_set(e, "MOE_WORLD_SIZE", "%d", n);
-			ml_env_set(e, "MOE_LOCAL_RANK", "%d", r);
-			ml_env_set(e, "MOE_LOCAL_SIZE", "%d", n);
-			ml_env_set(e, "MOE_NODE_RANK", "0");
-			ml_env_set(e, "MOE_EP_SIZE", "%d", n);
-			ml_env_set(e, "MOE_EP_RANK", "%d", r);
-			ml_env_set(e, "MOE_EP_GROUP", "0");
-			ml_env_set(e, "MOE_DP_RANK", "0");
-			ml_env_set(e, "MOE_DOMAIN", "%s", host);
-			ml_env_set(e, "MOE_MASTER_ADDR", "127.0.0.1");
-			ml_env_set(e, "MOE_MASTER_PORT", "%d", master_port);
-		}
-		ml_env_set(e, "MOE_COMM_FD", "%d", rp[r].listen_fd);
-		ml_env_set(e, "MOE_COMM_PEERS", "%s", table);
-		ml_env_set(e, "MOE_COMM_JOB", "%s", job);
-		ml_env_set(e, "MOE_LAUNCHER", "standalone");
-		if (o->transport)
-			ml_env_set(e, "MOE_TRANSPORT", "%s", o->transport);
-		if (o->timeout_set)
-			ml_env_set(e, "MOE_COMM_TIMEOUT", "%g", o->timeout);
-	}
-	if (o->dry_run) {
-		for (int r = 0; r < n; r++) {
-			printf("rank %d cpus %s\n", r, rp[r].cpus && rp[r].cpus[0] ? rp[r].cpus : "-");
-			for (int i = 0; i < rp[r].env.n; i++)
-				printf("  %s\n", rp[r].env.kv[i]);
-		}
-		rc = 0;
-		goto out;
-	}
+	return value;
+}
+
+/* Starts the ranks and supervises them until the last one ended; the exit code is the job's. */
+static int run_ranks(const struct ml_opts *o, struct rank_proc *rp, int n, const char *job)
+{
 	sigset_t set, old;
+	int started = 0, rc;
+
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
 		sigaddset(&set, fwd_signals[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	fflush(NULL);
-	int started = 0;
 	for (int r = 0; r < n; r++) {
 		pid_t pid = fork();
 		if (pid < 0) {
@@ -320,20 +305,71 @@ int ml_standalone(const struct ml_opts *o)
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	remove_shm(job);
-out:
-	if (rp)
+	return rc;
+}
+
+int ml_standalone(const struct ml_opts *o)
+{
+	int n = o->nproc, rc = 1, peers_fd = -1, master_port = 0, mfd;
+	char err[MT_ERRLEN], host[TR_HOST_LEN] = "localhost", job[32], *table = NULL;
+	const char *text = o->spec ? o->spec : getenv("MOE_TOPOLOGY");
+	struct mt_node *node = NULL;
+	struct mt_plan *plan = NULL;
+	struct rank_proc *rp = NULL;
+	struct mt_spec spec;
+
+	if (!text || !*text)
+		text = "auto";
+	mt_spec_default(&spec);
+	if (mt_spec_parse(text, &spec, err, sizeof(err)) != 0) {
+		ml_warn("%s", err);
+		return 2;
+	}
+	if (spec.mode == MT_MODE_HELP) {
+		printf("%s", mt_spec_help());
+		return 0;
+	}
+	gethostname(host, sizeof(host) - 1);
+	if (!(rp = calloc(n, sizeof(*rp)))) {
+		ml_warn("out of memory");
+		return 1;
+	}
+	for (int r = 0; r < n; r++)
+		rp[r].listen_fd = -1;
+	if ((rc = plan_here(&spec, n, host, &node, &plan)) != 0)
+		goto out;
+	rc = 1;
+	if (plan && o->verbose)
+		mt_plan_print(plan, stderr);
+	make_job_id(job, sizeof(job));
+	/* a free port for MOE_MASTER_PORT/MASTER_PORT: programs that run their own rendezvous use it */
+	if (tr_listen(AF_INET, 0, true, &mfd, &master_port, err, sizeof(err)) == 0)
+		close(mfd);
+	if (!(table = open_sockets(rp, n, host, &peers_fd)))
+		goto out;
+	for (int r = 0; r < n; r++)
+		if (rank_env(o, plan, node, n, r, host, master_port, table, job, &rp[r]))
+			goto out;
+	if (o->dry_run) {
 		for (int r = 0; r < n; r++) {
-			if (rp[r].listen_fd >= 0)
-				close(rp[r].listen_fd);
-			free(rp[r].cpus);
-			ml_env_free(&rp[r].env);
+			printf("rank %d cpus %s\n", r, rp[r].cpus && rp[r].cpus[0] ? rp[r].cpus : "-");
+			ml_env_print(&rp[r].env, stdout);
 		}
+		rc = 0;
+		goto out;
+	}
+	rc = run_ranks(o, rp, n, job);
+out:
+	for (int r = 0; r < n; r++) {
+		if (rp[r].listen_fd >= 0)
+			close(rp[r].listen_fd);
+		free(rp[r].cpus);
+		mt_env_free(&rp[r].env);
+	}
 	free(rp);
-	free(peers);
 	free(table);
 	if (peers_fd >= 0)
 		close(peers_fd);
-	free(allowed);
 	mt_plan_free(plan);
 	mt_node_free(node);
 	return rc;

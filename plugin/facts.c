@@ -1,5 +1,8 @@
 /* facts.c - what Slurm tells slurmstepd about the step: nodes, tasks, task ids, GPUs, CPUs, port.
  *
+ * Two kinds: the job-wide facts every node of the step reads the same way (node list, tasks per node,
+ * task ids, port: mtp_facts_gather), which alone decide the ranks, and this node's own (its GPUs and
+ * CPUs: mtp_facts_local), which only decide this node's binding.
  * Everything comes from SPANK items and the variables Slurm itself sets in the step's environment
  * (including where its topology plugin places this node: SLURM_TOPOLOGY_ADDR, checked in stepd.c).
  * The job's environment is untrusted: node names are checked before they become file names, numbers are
@@ -46,8 +49,9 @@ static int slurm_env(spank_t sp, const char *name, char *buf, int len, char *err
 static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
 	char *buf = malloc(ENVLEN), dist[64];
+	enum mt_dist d = MT_DIST_BLOCK;
 	uint32_t u;
-	int count = 0, rc = -1, sum = 0, base = 0;
+	int count = 0, rc = -1, sum = 0;
 
 	if (!buf) {
 		snprintf(err, errlen, "out of memory");
@@ -69,7 +73,7 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 		}
 	if (slurm_env(sp, "SLURM_STEP_TASKS_PER_NODE", buf, ENVLEN, err, errlen))
 		goto out;
-	if (mtp_tasks_per_node_parse(buf, f->n_nodes, &f->tasks, err, errlen))
+	if (mt_tasks_per_node_parse(buf, f->n_nodes, &f->tasks, err, errlen))
 		goto out;
 	for (int i = 0; i < f->n_nodes; i++)
 		sum += f->tasks[i];
@@ -88,22 +92,19 @@ static int gather_layout(spank_t sp, struct mtp_facts *f, char *err, size_t errl
 		} else
 			f->local_ids[t] = u;
 	/* The planner needs every node's task ids; Slurm tells us only ours, so derive them from the
-	 * distribution and check that ours agree. */
+	 * distribution and check that ours agree (any other distribution that happens to place tasks
+	 * like block does is block). */
 	if (step_env(sp, "SLURM_DISTRIBUTION", dist, sizeof dist, err, errlen) < 0)
 		goto out;
-	if (!strncmp(dist, "cyclic", 6)) {
-		if (!(f->procids = mtp_cyclic_procids(f->tasks, f->n_nodes, f->world)))
-			goto out;
-		for (int t = 0; t < f->n_local; t++)
-			if ((uint32_t)f->procids[f->node_id][t] != f->local_ids[t])
-				goto layout;
-	} else {
-		for (int i = 0; i < f->node_id; i++)
-			base += f->tasks[i];
-		for (int t = 0; t < f->n_local; t++)
-			if (f->local_ids[t] != (uint32_t)(base + t))
-				goto layout;
+	if (dist[0] && mt_dist_parse(dist, &d, err, errlen))
+		d = MT_DIST_BLOCK;
+	if (!(f->procids = mt_dist_procids(d, f->tasks, f->n_nodes))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
+	for (int t = 0; t < f->n_local; t++)
+		if ((uint32_t)f->procids[f->node_id][t] != f->local_ids[t])
+			goto layout;
 	rc = 0;
 	goto out;
 layout:
@@ -143,10 +144,11 @@ fail:
 }
 
 /* CUDA_VISIBLE_DEVICES as GRES set it (the token tasks must see) and SLURM_STEP_GPUS (the node's own
- * GRES index of each, which differs when ConstrainDevices renumbers the devices). */
+ * GRES index of each, which differs when ConstrainDevices renumbers the devices).  Both are read whole up
+ * to the longest list accepted (MTP_GPU_LIST_MAX characters); the tokens are checked either way. */
 static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
-	char cvd[1024], abs[1024];
+	char cvd[MTP_GPU_LIST_MAX + 1], abs[MTP_GPU_LIST_MAX + 1];
 	char **idx = NULL;
 	int n_idx = 0, rc;
 
@@ -181,6 +183,9 @@ static int gather_gpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	/* the tokens tasks will see must name distinct devices even when SLURM_STEP_GPUS gives the index */
+	if (mtp_gpu_tokens_check(f->gpu_tokens, f->n_gpus, err, errlen))
+		goto out;
 	rc = mtp_gpu_indices(n_idx ? idx : f->gpu_tokens, f->n_gpus, f->gpu_index, err, errlen);
 out:
 	for (int i = 0; i < n_idx; i++)
@@ -193,38 +198,21 @@ out:
  * task/cgroup (ConstrainCores=yes).  Tasks are bound later by task/affinity, so theirs would be too narrow. */
 static int gather_cpus(struct mtp_facts *f, char *err, size_t errlen)
 {
-	cpu_set_t set;
-	unsigned char mask[CPU_SETSIZE];
-	char buf[4096];
-
-	if (sched_getaffinity(0, sizeof set, &set)) {
-		snprintf(err, errlen, "sched_getaffinity: %s", strerror(errno));
+	if (!(f->allowed_cpus = mt_cpus_allowed())) {
+		snprintf(err, errlen, "cannot read the step's CPUs: %s", strerror(errno));
 		return -1;
 	}
-	for (int i = 0; i < CPU_SETSIZE; i++)
-		mask[i] = CPU_ISSET(i, &set) ? 1 : 0;
-	if (mt_cpulist_format(mask, CPU_SETSIZE, buf, sizeof buf) < 0) {
-		snprintf(err, errlen, "cannot format the step's CPU list");
-		return -1;
-	}
-	f->allowed_cpus = strdup(buf);
-	return f->allowed_cpus ? 0 : -1;
+	return 0;
 }
 
-/* One port per job step, the same on every node: Slurm's reserved port when MpiParams=ports gives one,
- * else one derived from the job and step ids in 20000-29999 (below Linux's ephemeral range). */
+/* One port per job step, the same on every node (the rule is mt_contract_port's). */
 static void gather_port(spank_t sp, struct mtp_facts *f)
 {
 	char buf[64], err[MT_ERRLEN];
-	long p;
 
-	if (!step_env(sp, "SLURM_STEP_RESV_PORTS", buf, sizeof buf, err, sizeof err) &&
-	    (p = strtol(buf, NULL, 10)) > 1024 && p < 65536) {
-		snprintf(f->master_port, sizeof f->master_port, "%ld", p);
-		return;
-	}
-	snprintf(f->master_port, sizeof f->master_port, "%u",
-		 20000u + (unsigned)((f->job_id * 131u + f->step_id) % 10000u));
+	if (step_env(sp, "SLURM_STEP_RESV_PORTS", buf, sizeof buf, err, sizeof err))
+		buf[0] = '\0';
+	f->master_port = mt_contract_port(buf, f->job_id, f->step_id);
 }
 
 int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
@@ -243,7 +231,7 @@ int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 		snprintf(err, errlen, "Slurm gave no usable node id, node count or task counts");
 		return -1;
 	}
-	if (gather_layout(sp, f, err, errlen) || gather_gpus(sp, f, err, errlen) || gather_cpus(f, err, errlen))
+	if (gather_layout(sp, f, err, errlen))
 		return -1;
 	/* where Slurm's topology plugin places this node (slurmd sets both in every step; "" when unset) */
 	if (step_env(sp, "SLURM_TOPOLOGY_ADDR", f->topo_addr, sizeof f->topo_addr, err, errlen) < 0 ||
@@ -253,13 +241,16 @@ int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 	return 0;
 }
 
+int mtp_facts_local(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
+{
+	return gather_gpus(sp, f, err, errlen) || gather_cpus(f, err, errlen) ? -1 : 0;
+}
+
 void mtp_facts_free(struct mtp_facts *f)
 {
 	if (f->nodes)
 		mt_hostlist_free(f->nodes, f->n_names);
-	for (int i = 0; f->procids && i < f->n_nodes; i++)
-		free(f->procids[i]);
-	free(f->procids);
+	mt_procids_free(f->procids, f->n_nodes);
 	free(f->tasks);
 	free(f->local_ids);
 	for (int i = 0; i < f->n_gpus; i++)

@@ -1,6 +1,6 @@
-/* layout.c - the pure parts of reading a step's layout: Slurm's tasks-per-node syntax, the task ids of a
- * cyclic distribution, and which node names may become part of a file name.  No Slurm calls here, so the
- * unit tests exercise them directly.
+/* layout.c - the pure checks of what the step's environment says: which node names may become part of a
+ * file name, and which GPU lists are usable.  No Slurm calls here, so the unit tests exercise them
+ * directly (Slurm's tasks-per-node syntax and the task distributions are the library's: distribution.c).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -8,47 +8,6 @@
 #include <string.h>
 
 #include "plugin.h"
-
-int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen)
-{
-	int *t = calloc(n_nodes > 0 ? n_nodes : 1, sizeof *t), n = 0;
-	const char *p = text;
-
-	if (!t) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	while (*p) {
-		char *end;
-		long count = strtol(p, &end, 10), rep = 1;
-		if (end == p || count < 0 || count > 100000)
-			goto bad;
-		p = end;
-		if (!strncmp(p, "(x", 2)) {
-			rep = strtol(p + 2, &end, 10);
-			if (end == p + 2 || *end != ')' || rep < 1 || rep > n_nodes)
-				goto bad;
-			p = end + 1;
-		}
-		for (long i = 0; i < rep; i++) {
-			if (n >= n_nodes)
-				goto bad;
-			t[n++] = (int)count;
-		}
-		if (*p == ',')
-			p++;
-		else if (*p)
-			goto bad;
-	}
-	if (n != n_nodes)
-		goto bad;
-	*tasks = t;
-	return 0;
-bad:
-	snprintf(err, errlen, "cannot read SLURM_STEP_TASKS_PER_NODE='%s' for %d nodes", text, n_nodes);
-	free(t);
-	return -1;
-}
 
 /* A node name becomes part of a file name (topology=.../%n.xml): letters, digits, '.', '-', '_' only. */
 bool mtp_node_name_ok(const char *s)
@@ -59,35 +18,6 @@ bool mtp_node_name_ok(const char *s)
 		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
 			return false;
 	return true;
-}
-
-/* Cyclic over nodes: procid k goes to the next node (round robin) that still has room. */
-int **mtp_cyclic_procids(const int *tasks, int n_nodes, int world)
-{
-	int **ids = calloc(n_nodes, sizeof *ids), *fill = calloc(n_nodes, sizeof *fill), node = 0;
-
-	if (!ids || !fill)
-		goto fail;
-	for (int i = 0; i < n_nodes; i++)
-		if (!(ids[i] = calloc(tasks[i] > 0 ? tasks[i] : 1, sizeof **ids)))
-			goto fail;
-	for (int k = 0; k < world; k++) {
-		int tries = 0;
-		while (fill[node] >= tasks[node] && tries++ < n_nodes)
-			node = (node + 1) % n_nodes;
-		if (fill[node] >= tasks[node])
-			goto fail;   /* more tasks than the nodes hold: never write past a node's list */
-		ids[node][fill[node]++] = k;
-		node = (node + 1) % n_nodes;
-	}
-	free(fill);
-	return ids;
-fail:
-	for (int i = 0; ids && i < n_nodes; i++)
-		free(ids[i]);
-	free(ids);
-	free(fill);
-	return NULL;
 }
 
 /* GRES indices come from the job's environment: small non-negative integers, each GPU once (a repeat
@@ -110,6 +40,40 @@ int mtp_gpu_indices(char *const *tokens, int n, int *index, char *err, size_t er
 				return -1;
 			}
 		index[i] = (int)v;
+	}
+	return 0;
+}
+
+/* A GPU UUID as NVML prints it: "GPU-" or "MIG-" then hex digits and dashes. */
+static bool uuid_ok(const char *s)
+{
+	size_t n = 0;
+
+	if (strncmp(s, "GPU-", 4) && strncmp(s, "MIG-", 4))
+		return false;
+	for (s += 4; *s; s++, n++)
+		if (!isxdigit((unsigned char)*s) && *s != '-')
+			return false;
+	return n >= 8 && n <= 64;
+}
+
+/* Tokens reach every task's CUDA_VISIBLE_DEVICES: a repeat would give two ranks one GPU. */
+int mtp_gpu_tokens_check(char *const *tokens, int n, char *err, size_t errlen)
+{
+	int scratch[1];
+
+	for (int i = 0; i < n; i++) {
+		const char *s = tokens[i];
+		if (!uuid_ok(s) && mtp_gpu_indices((char *const *)&tokens[i], 1, scratch, err, errlen)) {
+			snprintf(err, errlen, "CUDA_VISIBLE_DEVICES token '%.60s' is not a device index 0-1023 or a "
+				 "GPU UUID", s);
+			return -1;
+		}
+		for (int j = 0; j < i; j++)
+			if (!strcmp(tokens[j], s)) {
+				snprintf(err, errlen, "CUDA_VISIBLE_DEVICES names GPU '%.60s' twice", s);
+				return -1;
+			}
 	}
 	return 0;
 }

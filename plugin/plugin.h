@@ -3,8 +3,9 @@
  * The plugin is a thin shell around libmoetopo: moe_topology.c routes each SPANK callback by context,
  * args.c owns the --moe-topology option, config.c the plugstack.conf arguments, client.c the
  * srun/sbatch/salloc side, stepd.c the slurmstepd side (facts.c gathers the step's facts, apply.c applies
- * one rank), log.c writes every line, version.c knows the Slurm release it was built for, slurmtopo.c
- * reads what Slurm's own topology says (topology.conf beside slurm.conf, SLURM_TOPOLOGY_ADDR).
+ * one task's contract, computed by the library's mt_contract_env), log.c writes every line, version.c
+ * knows the Slurm release it was built for, slurmtopo.c reads what Slurm's own topology says
+ * (topology.conf beside slurm.conf, SLURM_TOPOLOGY_ADDR).
  * Nothing here is exported: the version script keeps only the SPANK symbols visible.
  */
 #ifndef MTP_PLUGIN_H
@@ -21,6 +22,7 @@
 #define MTP_OPTION "moe-topology"
 #define MTP_ENV_SPEC "MOE_TOPOLOGY"
 #define MTP_SPEC_MAX 1024      /* longer SPEC text is refused before parsing: it is untrusted input */
+#define MTP_GPU_LIST_MAX 1023  /* longest CUDA_VISIBLE_DEVICES / SLURM_STEP_GPUS accepted (16 UUIDs: 655) */
 
 /* ---- plugstack.conf arguments (config.c) */
 enum mtp_nvml { MTP_NVML_AUTO = 0, MTP_NVML_OFF };
@@ -97,33 +99,26 @@ struct mtp_facts {
 	int *gpu_index;
 	char *gpu_list;        /* the step-level CUDA_VISIBLE_DEVICES as Slurm set it, "" when none */
 	char *allowed_cpus;    /* CPUs the step may use on this node, list form */
-	char master_port[16];
+	unsigned master_port;
 	char topo_addr[256];   /* SLURM_TOPOLOGY_ADDR and _PATTERN of this node, "" when unset */
 	char topo_pattern[64];
 };
+/* The job-wide facts (ids, nodes, tasks, task ids, port): the same on every node of the step. */
 int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen);
+/* This node's own facts (the step's GPUs and CPUs here): a failure concerns this node only. */
+int mtp_facts_local(spank_t sp, struct mtp_facts *f, char *err, size_t errlen);
 void mtp_facts_free(struct mtp_facts *f);
-/* ---- pure layout helpers (layout.c) */
-/* Parses SLURM_STEP_TASKS_PER_NODE ("2(x3),1") for n_nodes nodes into *tasks (malloc'd). */
-int mtp_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen);
-/* Task ids of each node under -m cyclic: round robin over the nodes that still have room. */
-int **mtp_cyclic_procids(const int *tasks, int n_nodes, int world);
+/* ---- pure helpers (layout.c) */
 /* True when a node name is safe inside a file name: letters, digits, '.', '-', '_', not starting with '.'. */
 bool mtp_node_name_ok(const char *s);
 /* The GRES index of each of N GPU tokens ("0".."1023", no repeats) into index[]; -1 with err otherwise. */
 int mtp_gpu_indices(char *const *tokens, int n, int *index, char *err, size_t errlen);
+/* CUDA_VISIBLE_DEVICES tokens tasks will see: each a device index 0-1023 or a GPU/MIG UUID, none twice. */
+int mtp_gpu_tokens_check(char *const *tokens, int n, char *err, size_t errlen);
 
-/* ---- one rank (apply.c) */
-struct mtp_node_ctx {
-	const struct mtp_facts *facts;
-	const struct mt_plan *plan;
-	const struct mt_node *model;     /* this node, restricted to the step's GPUs */
-	const struct mt_node *own_full;  /* this node with all its GPUs (GRES index -> PCI bus id) */
-	const char *nccl_ib_hca;         /* all rail NICs of this node in rail order, NULL when none */
-	const char *master_addr;
-	int node_rank;                   /* this node's position in the new rank order */
-};
-int mtp_apply_rank(spank_t sp, const struct mtp_node_ctx *n, int procid, char *err, size_t errlen);
+/* ---- one task (apply.c): the planned CPUs (when CPUS is not NULL or ""), then every variable of E.
+ * The affinity, the only step that can be refused, comes first: a failure leaves the task as it was. */
+int mtp_apply(spank_t sp, const struct mt_env *e, const char *cpus, char *err, size_t errlen);
 
 /* Messages (log.c): one line each, prefixed MTP_NAME, control characters from quoted input made '?'.
  * From the step, ERROR and USER reach the user's stderr (ERROR also the slurmd log); INFO only the log. */

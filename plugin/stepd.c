@@ -1,13 +1,18 @@
 /* stepd.c - the slurmstepd side: one plan per node per step (user_init), applied per task (task_init).
  *
- * user_init gathers the step's facts, loads a node model for every node of the step (the cached hwloc XML
- * named by topology=, else this node's live hwloc), restricts each to the GPUs Slurm gave the step, and
- * calls the planner: every node computes the same plan from the same inputs, without talking to the
- * others.  task_init runs in each task's process, after Slurm's own binding, and applies its rank.
+ * user_init first plans the ranks from job-wide facts only (node list, tasks per node, task ids, the
+ * domain map, the spec): every node computes the same ranks without talking to the others, and no node's
+ * hardware stands in for another's.  Then it binds this node's own ranks from this node's model (the
+ * cached hwloc XML named by topology=, else the live machine), restricted to the GPUs Slurm gave the step.
+ * task_init runs in each task's process, after Slurm's own binding, and applies the task's contract.
  *
- * Failure policy: with strict=no a failure leaves Slurm's binding untouched and warns once per step; with
- * strict=yes every task of the step fails with the reason.  Nothing here returns an error from user_init
- * (that would fail the launch or drain the node), and nothing is written outside the task's environment.
+ * Failure policy.  A job-wide failure (spec, layout, domain map, plan) is met identically by every node:
+ * node 0 reports it once; with strict=no the tasks keep Slurm's binding and, under export=torch, still get
+ * RANK/LOCAL_RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT from Slurm's layout.  A failure only this node sees
+ * (its GPUs, its cache, its binding) costs only this node's binding: its tasks keep the plan's ranks and
+ * it warns once, naming itself.  With strict=yes the tasks meeting either fail.  Nothing here returns an
+ * error from user_init (that would fail the launch or drain the node), and nothing is written outside
+ * the task's environment.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,26 +28,27 @@
 #define STEP_INTERACTIVE 0xfffffffau
 
 static struct {
-	bool active;          /* a plan is applied to every task */
-	bool failed;          /* planning failed: warn (and under strict=yes fail the tasks) */
-	bool node_only;       /* the failure is this node's own; otherwise every node hit it, node 0 reports */
-	char err[MT_ERRLEN];
+	bool planned;         /* the job-wide plan holds: every task gets its rank */
+	bool failed;          /* the job-wide plan failed: warn (strict=yes: fail the tasks) */
+	bool facts_ok;        /* the job-wide facts were read: Slurm's layout is known (torch fallback) */
+	bool node_only;       /* the job-wide failure is this node's own (its copy of Slurm's topology): it
+				 reports, and gives no fallback ranks that could collide with the others' */
+	bool local_failed;    /* this node's binding failed: its tasks get ranks only */
+	char err[MT_ERRLEN];  /* the job-wide failure */
+	char local_err[MT_ERRLEN];
 	struct mt_spec spec;
 	struct mtp_facts facts;
-	int n_models;
-	struct mt_node **models;      /* models[i]: node i restricted to the step's GPUs (may repeat) */
-	struct mt_node *own_full;     /* this node, all GPUs (NIC list for NCCL) */
+	struct mt_node *own_full;     /* this node, all GPUs (GRES index -> PCI bus id) */
+	struct mt_node *own;          /* restricted to the step's GPUs */
 	struct mt_domains *domains;
 	struct mt_plan *plan;
-	char *nccl_ib_hca;
-	int node_rank;
+	const char **gpu_pci;         /* PCI bus id of each of the step's GPUs here */
 	int node_id;          /* known even when the facts could not be gathered: who reports */
 } st;
 
-static void fail(bool node_only, const char *fmt, const char *detail)
+static void fail(const char *fmt, const char *detail)
 {
 	st.failed = true;
-	st.node_only = node_only;
 	snprintf(st.err, sizeof st.err, fmt, detail);
 }
 
@@ -90,8 +96,9 @@ static int load_trusted(const char *path, struct mt_node **node, struct mt_domai
 	return rc ? -1 : 0;
 }
 
-static int load_model(const struct mtp_config *c, const char *name, bool own, struct mt_node **out, char *err,
-		      size_t errlen)
+/* This node's model: its cached file when topology= names one that exists, else the live machine. */
+static int load_own_model(const struct mtp_config *c, const char *name, struct mt_node **out, char *err,
+			  size_t errlen)
 {
 	char path[4096];
 	int rc;
@@ -105,8 +112,6 @@ static int load_model(const struct mtp_config *c, const char *name, bool own, st
 		rc = load_trusted(path, out, NULL, err, errlen);
 		if (rc <= 0)
 			return rc;
-		if (!own)
-			return 1;      /* not cached here: the caller assumes this node's model */
 	}
 	return mt_node_load_live(c->nvml == MTP_NVML_OFF ? MT_LOAD_NO_NVML : 0, out, err, errlen) ? -1 : 0;
 }
@@ -134,43 +139,29 @@ static int restrict_model(const struct mt_node *full, const char *name, struct m
 	return mt_node_subset(full, pci, n, out, err, errlen) ? -1 : 0;
 }
 
-static int load_models(const struct mtp_config *c, char *err, size_t errlen)
+/* Without a domain map, NVML fabric cliques may define the domains, but only as a job-wide fact: read
+ * from every node's cached file the same way on every node (this node's live machine never counts, the
+ * others could not see it).  Unless every node's file is there and has a clique, each node is its own
+ * domain.  NULL when no map results (or no memory). */
+static struct mt_domains *fabric_domains(const struct mtp_config *c)
 {
 	const struct mtp_facts *f = &st.facts;
-	int me = f->node_id, rc;
+	struct mt_domains *d = c->topology ? mt_domains_new() : NULL;
+	char path[4096], err[MT_ERRLEN], dn[64];
 
-	st.models = calloc(f->n_nodes, sizeof *st.models);
-	if (!st.models) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+	for (int i = 0; d && i < f->n_nodes; i++) {
+		struct mt_node *m = NULL;
+		bool ok = !topo_path(c->topology, f->nodes[i], path, sizeof path) &&
+			  !load_trusted(path, &m, NULL, err, sizeof err) && m->n_gpus > 0 && m->gpus[0].has_fabric;
+		if (ok)
+			snprintf(dn, sizeof dn, "%s/%u", m->gpus[0].fabric_uuid, m->gpus[0].clique);
+		mt_node_free(m);
+		if (!ok || mt_domains_add(d, f->nodes[i], dn, err, sizeof err)) {
+			mt_domains_free(d);
+			d = NULL;
+		}
 	}
-	st.n_models = f->n_nodes;
-	if (load_model(c, f->nodes[me], true, &st.own_full, err, errlen)) {
-		st.node_only = true;
-		return -1;
-	}
-	if (restrict_model(st.own_full, f->nodes[me], &st.models[me], err, errlen)) {
-		st.node_only = true;   /* this node's GRES and topology disagree: the others may be fine */
-		return -1;
-	}
-	for (int i = 0; i < f->n_nodes; i++) {
-		struct mt_node *full = NULL;
-		if (i == me)
-			continue;
-		/* With a domain map, the other nodes' models only feed checks those nodes make themselves: this
-		 * node's ranks depend on them through names, task counts and domains alone, so skip the parse.
-		 * Without one, their NVML fabric cliques may define the domains, so read their cached files. */
-		rc = c->topology && !st.domains ? load_model(c, f->nodes[i], false, &full, err, errlen) : 1;
-		if (rc < 0)
-			return -1;
-		if (rc > 0)
-			continue;      /* filled with this node's model below */
-		rc = restrict_model(full, f->nodes[i], &st.models[i], err, errlen);
-		mt_node_free(full);
-		if (rc)
-			return -1;
-	}
-	return 0;
+	return d;
 }
 
 /* The domain map: domains=PATH; else Slurm's own topology.conf, when domains=slurm names it or, without
@@ -217,81 +208,38 @@ static int load_domains(const struct mtp_config *c, char *err, size_t errlen)
 	return 0;
 }
 
-static int build_plan(char *err, size_t errlen)
+/* The ranks, from the job-wide facts alone: no node model at all. */
+static int plan_ranks(char *err, size_t errlen)
 {
 	const struct mtp_facts *f = &st.facts;
-	size_t n = f->n_nodes > 0 ? (size_t)f->n_nodes : 1;
-	const struct mt_node **models = calloc(n, sizeof *models);
-	const char **allowed = calloc(n, sizeof *allowed);
 	struct mt_job job = {0};
-	int rc = -1;
 
-	if (!models || !allowed) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	for (int i = 0; i < f->n_nodes; i++)
-		models[i] = st.models[i] ? st.models[i] : st.models[f->node_id];
-	/* Only this node's CPUs are known here; the planner shares each node's CPUs independently. */
-	allowed[f->node_id] = f->allowed_cpus;
 	job.n_nodes = f->n_nodes;
 	job.nodes = (const char *const *)f->nodes;
 	job.tasks = f->tasks;
 	job.procids = (const int *const *)f->procids;
-	job.models = models;
 	job.domains = st.domains;
-	job.allowed_cpus = allowed;
 	job.spec = st.spec;
-	rc = mt_plan_build(&job, &st.plan, err, errlen);
-out:
-	free(models);
-	free(allowed);
-	return rc;
+	return mt_plan_build(&job, &st.plan, err, errlen);
 }
 
-/* NCCL_IB_HCA: the same on every rank of the node, all rail NICs in rail order (never per rank). */
-static char *nccl_hca_list(const struct mt_node *n)
+/* This node's binding: its GPUs and CPUs, its model, restricted to the step's GPUs, bound to its ranks. */
+static int bind_here(spank_t sp, const struct mtp_config *c, char *err, size_t errlen)
 {
-	size_t len = 2, o = 1;
-	char *s;
-	int rails = 0;
+	struct mtp_facts *f = &st.facts;
+	const char *me = f->nodes[f->node_id];
 
-	for (int i = 0; i < n->n_nics; i++)
-		len += strlen(n->nics[i].name) + 1;
-	if (!(s = malloc(len)))
-		return NULL;
-	s[0] = '=';   /* exact names: "mlx5_1" must not also select mlx5_10..19 */
-	for (int r = 0; r < n->n_nics; r++)
-		for (int i = 0; i < n->n_nics; i++) {
-			const struct mt_nic *nic = &n->nics[i];
-			if (!nic->rdma || nic->rail != r)
-				continue;
-			o += (size_t)sprintf(s + o, "%s%s", rails++ ? "," : "", nic->name);
-		}
-	if (!rails) {
-		free(s);
-		return NULL;
+	if (mtp_facts_local(sp, f, err, errlen))
+		return -1;
+	if (load_own_model(c, me, &st.own_full, err, errlen) || restrict_model(st.own_full, me, &st.own, err, errlen))
+		return -1;
+	if (!(st.gpu_pci = calloc(f->n_gpus > 0 ? (size_t)f->n_gpus : 1, sizeof *st.gpu_pci))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
-	return s;
-}
-
-/* This node's place in the new order: nodes sorted by the lowest new rank they hold. */
-static int node_rank_of(const struct mt_plan *p, int node)
-{
-	int *low = malloc(p->n_nodes * sizeof *low), r = 0;
-
-	if (!low)
-		return node;
-	for (int i = 0; i < p->n_nodes; i++)
-		low[i] = p->world;
-	for (int k = 0; k < p->world; k++)
-		if (p->ranks[k].rank < low[p->ranks[k].node])
-			low[p->ranks[k].node] = p->ranks[k].rank;
-	for (int i = 0; i < p->n_nodes; i++)
-		if (low[i] < low[node] || (low[i] == low[node] && i < node))
-			r++;
-	free(low);
-	return r;
+	for (int j = 0; j < f->n_gpus; j++)
+		st.gpu_pci[j] = st.own_full->gpus[f->gpu_index[j]].pci;
+	return mt_plan_bind_node(st.plan, f->node_id, st.own, f->allowed_cpus, err, errlen) ? -1 : 0;
 }
 
 int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
@@ -300,7 +248,6 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 	const char *origin, *text;
 	uint32_t step = 0, nid = 0;
 	spank_err_t erc;
-	int rc = -1;
 
 	memset(&st, 0, sizeof st);
 	if (spank_get_item(sp, S_JOB_NODEID, &nid) == ESPANK_SUCCESS)
@@ -312,14 +259,14 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		return 0;
 	erc = spank_getenv(sp, MTP_ENV_SPEC, env, MTP_SPEC_MAX + 2);
 	if (erc == ESPANK_NOSPACE) {
-		fail(false, "%s is too long", MTP_ENV_SPEC);
+		fail("%s is too long", MTP_ENV_SPEC);
 		goto out;
 	}
 	if (erc != ESPANK_SUCCESS)
 		env[0] = '\0';
 	text = mtp_spec_text(c, env, &origin);
 	if (strlen(text) > MTP_SPEC_MAX) {
-		fail(false, "%s is too long", origin);
+		fail("%s is too long", origin);
 		goto out;
 	}
 	if (mt_spec_parse(text, &st.spec, err, sizeof err)) {
@@ -328,100 +275,157 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		goto out;
 	}
 	if (st.spec.mode == MT_MODE_OFF || st.spec.mode == MT_MODE_HELP)
-		goto done;
+		goto out;
 	if (c->error[0]) {
-		fail(false, "%s", c->error);
+		fail("%s", c->error);
 		goto out;
 	}
-	if (mtp_facts_gather(sp, &st.facts, err, sizeof err)) {
-		/* what Slurm set in this node's environment (GPUs above all) may be wrong here only: this node
-		 * reports, or nobody would */
-		st.node_only = true;
+	/* job-wide: what every node reads the same way */
+	if (mtp_facts_gather(sp, &st.facts, err, sizeof err))
 		goto failed;
+	st.facts_ok = true;
+	if (load_domains(c, err, sizeof err))
+		goto failed;
+	if (!st.domains)
+		st.domains = fabric_domains(c);
+	if (plan_ranks(err, sizeof err))
+		goto failed;
+	st.planned = true;
+	/* this node only */
+	if (bind_here(sp, c, err, sizeof err)) {
+		st.local_failed = true;
+		snprintf(st.local_err, sizeof st.local_err, "%s", err);
 	}
-	if (load_domains(c, err, sizeof err) || load_models(c, err, sizeof err))
-		goto failed;
-	if (build_plan(err, sizeof err))
-		goto failed;
-	st.nccl_ib_hca = nccl_hca_list(st.own_full);
-	st.node_rank = node_rank_of(st.plan, st.facts.node_id);
-	st.active = true;
 	/* the version tells the admin reading slurmd's log which plugin build planned the step */
-	mtp_info("step %u.%u: planned %d ranks on %d nodes (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
-		 st.facts.step_id, st.plan->world, st.plan->n_nodes);
-done:
-	rc = 0;
+	mtp_info("step %u.%u: planned %d ranks on %d nodes%s (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
+		 st.facts.step_id, st.plan->world, st.plan->n_nodes, st.local_failed ? ", this node unbound" : "");
 	goto out;
 failed:
-	fail(st.node_only, "%s", err);
+	fail("%s", err);
 out:
-	if (rc && st.failed)
+	if (st.failed)
 		mtp_info("step %u.%u: %s", st.facts.job_id, st.facts.step_id, st.err);
 	free(env);
 	return 0;
 }
 
-/* One report per step: node 0 speaks for failures every node shares, each node for its own. */
-static void report(const struct mtp_config *c, int local_task)
+/* One report per step and kind: node 0 speaks for the job-wide failures every node meets, each node for
+ * its own.  LOCAL_TASK 0 is the node's first task (or the task that met a failure of its own). */
+static void report(const struct mtp_config *c, int local_task, bool local, const char *what, bool torch)
 {
-	if (local_task != 0 || (!st.node_only && st.node_id != 0))
+	const char *me = st.facts.nodes ? st.facts.nodes[st.facts.node_id] : "?";
+
+	if (local_task != 0 || (!local && !st.node_only && st.node_id != 0))
 		return;
 	if (c->strict)
-		mtp_error("%s (strict=yes: the step fails)", st.err);
+		mtp_error("%s%s%s%s (strict=yes: the step fails)", local ? "node " : "", local ? me : "",
+			  local ? ": " : "", what);
+	else if (local)
+		mtp_user("warning: node %s: %s; its tasks keep the plan's ranks with Slurm's GPU and CPU binding", me,
+			 what);
 	else
-		mtp_user("warning: %s; Slurm's own binding is left unchanged", st.err);
+		mtp_user("warning: %s; Slurm's own binding is left unchanged%s", what,
+			 torch ? " (export=torch: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT follow "
+				 "Slurm's task layout)" : "");
+}
+
+/* Slurm's own layout of local task TASK, for the contract without a plan. */
+static void slurm_task(int task, struct mt_task *t)
+{
+	const struct mtp_facts *f = &st.facts;
+
+	t->procid = (int)f->local_ids[task];
+	t->slurm.world = f->world;
+	t->slurm.local_rank = task;
+	t->slurm.local_size = f->n_local;
+	t->slurm.node_rank = f->node_id;
+	t->slurm.node_name = f->nodes[f->node_id];
+	t->master_addr = f->nodes[0];   /* task 0 is on the step's first node under block and cyclic */
 }
 
 int mtp_stepd_task_init(spank_t sp, const struct mtp_config *c)
 {
-	char err[MT_ERRLEN], cvd[1024] = "";
-	struct mtp_node_ctx n;
-	int task = 0;
+	const struct mtp_facts *f = &st.facts;
+	char err[MT_ERRLEN], cvd[MTP_GPU_LIST_MAX + 2] = "";
+	struct mt_task t = {0};
+	struct mt_env e;
+	bool torch = st.spec.export_ == MT_EXPORT_TORCH, local = st.local_failed;
+	const char *what = local ? st.local_err : st.err;
+	int task = -1;
 
-	if (!st.active && !st.failed)
+	if (!st.planned && !st.failed)
 		return 0;
-	if (spank_get_item(sp, S_TASK_ID, &task) != ESPANK_SUCCESS || task < 0 || task >= st.facts.n_local) {
-		if (!st.failed)
-			fail(true, "%s", "Slurm gave no local task id");
-		st.active = false;
+	if (spank_get_item(sp, S_TASK_ID, &task) != ESPANK_SUCCESS || task < 0 || task >= f->n_local) {
+		if (st.planned || st.facts_ok)
+			mtp_user("warning: node %s: Slurm gave no local task id; the task keeps Slurm's layout",
+				 st.facts_ok ? f->nodes[f->node_id] : "?");
+		return c->strict ? -1 : 0;
 	}
-	if (st.active && (spank_getenv(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd) != ESPANK_SUCCESS ||
-			  strcmp(cvd, st.facts.gpu_list)) && st.facts.gpu_list[0]) {
-		/* GRES narrowed this task's GPUs: remapping would bind outside what Slurm gave it */
-		snprintf(err, sizeof err, "Slurm bound GPUs per task (CUDA_VISIBLE_DEVICES=%.60s of the step's %.60s: "
-			 "--gpus-per-task or --gpu-bind); request --gpus-per-node=N (or --gres=gpu:N) without "
-			 "--gpu-bind and let --" MTP_OPTION " bind", cvd, st.facts.gpu_list);
-		fail(false, "%s", err);   /* GRES binds the whole step this way: node 0 reports */
-		st.active = false;
+	t.master_port = f->master_port;
+	if (st.planned) {
+		t.procid = (int)f->local_ids[task];
+		t.n_gpus = f->n_gpus;
+		t.gpu_tokens = (const char *const *)f->gpu_tokens;
+		t.gpu_pci = st.gpu_pci;
+		if (!local && f->gpu_list[0] &&
+		    (spank_getenv(sp, "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd) != ESPANK_SUCCESS ||
+		     strcmp(cvd, f->gpu_list))) {
+			/* GRES narrowed this task's GPUs: remapping would bind outside what Slurm gave it.  Every
+			 * node meets this alike (GRES binds the whole step this way): node 0 reports */
+			snprintf(st.err, sizeof st.err, "Slurm bound GPUs per task (CUDA_VISIBLE_DEVICES=%.60s of the "
+				 "step's %.60s: --gpus-per-task or --gpu-bind); request --gpus-per-node=N (or "
+				 "--gres=gpu:N) without --gpu-bind and let --" MTP_OPTION " bind", cvd, f->gpu_list);
+			what = st.err;
+			t.no_binding = true;
+		}
+		t.no_binding |= local;
+		if (mt_contract_env(st.plan, &t, &e, err, sizeof err) == 0) {
+			const struct mt_rank *r = &st.plan->ranks[t.procid];
+			bool bind = st.plan->node_bound[r->node] && !t.no_binding && st.spec.cpu == MT_CPU_NUMA;
+			if (mtp_apply(sp, &e, bind ? r->cpuset : NULL, err, sizeof err) == 0) {
+				if (st.spec.verbose)
+					mtp_user("rank %d/%d node %s gpu %s cuda %s nic %s cores %s ep-group %d ep-rank %d "
+						 "domain %s", r->rank, st.plan->world, f->nodes[r->node],
+						 mt_env_get(&e, "MOE_GPU_PCI") ? r->gpu_pci : "-",
+						 mt_env_get(&e, "CUDA_VISIBLE_DEVICES") ? mt_env_get(&e, "CUDA_VISIBLE_DEVICES") : "-",
+						 mt_env_get(&e, "MOE_NET_DEVICES") ? r->nics : "-",
+						 bind && r->cpuset && r->cpuset[0] ? r->cpuset : "-", r->ep_group, r->ep_rank,
+						 st.plan->domain_names[r->domain]);
+				mt_env_free(&e);
+				if (!t.no_binding)
+					return 0;
+				report(c, task, local, what, false);
+				return c->strict ? -1 : 0;
+			}
+			mt_env_free(&e);
+		}
+		/* this task's own failure (its affinity refused): it reports, its environment is untouched */
+		mtp_user("warning: node %s rank %d: %s; the task keeps Slurm's binding", f->nodes[f->node_id],
+			 st.plan->ranks[t.procid].rank, err);
+		return c->strict ? -1 : 0;
 	}
-	if (st.active) {
-		n.facts = &st.facts;
-		n.plan = st.plan;
-		n.model = st.models[st.facts.node_id];
-		n.own_full = st.own_full;
-		n.nccl_ib_hca = st.nccl_ib_hca;
-		n.master_addr = st.facts.nodes[st.plan->ranks[st.plan->by_rank[0]].node];
-		n.node_rank = st.node_rank;
-		if (mtp_apply_rank(sp, &n, (int)st.facts.local_ids[task], err, sizeof err) == 0)
-			return 0;
-		fail(true, "%s", err);
-		task = 0;   /* an apply failure is reported by the task that met it */
+	/* the job-wide plan failed: under export=torch, Slurm's layout in torch's variables */
+	if (!c->strict && torch && st.facts_ok && !st.node_only) {
+		slurm_task(task, &t);
+		t.torch_only = true;
+		if (mt_contract_env(NULL, &t, &e, err, sizeof err) == 0) {
+			mtp_apply(sp, &e, NULL, err, sizeof err);
+			mt_env_free(&e);
+		}
 	}
-	report(c, task);
+	report(c, task, false, what, torch && st.facts_ok && !st.node_only);
 	return c->strict ? -1 : 0;
 }
 
 void mtp_stepd_exit(void)
 {
-	for (int i = 0; i < st.n_models; i++)
-		mt_node_free(st.models[i]);
-	free(st.models);
+	mt_node_free(st.own);
 	mt_node_free(st.own_full);
 	if (st.domains)
 		mt_domains_free(st.domains);
 	if (st.plan)
 		mt_plan_free(st.plan);
-	free(st.nccl_ib_hca);
+	free(st.gpu_pci);
 	mtp_facts_free(&st.facts);
 	memset(&st, 0, sizeof st);
 }

@@ -3,6 +3,10 @@
 set -euo pipefail
 pkgs="build-essential autoconf automake libtool pkg-config libhwloc-dev hwloc libibverbs-dev
       slurmctld slurmd slurm-client libslurm-dev munge iproute2 bats procps util-linux"
+# fuzzing (tests/fuzz): clang with libFuzzer
+pkgs="$pkgs clang libclang-rt-14-dev"
+# a real client of the rank contract: torch.distributed (gloo) under srun (tests/slurm/test_contract.sh)
+pkgs="$pkgs python3-torch"
 # the Slurm 24.11 testbed builds a Debian 13 root filesystem with it (tests/slurm/testbed24.sh)
 pkgs="$pkgs debootstrap"
 # the Soft-RoCE guest for the verbs tests (tests/rdma/rig.sh; its kernel and tools are fetched with

@@ -37,12 +37,12 @@ run_client srun -N2 --ntasks-per-node=1 --moe-topology=off moe-launch -- "$PEER"
 is "$rc:$(count tcp 3)" "0:2" "--moe-topology=off: fallback to SLURM_* works $(grep -v warning <<<"$err" | head -c 300)"
 is "$(grep -c 'no topology-aware layout is in effect' <<<"$err")" 2 "and each task warns"
 
-# a rank killed by SIGKILL: the other ranks fail with an error naming it, no hang
+# a rank killed by SIGKILL: the other ranks fail with an error naming it and its node, no hang
 # (each task's stderr goes to a file: srun stops forwarding output once a task was killed)
 rm -f "$MOE_TESTBED"/work/kill.*.err
 run_client srun -N2 --ntasks-per-node=1 --moe-topology=off --error=kill.%t.err moe-launch --timeout 20 -- "$PEER" --die 1
 ok "a killed rank fails the step" [ "$rc" != 0 ]
 for _ in $(seq 50); do grep -q "rank 0:" "$MOE_TESTBED/work/kill.0.err" 2>/dev/null && break; sleep 0.1; done
 ok "rank 0 names rank 1 as gone ($(grep 'rank 0:' "$MOE_TESTBED/work/kill.0.err" 2>/dev/null | head -c 200))" \
-	grep -q "rank 0: tcp: rank 1 (127.1.0.1[0-9]:[0-9]*) closed the connection" "$MOE_TESTBED/work/kill.0.err"
+	grep -q "rank 0: tcp: rank 1 (gpu-r1-n2 at 127.1.0.12:[0-9]*) closed the connection" "$MOE_TESTBED/work/kill.0.err"
 done_testing

@@ -147,8 +147,8 @@ ok "--gpus-per-task: the step runs with Slurm's binding" [ "$rc" = 0 ]
 is "$(grep -c 'moe-topology: warning: Slurm bound GPUs per task.*--gpus-per-node' <<<"$err")" 1 \
 	"--gpus-per-task: one warning says what to request instead"
 
-# Without domains= on 22.05 every node reads all the step's cached topologies (fabric cliques could define
-# the domains; these fixtures have none), so each node is its own domain: still exactly moetopo's plan.
+# Without domains= on 22.05, NVML fabric cliques in every node's cached topology could define the domains
+# (these fixtures have none), so each node is its own domain: still exactly moetopo's plan.
 # On 24.11 Slurm runs topology/block, and its own topology.conf is the map.
 $TESTBED plugstack "topology=$MOE_TESTBED/topo/%n.xml" nvml=off
 run_client srun -N4 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
@@ -168,14 +168,22 @@ else
 fi
 $TESTBED plugstack
 
-# Caches are read as root: a file others can write is refused, on that node only, with one warning.
+# Caches are read as root: a file others can write is refused, on that node only, with one warning; the
+# ranks are job-wide, so that node's tasks keep them and lose only their binding.
 chmod 666 "$MOE_TESTBED/topo/gpu-r2-n1.xml"
 run_client srun -N4 --ntasks-per-node=4 --gpus-per-node=4 --moe-topology=ep=4 "$REPORT"
 chmod 644 "$MOE_TESTBED/topo/gpu-r2-n1.xml"
 ok "untrusted cache: the step still runs (strict=no)" [ "$rc" = 0 ]
 is "$(grep -c 'moe-topology: warning: .*gpu-r2-n1.xml: refused' <<<"$err")" 1 "untrusted cache: one warning names the file"
-is "$(awk '$1 == "T" && $3 == "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 0 "untrusted cache: that node's tasks keep Slurm's binding"
-is "$(awk '$1 == "T" && $3 != "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 12 "untrusted cache: the other nodes' tasks are planned"
+unbound_node() {  # node $1's tasks: the plan's ranks, Slurm's GPUs, no planned GPU or CPUs
+	[ -z "$(awk -v n="node=$1" '$1 == "T" && $3 == n && !(/ MOE_RANK=[0-9]+ / && / CUDA_VISIBLE_DEVICES=0,1,2,3 / &&
+		/ MOE_CPUS= / && !/MOE_GPU_PCI=/)' <<<"$out")" ] && [ "$(grep -c "^T .* node=$1 " <<<"$out")" = 4 ]
+}
+ranks_all() { grep -o ' MOE_RANK=[0-9]*' <<<"$out" | sort -t= -k2 -n | tr -d ' \n'; }
+all16=$(seq 0 15 | sed 's/^/MOE_RANK=/' | tr -d '\n')
+ok "untrusted cache: that node's tasks keep the plan's ranks with Slurm's GPU and CPU binding" unbound_node gpu-r2-n1
+is "$(ranks_all)" "$all16" "untrusted cache: every task of every node has its rank, 0..15 once each"
+is "$(awk '$1 == "T" && $3 != "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_GPU_PCI=)" 12 "untrusted cache: the other nodes' tasks are bound"
 
 # A symlink in the cache's place could be retargeted by whoever controls its target: refused the same way.
 TOPO=$MOE_TESTBED/topo
@@ -187,7 +195,8 @@ mv "$TOPO/gpu-r2-n1.real" "$TOPO/gpu-r2-n1.xml"
 ok "symlinked cache: the step still runs (strict=no)" [ "$rc" = 0 ]
 is "$(grep -c 'moe-topology: warning: .*gpu-r2-n1.xml: refused: a symbolic link' <<<"$err")" 1 \
 	"symlinked cache: one warning names the file"
-is "$(awk '$1 == "T" && $3 == "node=gpu-r2-n1"' <<<"$out" | grep -c MOE_RANK=)" 0 "symlinked cache: that node's tasks keep Slurm's binding"
+ok "symlinked cache: that node's tasks keep the plan's ranks with Slurm's binding" unbound_node gpu-r2-n1
+is "$(ranks_all)" "$all16" "symlinked cache: every task has its rank"
 
 run_client sinfo -h -o '%T'
 is "$(sort -u <<<"$out")" "idle" "no node drained or down"

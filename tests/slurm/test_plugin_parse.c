@@ -1,6 +1,7 @@
 /* test_plugin_parse.c - the plugin's pure parsers without Slurm: the strict plugstack.conf arguments,
- * the trusted-file rule for files read as root, Slurm's tasks-per-node syntax, cyclic task ids, the
- * node names allowed into file names, Slurm releases, and where Slurm's topology puts a node.  The sources are compiled in directly (they are static-free but
+ * the trusted-file rule for files read as root, the GPU lists taken from the job's environment, the
+ * node names allowed into file names, Slurm releases, and where Slurm's topology puts a node.  The
+ * sources are compiled in directly (they are static-free but
  * only linked into the plugin otherwise).
  */
 #include <stdlib.h>
@@ -175,35 +176,6 @@ out:
 static void test_layout(void)
 {
 	char err[MT_ERRLEN];
-	int *t = NULL, **ids;
-
-	TAP_INT(mtp_tasks_per_node_parse("2(x3),1", 4, &t, err, sizeof err), 0, "2(x3),1 for 4 nodes");
-	tap_ok(t && t[0] == 2 && t[1] == 2 && t[2] == 2 && t[3] == 1, "gives 2 2 2 1");
-	free(t);
-	TAP_INT(mtp_tasks_per_node_parse("8", 1, &t, err, sizeof err), 0, "single node");
-	free(t);
-	TAP_INT(mtp_tasks_per_node_parse("2(x3)", 4, &t, err, sizeof err), -1, "too few nodes listed");
-	TAP_INT(mtp_tasks_per_node_parse("2(x5)", 4, &t, err, sizeof err), -1, "too many nodes listed");
-	TAP_INT(mtp_tasks_per_node_parse("2(x",  1, &t, err, sizeof err), -1, "truncated repeat");
-	TAP_INT(mtp_tasks_per_node_parse("a,b", 2, &t, err, sizeof err), -1, "not numbers");
-	tap_ok(strstr(err, "SLURM_STEP_TASKS_PER_NODE='a,b'") != NULL, "error quotes the text: %s", err);
-
-	/* srun -n5 -N2 -m cyclic: node 0 gets 0,2,4 and node 1 gets 1,3 */
-	int tasks[] = {3, 2};
-	ids = mtp_cyclic_procids(tasks, 2, 5);
-	tap_ok(ids && ids[0][0] == 0 && ids[0][1] == 2 && ids[0][2] == 4 && ids[1][0] == 1 && ids[1][1] == 3,
-	       "cyclic 3+2: node 0 = 0 2 4, node 1 = 1 3");
-	for (int i = 0; ids && i < 2; i++)
-		free(ids[i]);
-	free(ids);
-	/* uneven: 1 + 3 tasks, the full node is skipped: node 0 = 0, node 1 = 1 2 3 */
-	int tasks2[] = {1, 3};
-	ids = mtp_cyclic_procids(tasks2, 2, 4);
-	tap_ok(ids && ids[0][0] == 0 && ids[1][0] == 1 && ids[1][1] == 2 && ids[1][2] == 3,
-	       "cyclic 1+3: a full node is skipped");
-	for (int i = 0; ids && i < 2; i++)
-		free(ids[i]);
-	free(ids);
 
 	/* GPU indices come from the job's environment */
 	char *good[] = {"3", "0", "7"}, *dup[] = {"1", "2", "1"}, *neg[] = {"-1"}, *big[] = {"1024"},
@@ -220,7 +192,20 @@ static void test_layout(void)
 	TAP_INT(mtp_gpu_indices(uuid, 1, idx, err, sizeof err), -1, "a UUID is refused");
 	tap_ok(strstr(err, "UUID and MIG lists are not supported") != NULL, "saying why: %s", err);
 
-	tap_ok(mtp_cyclic_procids(tasks2, 2, 5) == NULL, "cyclic: more tasks than the nodes hold is refused");
+	/* CUDA_VISIBLE_DEVICES tokens reach the tasks: checked even when SLURM_STEP_GPUS gives the indices */
+	char *zeros[] = {"0", "0", "0", "0"}, *uuids[16], ubuf[16][48], *mixed[] = {"1", "GPU-0f1e2d3c-aaaa"},
+	     *junk[] = {"0", "nvidia0"}, *udup[] = {"GPU-0f1e2d3c-aaaa", "GPU-0f1e2d3c-aaaa"};
+	for (int i = 0; i < 16; i++) {
+		snprintf(ubuf[i], sizeof ubuf[i], "GPU-%08x-1111-2222-3333-%012x", 0xabc00000u + i, i);
+		uuids[i] = ubuf[i];
+	}
+	TAP_INT(mtp_gpu_tokens_check(zeros, 4, err, sizeof err), -1, "CUDA_VISIBLE_DEVICES=0,0,0,0 is refused");
+	tap_ok(strstr(err, "names GPU '0' twice") != NULL, "naming the repeat: %s", err);
+	TAP_INT(mtp_gpu_tokens_check(uuids, 16, err, sizeof err), 0, "16 GPU UUIDs are usable tokens");
+	TAP_INT(mtp_gpu_tokens_check(mixed, 2, err, sizeof err), 0, "an index and a UUID");
+	TAP_INT(mtp_gpu_tokens_check(junk, 2, err, sizeof err), -1, "a token that is neither is refused");
+	tap_ok(strstr(err, "'nvidia0' is not a device index 0-1023 or a GPU UUID") != NULL, "saying why: %s", err);
+	TAP_INT(mtp_gpu_tokens_check(udup, 2, err, sizeof err), -1, "a repeated UUID is refused");
 
 	tap_ok(mtp_node_name_ok("gpu-r1-n1") && mtp_node_name_ok("node_07.cluster"), "plain node names accepted");
 	tap_ok(!mtp_node_name_ok("../etc/passwd") && !mtp_node_name_ok("a/b") && !mtp_node_name_ok(".hidden") &&

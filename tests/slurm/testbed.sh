@@ -7,6 +7,9 @@
 #   testbed.sh plugstack [ARGS...]   rewrite the plugin's plugstack.conf line (no restart needed)
 #   testbed.sh down          stop every daemon and step, delete the namespaces and the state folder
 #   testbed.sh status        print nodes and state
+#   testbed.sh node-kill I   node I (1..N) dies: its network goes down, then its slurmd, steps and tasks get SIGKILL
+#   testbed.sh node-start I  node I comes back: network up, slurmd started again; waits until all nodes are idle
+#   testbed.sh slurmd-restart I   stop node I's slurmd (SIGTERM; running steps stay) and start it again
 #
 # Each node runs in its own network namespace (addresses 127.1.0.0/24 on a bridge with no uplink), with
 # its own hostname, four fake GPUs (character devices + gres.conf) and a different real captured
@@ -33,13 +36,17 @@ TB=${MOE_TESTBED:-/run/moetopo-testbed}
 E=$TB/etc
 CPUS=${MOE_TESTBED_CPUS:-8}
 GPUS=4
+# GPUs of each node (MOE_TESTBED_GPUS="8 4 4 4": heterogeneous nodes; default 4 each)
+read -r -a NODE_GPUS <<<"${MOE_TESTBED_GPUS:-}"
+node_gpus() { echo "${NODE_GPUS[$(( $1 - 1 ))]:-$GPUS}"; }
 # Prefix of every network namespace this testbed creates, derived from its state folder so that two
 # testbeds (two MOE_TESTBED folders) never touch each other's namespaces or processes.
 NS=${MOE_TESTBED_NS:-mtb$(printf '%s' "$TB" | cksum | cut -c1-4)}
 export SLURM_CONF=$E/slurm.conf
 
 # One fixture per node, each a different real machine with 4 NVIDIA GPUs (tests/fixtures/hwloc).
-FIXTURES=(flux-core__ipa20.xml mpibind__coral-lassen.xml psmgmt__topo.jrc0323.xml psmgmt__topo.mel2001.xml)
+# MOE_TESTBED_FIXTURES replaces the list (say, an 8-GPU machine first, with MOE_TESTBED_GPUS).
+read -r -a FIXTURES <<<"${MOE_TESTBED_FIXTURES:-flux-core__ipa20.xml mpibind__coral-lassen.xml psmgmt__topo.jrc0323.xml psmgmt__topo.mel2001.xml}"
 
 pkgs="slurmctld slurmd slurm-client munge iproute2 procps util-linux hwloc"
 
@@ -99,7 +106,9 @@ write_configs() {
 	chmod 755 "$TB" "$E" "$TB/topo"
 	chmod 1777 "$TB/work"
 	# fake GPUs: slurmd accepts only character devices in gres.conf File=
-	for ((i = 0; i < GPUS; i++)); do
+	local max=$GPUS g
+	for g in "${NODE_GPUS[@]}"; do [ "$g" -gt "$max" ] && max=$g; done
+	for ((i = 0; i < max; i++)); do
 		[ -c "$TB/dev/nvidia$i" ] || { rm -f "$TB/dev/nvidia$i"; mknod -m 666 "$TB/dev/nvidia$i" c 195 $i; }
 	done
 	cat > "$E/slurm.conf" <<EOF
@@ -147,10 +156,13 @@ EOF
 		echo "127.1.0.1 head"
 	} > "$E/hosts"
 	: > "$E/topology.conf"
+	: > "$E/gres.conf.new"
 	for ((i = 1; i <= n; i++)); do
 		name=$(node_name $i)
 		addr=127.1.0.$((10 + i))
-		echo "NodeName=$name NodeAddr=$addr CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$GPUS State=UNKNOWN" >> "$E/slurm.conf"
+		g=$(node_gpus $i)
+		echo "NodeName=$name NodeAddr=$addr CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$g State=UNKNOWN" >> "$E/slurm.conf"
+		echo "NodeName=$name Name=gpu Type=h100 File=$TB/dev/nvidia[0-$((g - 1))]" >> "$E/gres.conf.new"
 		echo "$addr $name" >> "$E/hosts"
 		# the plugin reads cached topologies only when root owns them and nobody else may write them
 		install -m 644 "$top_srcdir/tests/fixtures/hwloc/${FIXTURES[$(( (i - 1) % 4 ))]}" "$TB/topo/$name.xml"
@@ -163,8 +175,9 @@ EOF
 	done
 	{
 		echo "AutoDetect=off"
-		echo "Name=gpu Type=h100 File=$TB/dev/nvidia[0-$((GPUS - 1))]"
+		cat "$E/gres.conf.new"
 	} > "$E/gres.conf"
+	rm -f "$E/gres.conf.new"
 	write_configs_extra
 	chmod 644 "$E"/*
 	plugin_path > "$TB/plugin"
@@ -232,8 +245,54 @@ check_nodes() { :; }
 write_configs_extra() { :; }
 release_root() { :; }
 
+start_slurmd() {  # start_slurmd I
+	local name
+	name=$(node_name "$1")
+	mkdir -p "$TB/var/$name"
+	in_node "$name" $NS-n$1 slurmd -f "$SLURM_CONF" -N "$name"
+}
+
+node_index() {  # node_index I: dies unless I names a node of the running testbed
+	[[ "${1:-}" =~ ^[1-9][0-9]*$ ]] && [ "$1" -le "$(node_count)" ] || die "node index must be 1..$(node_count), got '${1:-}'"
+}
+
+# A crash, not a shutdown: the network goes first, so no peer sees a connection close (as with a node
+# that loses power), then every process of the node is killed.
+do_node_kill() {
+	local p
+	node_index "${1:-}"
+	ip -n $NS-n$1 link set eth0 down
+	for p in $(ip netns pids $NS-n$1); do kill -9 "$p" 2>/dev/null || true; done
+}
+
+do_node_start() {  # and wait until every node is idle again (no node left down or drained)
+	node_index "${1:-}"
+	ip -n $NS-n$1 link set eth0 up
+	start_slurmd "$1"
+	wait_idle
+}
+
+do_slurmd_restart() {
+	local pid i name log starts
+	node_index "${1:-}"
+	name=$(node_name "$1")
+	log=$TB/log/slurmd-$name.log
+	pid=$(cat "$TB/run/slurmd-$name.pid")
+	starts=$(grep -c 'slurmd started on' "$log")
+	kill "$pid"
+	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && die "slurmd of node $1 (pid $pid) did not stop"
+	start_slurmd "$1"
+	# ready once it says so (after registering with slurmctld)
+	for ((i = 0; i < 300; i++)); do
+		[ "$(grep -c 'slurmd started on' "$log")" -gt "$starts" ] && return 0
+		sleep 0.1
+	done
+	die "slurmd of node $1 did not start again within 30 s"
+}
+
 do_up() {
-	local n=${1:-4} i name
+	local n=${1:-4} i
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 8 ] || die "node count must be 1..8, got '$n'"
 	check_nodes "$n"
 	[ "$(id -u)" = 0 ] || die "must run as root (namespaces, mknod, daemons)"
@@ -255,10 +314,8 @@ do_up() {
 	netns_attach $NS-head 127.1.0.1
 	in_node head $NS-head slurmctld -f "$SLURM_CONF"
 	for ((i = 1; i <= n; i++)); do
-		name=$(node_name $i)
-		mkdir -p "$TB/var/$name"
 		netns_attach $NS-n$i 127.1.0.$((10 + i))
-		in_node "$name" $NS-n$i slurmd -f "$SLURM_CONF" -N "$name"
+		start_slurmd $i
 	done
 	wait_idle
 }
@@ -296,5 +353,9 @@ down) do_down ;;
 run) shift; [ $# -gt 0 ] || die "usage: testbed.sh run CMD..."; client "$@" ;;
 plugstack) shift; write_plugstack "$@" ;;
 status) client sinfo -N -o '%N %T %G' ;;
-*) echo "usage: testbed.sh up [N] [--slurm 22.05|24.11] | run CMD... | plugstack [ARGS...] | status | down" >&2; exit 2 ;;
+node-kill) do_node_kill "${2:-}" ;;
+node-start) do_node_start "${2:-}" ;;
+slurmd-restart) do_slurmd_restart "${2:-}" ;;
+*) echo "usage: testbed.sh up [N] [--slurm 22.05|24.11] | run CMD... | plugstack [ARGS...] | status |" \
+	"node-kill I | node-start I | slurmd-restart I | down" >&2; exit 2 ;;
 esac

@@ -17,6 +17,7 @@ struct cli_job {
 	int n_owned;
 	struct mt_domains *domains;
 	const char **allowed;
+	int **procids;          /* --distribution cyclic */
 	struct mt_job job;
 	const char *preset;
 };
@@ -30,6 +31,7 @@ static void cli_job_free(struct cli_job *c)
 		mt_node_free(c->owned[i]);
 	free(c->owned);
 	free(c->allowed);
+	mt_procids_free(c->procids, c->n);
 	mt_domains_free(c->domains);
 }
 
@@ -91,7 +93,7 @@ static int load_models(struct cli_job *c, const char *cmd, const char *xml)
 }
 
 enum { O_NODES = 256, O_TPN, O_XML, O_PRESET, O_DOMAINS, O_CPUS, O_SPEC, O_JSON, O_SIM, O_HELP,
-       O_TOKENS, O_HIDDEN, O_TOPK, O_BYTES, O_NVL, O_NIC, O_OVERSUB, O_ROUTING, O_RG };
+       O_TOKENS, O_HIDDEN, O_TOPK, O_BYTES, O_NVL, O_NIC, O_OVERSUB, O_ROUTING, O_RG, O_DIST };
 
 static const struct option opts[] = {
 	{"nodes", required_argument, 0, O_NODES},       {"tasks-per-node", required_argument, 0, O_TPN},
@@ -103,14 +105,16 @@ static const struct option opts[] = {
 	{"topk", required_argument, 0, O_TOPK},         {"bytes", required_argument, 0, O_BYTES},
 	{"nvlink-gbs", required_argument, 0, O_NVL},    {"nic-gbs", required_argument, 0, O_NIC},
 	{"oversub", required_argument, 0, O_OVERSUB},   {"routing", required_argument, 0, O_ROUTING},
-	{"route-groups", required_argument, 0, O_RG},   {0, 0, 0, 0},
+	{"route-groups", required_argument, 0, O_RG},   {"distribution", required_argument, 0, O_DIST},
+	{0, 0, 0, 0},
 };
 
 static const char plan_usage[] =
 	"usage: moetopo plan --nodes HOSTLIST (--node-xml FILE|PATTERN | --preset NAME) [--tasks-per-node N]\n"
-	"                    [--domains FILE] [--cpus LIST] [--spec SPEC] [--json] [--simulate [SIM OPTIONS]]\n"
+	"                    [--domains FILE] [--cpus LIST] [--spec SPEC] [--distribution block|cyclic]\n"
+	"                    [--json] [--simulate [SIM OPTIONS]]\n"
 	"\n"
-	"Prints which rank each Slurm task (SLURM_PROCID, block distribution) becomes and what it is bound\n"
+	"Prints which rank each Slurm task (SLURM_PROCID) becomes and what it is bound\n"
 	"to: GPU, NICs and rail, CPU set, EP group/rank, DP rank, NVLink domain; then a summary.  This is\n"
 	"exactly the plan the SPANK plugin applies for the same job.\n"
 	"\n"
@@ -126,6 +130,7 @@ static const char plan_usage[] =
 	"                         its own domain\n"
 	"  --cpus LIST            CPUs the step may use on every node (e.g. 0-63); default all\n"
 	"  --spec SPEC            the planner spec (default auto); --spec help prints the grammar\n"
+	"  --distribution D       how Slurm placed the tasks: block (default) or cyclic (srun -m cyclic)\n"
 	"  --json                 JSON output (schema in doc/json-schema.md)\n"
 	"  --simulate             also print `moetopo simulate` for this plan\n"
 	"\n"
@@ -187,52 +192,67 @@ static int parse_int(const char *v)
 	return *v >= '0' && *v <= '9' && !*end && x >= 1 && x <= 1 << 20 ? (int)x : -1;
 }
 
-static int run(int argc, char **argv, bool simulate_cmd)
-{
-	const char *cmd = simulate_cmd ? "simulate" : "plan";
-	const char *nodes = NULL, *xml = NULL, *preset = NULL, *dfile = NULL, *cpus = NULL, *spec = "auto";
-	const char *routing = "uniform";
-	int tpn = 0, rg = -1;
-	bool json = false, sim = simulate_cmd, sim_opt = false;
+/* What the command line asks for. */
+struct args {
+	const char *nodes, *xml, *preset, *dfile, *cpus, *spec, *routing;
+	int tpn, rg;
+	bool json, sim, sim_opt;
+	enum mt_dist dist;
 	struct mt_sim_params sp;
-	double nvl = 0, nic = 0;
-	mt_sim_default_params(&sp);
+	double nvl, nic;
+};
+
+/* -1: go on; else the exit code (help printed, or bad input reported). */
+static int parse_args(int argc, char **argv, const char *cmd, bool simulate_cmd, struct args *a)
+{
+	char err[MT_ERRLEN];
+	int c, rc;
+
+	memset(a, 0, sizeof(*a));
+	a->spec = "auto";
+	a->routing = "uniform";
+	a->rg = -1;
+	a->sim = simulate_cmd;
+	mt_sim_default_params(&a->sp);
 	optind = 1;
 	opterr = 0;
-	int c, rc;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case O_NODES: nodes = optarg; break;
+		case O_NODES: a->nodes = optarg; break;
 		case O_TPN:
-			if ((tpn = parse_int(optarg)) < 1)
+			if ((a->tpn = parse_int(optarg)) < 1)
 				return bad(cmd, "bad value --tasks-per-node=%s (valid: a positive integer)", optarg);
 			break;
-		case O_XML: xml = optarg; break;
-		case O_PRESET: preset = optarg; break;
-		case O_DOMAINS: dfile = optarg; break;
-		case O_CPUS: cpus = optarg; break;
-		case O_SPEC: spec = optarg; break;
-		case O_JSON: json = true; break;
-		case O_SIM: sim = true; break;
+		case O_XML: a->xml = optarg; break;
+		case O_PRESET: a->preset = optarg; break;
+		case O_DOMAINS: a->dfile = optarg; break;
+		case O_CPUS: a->cpus = optarg; break;
+		case O_SPEC: a->spec = optarg; break;
+		case O_JSON: a->json = true; break;
+		case O_SIM: a->sim = true; break;
+		case O_DIST:
+			if (mt_dist_parse(optarg, &a->dist, err, sizeof(err)) || strcspn(optarg, ":,") != strlen(optarg))
+				return bad(cmd, "bad value --distribution=%s (valid: block, cyclic)", optarg);
+			break;
 		case 'h':
 		case O_HELP: fputs(simulate_cmd ? sim_usage : plan_usage, stdout); return 0;
-		case O_TOKENS: if ((rc = parse_num(cmd, "--tokens", optarg, 1, &sp.tokens))) return rc; sim_opt = true; break;
-		case O_HIDDEN: if ((rc = parse_num(cmd, "--hidden", optarg, 1, &sp.hidden))) return rc; sim_opt = true; break;
-		case O_TOPK: if ((rc = parse_num(cmd, "--topk", optarg, 1, &sp.topk))) return rc; sim_opt = true; break;
-		case O_BYTES: if ((rc = parse_num(cmd, "--bytes", optarg, 0.125, &sp.bytes))) return rc; sim_opt = true; break;
-		case O_NVL: if ((rc = parse_num(cmd, "--nvlink-gbs", optarg, 0.001, &nvl))) return rc; sim_opt = true; break;
-		case O_NIC: if ((rc = parse_num(cmd, "--nic-gbs", optarg, 0.001, &nic))) return rc; sim_opt = true; break;
-		case O_OVERSUB: if ((rc = parse_num(cmd, "--oversub", optarg, 1, &sp.oversub))) return rc; sim_opt = true; break;
+		case O_TOKENS: if ((rc = parse_num(cmd, "--tokens", optarg, 1, &a->sp.tokens))) return rc; a->sim_opt = true; break;
+		case O_HIDDEN: if ((rc = parse_num(cmd, "--hidden", optarg, 1, &a->sp.hidden))) return rc; a->sim_opt = true; break;
+		case O_TOPK: if ((rc = parse_num(cmd, "--topk", optarg, 1, &a->sp.topk))) return rc; a->sim_opt = true; break;
+		case O_BYTES: if ((rc = parse_num(cmd, "--bytes", optarg, 0.125, &a->sp.bytes))) return rc; a->sim_opt = true; break;
+		case O_NVL: if ((rc = parse_num(cmd, "--nvlink-gbs", optarg, 0.001, &a->nvl))) return rc; a->sim_opt = true; break;
+		case O_NIC: if ((rc = parse_num(cmd, "--nic-gbs", optarg, 0.001, &a->nic))) return rc; a->sim_opt = true; break;
+		case O_OVERSUB: if ((rc = parse_num(cmd, "--oversub", optarg, 1, &a->sp.oversub))) return rc; a->sim_opt = true; break;
 		case O_ROUTING:
 			if (strcmp(optarg, "uniform") && strcmp(optarg, "group"))
 				return bad(cmd, "bad value --routing=%s (valid: uniform, group)", optarg);
-			routing = optarg;
-			sim_opt = true;
+			a->routing = optarg;
+			a->sim_opt = true;
 			break;
 		case O_RG:
-			if ((rg = parse_int(optarg)) < 1)
+			if ((a->rg = parse_int(optarg)) < 1)
 				return bad(cmd, "bad value --route-groups=%s (valid: a positive integer)", optarg);
-			sim_opt = true;
+			a->sim_opt = true;
 			break;
 		default:
 			fprintf(stderr, "moetopo %s: unknown or incomplete option '%s' (see moetopo %s --help)\n", cmd,
@@ -242,12 +262,154 @@ static int run(int argc, char **argv, bool simulate_cmd)
 	}
 	if (optind < argc)
 		return bad(cmd, "unexpected argument '%s' (options only; see --help)", argv[optind]);
-	if (sim_opt && !sim)
+	if (a->sim_opt && !a->sim)
 		return bad(cmd, "%s", "simulation options need --simulate (or use moetopo simulate)");
+	return -1;
+}
 
+/* The job the options describe: nodes, models, tasks, domains, CPUs, distribution.  0, or the exit code. */
+static int build_job(const char *cmd, const struct args *a, const struct mt_spec *s, struct cli_job *cj)
+{
 	char err[MT_ERRLEN];
+
+	if (mt_hostlist_expand(a->nodes, &cj->names, &cj->n, err, sizeof(err)))
+		return bad(cmd, "%s", err);
+	cj->tasks = calloc((size_t)cj->n, sizeof(int));
+	cj->models = calloc((size_t)cj->n, sizeof(*cj->models));
+	if (!cj->tasks || !cj->models)
+		return bad(cmd, "%s", "out of memory") - 1;
+	if (a->preset) {
+		struct mt_node *m;
+		cj->owned = calloc(1, sizeof(*cj->owned));
+		if (!cj->owned || mt_preset_node(a->preset, &m, err, sizeof(err)))
+			return bad(cmd, "%s", cj->owned ? err : "out of memory");
+		cj->owned[cj->n_owned++] = m;
+		for (int i = 0; i < cj->n; i++)
+			cj->models[i] = m;
+	} else if (load_models(cj, cmd, a->xml))
+		return 2;
+	if (a->dfile && mt_domains_load(a->dfile, &cj->domains, err, sizeof(err)))
+		return bad(cmd, "%s", err);
+	for (int i = 0; i < cj->n; i++) {
+		const struct mt_node *m = cj->models[i];
+		cj->tasks[i] = a->tpn ? a->tpn : m->n_gpus > 0 ? m->n_gpus : (m->n_numa > 0 ? m->n_numa : 1);
+	}
+	if (a->cpus) {
+		cj->allowed = calloc((size_t)cj->n, sizeof(char *));
+		if (!cj->allowed)
+			return 1;
+		/* validate the list once: a bad --cpus is bad input, not a silent "all" */
+		unsigned char *mask = malloc(1 << 20);
+		int k = mask ? mt_cpulist_parse(a->cpus, mask, 1 << 20) : -1;
+		free(mask);
+		if (k <= 0)
+			return bad(cmd, "bad --cpus '%s' (valid: a cpu list such as 0-63,128-191)", a->cpus);
+		for (int i = 0; i < cj->n; i++)
+			cj->allowed[i] = a->cpus;
+	}
+	if (a->dist == MT_DIST_CYCLIC && !(cj->procids = mt_dist_procids(a->dist, cj->tasks, cj->n)))
+		return bad(cmd, "%s", "out of memory") - 1;
+	cj->job.n_nodes = cj->n;
+	cj->job.nodes = (const char *const *)cj->names;
+	cj->job.tasks = cj->tasks;
+	cj->job.procids = (const int *const *)cj->procids;
+	cj->job.models = cj->models;
+	cj->job.domains = cj->domains;
+	cj->job.allowed_cpus = cj->allowed;
+	cj->job.spec = *s;
+	return 0;
+}
+
+static void print_sim_json(const struct mt_sim_params *sp, const struct mt_sim_result *a,
+			   const struct mt_sim_result *b)
+{
+	const struct mt_sim_result *r[2] = {a, b};
+	const char *nm[2] = {"plan", "default"};
+	double ratio = a->total_us > 0 ? b->total_us / a->total_us : 1;
+	double mean_ratio = a->mean_group_us > 0 ? b->mean_group_us / a->mean_group_us : 1;
+
+	printf("{\"schema\":\"moetopo-simulate/1\",\"params\":{\"tokens\":%g,\"hidden\":%g,\"topk\":%g,\"bytes\":%g,\"nvlink_gbs\":%g,"
+	       "\"nic_gbs\":%g,\"oversub\":%g,\"route_groups\":%d},\n",
+	       sp->tokens, sp->hidden, sp->topk, sp->bytes, sp->nvlink_gbs, sp->nic_gbs, sp->oversub, sp->route_groups);
+	for (int k = 0; k < 2; k++)
+		printf("\"%s\":{\"dispatch_us\":%.6g,\"combine_us\":%.6g,\"total_us\":%.6g,\"ep_groups\":%d,"
+		       "\"ep_groups_local\":%d,\"max_domains_per_group\":%d,\"nvlink_local_fraction\":%.6g,"
+		       "\"rail_aligned_fraction\":%.6g,\"mean_group_us\":%.6g,\"spine_us_max\":%.6g,"
+		       "\"spine_bound_groups\":%d},\n",
+		       nm[k], r[k]->dispatch_us, r[k]->combine_us, r[k]->total_us, r[k]->summary.ep_groups,
+		       r[k]->summary.ep_groups_local, r[k]->summary.max_domains_per_group,
+		       r[k]->summary.nvlink_local_fraction, r[k]->summary.rail_aligned_fraction,
+		       r[k]->mean_group_us, r[k]->spine_us_max, r[k]->spine_bound_groups);
+	printf("\"speedup\":%.6g,\"speedup_mean\":%.6g}\n", ratio, mean_ratio);
+}
+
+static void print_sim_text(const struct mt_sim_params *sp, const struct mt_sim_result *a,
+			   const struct mt_sim_result *b, bool after_plan)
+{
+	const struct mt_sim_result *r[2] = {a, b};
+	const char *nm[2] = {"moetopo plan", "slurm default"};
+	double ratio = a->total_us > 0 ? b->total_us / a->total_us : 1;
+	double mean_ratio = a->mean_group_us > 0 ? b->mean_group_us / a->mean_group_us : 1;
+
+	printf("%sMoE all-to-all per layer: %g tokens/GPU, hidden %g, top-%g, %g B/element, NVLink %g GB/s,"
+	       " NIC %g GB/s per rail, spine oversubscription %g, routing %s",
+	       after_plan ? "\n" : "", sp->tokens, sp->hidden, sp->topk, sp->bytes, sp->nvlink_gbs, sp->nic_gbs,
+	       sp->oversub, sp->route_groups ? "group-limited" : "uniform");
+	if (sp->route_groups)
+		printf(" (M=%d)", sp->route_groups);
+	printf("\n%-15s %12s %12s %12s %12s %13s %13s %13s %8s\n", "layout", "dispatch_us", "combine_us",
+	       "total_us", "mean_grp_us", "local_groups", "nvlink_local", "rail_aligned", "max_dom");
+	for (int k = 0; k < 2; k++)
+		printf("%-15s %12.1f %12.1f %12.1f %12.1f %6d/%-6d %12.1f%% %12.1f%% %8d\n", nm[k],
+		       r[k]->dispatch_us, r[k]->combine_us, r[k]->total_us, r[k]->mean_group_us,
+		       r[k]->summary.ep_groups_local,
+		       r[k]->summary.ep_groups, 100 * r[k]->summary.nvlink_local_fraction,
+		       100 * r[k]->summary.rail_aligned_fraction, r[k]->summary.max_domains_per_group);
+	printf("spine (busiest domain's uplinks, per direction): plan %.1f us, default %.1f us; groups it slows:"
+	       " plan %d, default %d\n",
+	       a->spine_us_max, b->spine_us_max, a->spine_bound_groups, b->spine_bound_groups);
+	printf("speedup (default / plan): slowest group %.2fx, mean over groups %.2fx\n", ratio, mean_ratio);
+	printf("total_us: dispatch + combine of the slowest EP group, which gates the step; mean_grp_us: the\n"
+	       "same averaged over EP groups (fabric load)\n");
+}
+
+/* `simulate` for the plan and for Slurm's default layout of the same job. */
+static int simulate(const char *cmd, struct args *a, const struct cli_job *cj, const struct mt_plan *p,
+		    bool after_plan)
+{
+	char err[MT_ERRLEN];
+	struct mt_sim_result x, y;
+	bool gb = a->preset && !strncmp(a->preset, "gb", 2);
+
+	a->sp.nvlink_gbs = a->nvl > 0 ? a->nvl : gb ? 900 : 450;
+	a->sp.nic_gbs = a->nic > 0 ? a->nic : a->preset && !strcmp(a->preset, "gb300-nvl72-tray") ? 100 : 50;
+	if (!strcmp(a->routing, "group")) {
+		a->sp.route_groups = a->rg > 0 ? a->rg : p->spec.route_groups;
+		if (a->sp.route_groups <= 0)
+			return bad(cmd, "%s", "--routing group needs --route-groups M or route-groups=M in the spec");
+	}
+	if (mt_sim_plan(p, &a->sp, &x, err, sizeof(err)) || mt_sim_default(&cj->job, p, &a->sp, &y, err, sizeof(err)))
+		return bad(cmd, "%s", err);
+	if (a->json)
+		print_sim_json(&a->sp, &x, &y);
+	else
+		print_sim_text(&a->sp, &x, &y, after_plan);
+	return 0;
+}
+
+static int run(int argc, char **argv, bool simulate_cmd)
+{
+	const char *cmd = simulate_cmd ? "simulate" : "plan";
+	char err[MT_ERRLEN];
+	struct cli_job cj = {0};
+	struct mt_plan *p = NULL;
 	struct mt_spec s;
-	if (mt_spec_parse(spec, &s, err, sizeof(err)))
+	struct args a;
+	int rc = parse_args(argc, argv, cmd, simulate_cmd, &a);
+
+	if (rc >= 0)
+		return rc;
+	if (mt_spec_parse(a.spec, &s, err, sizeof(err)))
 		return bad(cmd, "%s", err);
 	if (s.mode == MT_MODE_HELP) {
 		fputs(mt_spec_help(), stdout);
@@ -255,139 +417,24 @@ static int run(int argc, char **argv, bool simulate_cmd)
 	}
 	if (s.mode == MT_MODE_OFF)
 		return bad(cmd, "%s", "--spec off plans nothing (valid: auto or key=value,...; --spec help)");
-	if (!nodes)
+	if (!a.nodes)
 		return bad(cmd, "%s", "--nodes HOSTLIST is required (e.g. --nodes 'gb-r[01-04]-n[01-18]')");
-	if (!!xml == !!preset)
+	if (!!a.xml == !!a.preset)
 		return bad(cmd, "%s", "give exactly one of --node-xml FILE and --preset NAME");
-
-	struct cli_job cj = {0};
-	struct mt_plan *p = NULL;
-	rc = 2;
-	if (mt_hostlist_expand(nodes, &cj.names, &cj.n, err, sizeof(err))) {
+	if ((rc = build_job(cmd, &a, &s, &cj)))
+		goto out;
+	if ((rc = mt_plan_build(&cj.job, &p, err, sizeof(err)))) {
 		bad(cmd, "%s", err);
-		goto out;
-	}
-	cj.tasks = calloc((size_t)cj.n, sizeof(int));
-	cj.models = calloc((size_t)cj.n, sizeof(*cj.models));
-	if (!cj.tasks || !cj.models) {
-		rc = bad(cmd, "%s", "out of memory") - 1;
-		goto out;
-	}
-	if (preset) {
-		struct mt_node *m;
-		cj.owned = calloc(1, sizeof(*cj.owned));
-		if (!cj.owned || mt_preset_node(preset, &m, err, sizeof(err))) {
-			bad(cmd, "%s", cj.owned ? err : "out of memory");
-			goto out;
-		}
-		cj.owned[cj.n_owned++] = m;
-		for (int i = 0; i < cj.n; i++)
-			cj.models[i] = m;
-	} else if (load_models(&cj, cmd, xml))
-		goto out;
-	if (dfile && mt_domains_load(dfile, &cj.domains, err, sizeof(err))) {
-		bad(cmd, "%s", err);
-		goto out;
-	}
-	for (int i = 0; i < cj.n; i++) {
-		const struct mt_node *m = cj.models[i];
-		cj.tasks[i] = tpn ? tpn : m->n_gpus > 0 ? m->n_gpus : (m->n_numa > 0 ? m->n_numa : 1);
-	}
-	if (cpus) {
-		cj.allowed = calloc((size_t)cj.n, sizeof(char *));
-		if (!cj.allowed)
-			goto out;
-		/* validate the list once: a bad --cpus is bad input, not a silent "all" */
-		unsigned char *mask = malloc(1 << 20);
-		int k = mask ? mt_cpulist_parse(cpus, mask, 1 << 20) : -1;
-		free(mask);
-		if (k <= 0) {
-			bad(cmd, "bad --cpus '%s' (valid: a cpu list such as 0-63,128-191)", cpus);
-			goto out;
-		}
-		for (int i = 0; i < cj.n; i++)
-			cj.allowed[i] = cpus;
-	}
-	cj.job.n_nodes = cj.n;
-	cj.job.nodes = (const char *const *)cj.names;
-	cj.job.tasks = cj.tasks;
-	cj.job.models = cj.models;
-	cj.job.domains = cj.domains;
-	cj.job.allowed_cpus = cj.allowed;
-	cj.job.spec = s;
-	int prc = mt_plan_build(&cj.job, &p, err, sizeof(err));
-	if (prc) {
-		bad(cmd, "%s", err);
-		rc = prc == MT_ENOMEM ? 1 : 2;
+		rc = rc == MT_ENOMEM ? 1 : 2;
 		goto out;
 	}
 	if (!simulate_cmd) {
-		if (json && !sim)
+		if (a.json && !a.sim)
 			mt_plan_print_json(p, stdout);
-		else if (!json)
+		else if (!a.json)
 			mt_plan_print(p, stdout);
 	}
-	if (sim) {
-		bool gb = preset && !strncmp(preset, "gb", 2);
-		sp.nvlink_gbs = nvl > 0 ? nvl : gb ? 900 : 450;
-		sp.nic_gbs = nic > 0 ? nic : preset && !strcmp(preset, "gb300-nvl72-tray") ? 100 : 50;
-		if (!strcmp(routing, "group")) {
-			sp.route_groups = rg > 0 ? rg : p->spec.route_groups;
-			if (sp.route_groups <= 0) {
-				bad(cmd, "%s", "--routing group needs --route-groups M or route-groups=M in the spec");
-				goto out;
-			}
-		}
-		struct mt_sim_result a, b;
-		if (mt_sim_plan(p, &sp, &a, err, sizeof(err)) || mt_sim_default(&cj.job, p, &sp, &b, err, sizeof(err))) {
-			bad(cmd, "%s", err);
-			goto out;
-		}
-		double ratio = a.total_us > 0 ? b.total_us / a.total_us : 1;
-		double mean_ratio = a.mean_group_us > 0 ? b.mean_group_us / a.mean_group_us : 1;
-		if (json) {
-			printf("{\"schema\":\"moetopo-simulate/1\",\"params\":{\"tokens\":%g,\"hidden\":%g,\"topk\":%g,\"bytes\":%g,\"nvlink_gbs\":%g,"
-			       "\"nic_gbs\":%g,\"oversub\":%g,\"route_groups\":%d},\n",
-			       sp.tokens, sp.hidden, sp.topk, sp.bytes, sp.nvlink_gbs, sp.nic_gbs, sp.oversub,
-			       sp.route_groups);
-			const struct mt_sim_result *r[2] = {&a, &b};
-			const char *nm[2] = {"plan", "default"};
-			for (int k = 0; k < 2; k++)
-				printf("\"%s\":{\"dispatch_us\":%.6g,\"combine_us\":%.6g,\"total_us\":%.6g,\"ep_groups\":%d,"
-				       "\"ep_groups_local\":%d,\"max_domains_per_group\":%d,\"nvlink_local_fraction\":%.6g,"
-				       "\"rail_aligned_fraction\":%.6g,\"mean_group_us\":%.6g,\"spine_us_max\":%.6g,"
-				       "\"spine_bound_groups\":%d},\n",
-				       nm[k], r[k]->dispatch_us, r[k]->combine_us, r[k]->total_us, r[k]->summary.ep_groups,
-				       r[k]->summary.ep_groups_local, r[k]->summary.max_domains_per_group,
-				       r[k]->summary.nvlink_local_fraction, r[k]->summary.rail_aligned_fraction,
-				       r[k]->mean_group_us, r[k]->spine_us_max, r[k]->spine_bound_groups);
-			printf("\"speedup\":%.6g,\"speedup_mean\":%.6g}\n", ratio, mean_ratio);
-		} else {
-			printf("%sMoE all-to-all per layer: %g tokens/GPU, hidden %g, top-%g, %g B/element, NVLink %g GB/s,"
-			       " NIC %g GB/s per rail, spine oversubscription %g, routing %s",
-			       simulate_cmd ? "" : "\n", sp.tokens, sp.hidden, sp.topk, sp.bytes, sp.nvlink_gbs, sp.nic_gbs,
-			       sp.oversub, sp.route_groups ? "group-limited" : "uniform");
-			if (sp.route_groups)
-				printf(" (M=%d)", sp.route_groups);
-			printf("\n%-15s %12s %12s %12s %12s %13s %13s %13s %8s\n", "layout", "dispatch_us", "combine_us",
-			       "total_us", "mean_grp_us", "local_groups", "nvlink_local", "rail_aligned", "max_dom");
-			const struct mt_sim_result *r[2] = {&a, &b};
-			const char *nm[2] = {"moetopo plan", "slurm default"};
-			for (int k = 0; k < 2; k++)
-				printf("%-15s %12.1f %12.1f %12.1f %12.1f %6d/%-6d %12.1f%% %12.1f%% %8d\n", nm[k],
-				       r[k]->dispatch_us, r[k]->combine_us, r[k]->total_us, r[k]->mean_group_us,
-				       r[k]->summary.ep_groups_local,
-				       r[k]->summary.ep_groups, 100 * r[k]->summary.nvlink_local_fraction,
-				       100 * r[k]->summary.rail_aligned_fraction, r[k]->summary.max_domains_per_group);
-			printf("spine (busiest domain's uplinks, per direction): plan %.1f us, default %.1f us; groups it slows:"
-			       " plan %d, default %d\n",
-			       a.spine_us_max, b.spine_us_max, a.spine_bound_groups, b.spine_bound_groups);
-			printf("speedup (default / plan): slowest group %.2fx, mean over groups %.2fx\n", ratio, mean_ratio);
-			printf("total_us: dispatch + combine of the slowest EP group, which gates the step; mean_grp_us: the\n"
-			       "same averaged over EP groups (fabric load)\n");
-		}
-	}
-	rc = 0;
+	rc = a.sim ? simulate(cmd, &a, &cj, p, !simulate_cmd) : 0;
 out:
 	mt_plan_free(p);
 	cli_job_free(&cj);

@@ -281,3 +281,26 @@ nomem:
 	mt_node_free(c);
 	return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
 }
+
+bool mt_pci_display_only(unsigned vendor, unsigned class_id)
+{
+	static const unsigned vga_only[] = {
+		0x1a03, /* ASPEED (AST2xxx BMC) */
+		0x102b, /* Matrox (G200e on Dell, HPE, Lenovo BMCs) */
+		0x19e5, /* Huawei (iBMC Hi171x) */
+		0x103c, /* HP / HPE (iLO) */
+		0x1d0f, /* Amazon (EC2 VGA) */
+		0x1234, /* QEMU / Bochs standard VGA */
+		0x1013, /* Cirrus Logic (emulated by QEMU) */
+		0x15ad, /* VMware SVGA */
+		0x1b36, /* Red Hat QXL */
+		0x1af4, /* Red Hat virtio-gpu */
+		0x1414, /* Microsoft Hyper-V */
+	};
+	if (class_id != 0x0300)
+		return false;
+	for (size_t i = 0; i < sizeof(vga_only) / sizeof(vga_only[0]); i++)
+		if (vendor == vga_only[i])
+			return true;
+	return false;
+}

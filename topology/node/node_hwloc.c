@@ -16,6 +16,21 @@
 
 #define VENDOR_NVIDIA 0x10de
 
+/* The plugin's build opens libhwloc at run time (node_hwloc_dl.c); the others link it. */
+#ifdef MT_HWLOC_DLOPEN
+#define open_hwloc mt_hwloc_open
+#else
+static int open_hwloc(char *err, size_t errlen) { return MT_OK; }
+#endif
+
+/* Files describe another machine: skip what hwloc would compute from this one's memory attributes
+ * and CPU kinds (and the environment variables that tune them). */
+#if HWLOC_API_VERSION >= 0x00020800
+#define FILE_FLAGS (HWLOC_TOPOLOGY_FLAG_NO_MEMATTRS | HWLOC_TOPOLOGY_FLAG_NO_CPUKINDS)
+#else
+#define FILE_FLAGS 0
+#endif
+
 static char *bitmap_list(hwloc_const_bitmap_t b)
 {
 	char *s = NULL;
@@ -26,13 +41,13 @@ static char *bitmap_list(hwloc_const_bitmap_t b)
 	return s;
 }
 
-/* Display controllers of BMCs (ASPEED, Matrox) are no compute GPUs: leave them out. */
+/* Display (0x03xx) and accelerator (0x12xx) functions, but not a BMC's or VM's display controller. */
 static bool is_gpu(hwloc_obj_t o)
 {
-	unsigned cls = o->attr->pcidev.class_id >> 8, v = o->attr->pcidev.vendor_id;
+	unsigned cls = o->attr->pcidev.class_id >> 8;
 	if (cls != 0x03 && cls != 0x12)
 		return false;
-	return v != 0x1a03 && v != 0x102b;
+	return !mt_pci_display_only(o->attr->pcidev.vendor_id, o->attr->pcidev.class_id);
 }
 
 static bool is_nvswitch(hwloc_obj_t o)
@@ -558,13 +573,16 @@ int mt_node_from_hwloc_xml(const char *buf, size_t len, const char *source, stru
 		free(conv);
 		return mt_seterr(err, errlen, MT_EPARSE, "%s: file too large", source);
 	}
-	setenv("HWLOC_HIDE_ERRORS", "2", 0);
+	/* No setenv() here (it was HWLOC_HIDE_ERRORS): slurmstepd has threads that read the environment,
+	 * and setenv may move it under them.  The pre-check refuses what hwloc would complain about, and
+	 * hwloc's default already keeps its minor warnings quiet. */
 	hwloc_topology_t t;
-	if (hwloc_topology_init(&t) < 0) {
+	if ((rc = open_hwloc(err, errlen)) < 0 || hwloc_topology_init(&t) < 0) {
 		free(conv);
-		return mt_seterr(err, errlen, MT_ENOMEM, "hwloc_topology_init failed");
+		return rc < 0 ? rc : mt_seterr(err, errlen, MT_ENOMEM, "hwloc_topology_init failed");
 	}
 	hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_ALL);
+	hwloc_topology_set_flags(t, FILE_FLAGS);
 	if (hwloc_topology_set_xmlbuffer(t, buf, (int)len + 1) < 0 || hwloc_topology_load(t) < 0)
 		rc = mt_seterr(err, errlen, MT_EPARSE, "%s: not a valid hwloc XML topology (corrupt or truncated)",
 			       source);
@@ -577,6 +595,9 @@ int mt_node_from_hwloc_xml(const char *buf, size_t len, const char *source, stru
 
 static int live_topology(hwloc_topology_t *t, char *err, size_t errlen)
 {
+	int rc = open_hwloc(err, errlen);
+	if (rc < 0)
+		return rc;
 	if (hwloc_topology_init(t) < 0)
 		return mt_seterr(err, errlen, MT_ENOMEM, "hwloc_topology_init failed");
 	hwloc_topology_set_io_types_filter(*t, HWLOC_TYPE_FILTER_KEEP_ALL);

@@ -17,6 +17,11 @@ long long mt_pci_key(const char *pci);
 /* Normalizes a PCI id to lower case "dddd:bb:dd.f"; false when malformed. */
 bool mt_pci_norm(const char *in, char out[MT_PCI_LEN]);
 
+/* A display controller that nvidia-smi would not count as a GPU: the VGA of a server's BMC (ASPEED,
+ * Matrox, Huawei iBMC, HPE iLO) or of a virtual machine (Amazon EC2, QEMU/Bochs, Cirrus, VMware, QXL,
+ * virtio, Hyper-V).  class_id is the 16-bit PCI class (0x0300 = VGA); compute GPUs of any vendor
+ * (0x0302 3D, 0x0380, 0x12xx accelerators, or a VGA of a GPU vendor) are not display-only. */
+bool mt_pci_display_only(unsigned vendor, unsigned class_id);
 /* Sorts GPUs by PCI id (permuting nothing else: call before the pcie matrix exists). */
 void mt_sort_gpus(struct mt_node *n);
 /* Assigns GPU -> NIC rails from n->pcie, reorders NICs (RDMA in rail order, then plain)
@@ -42,6 +47,7 @@ struct mt_xml {
 	const char *p, *end, *src, *kind; /* input, its name and what it should be (for errors) */
 	const char *text_in;              /* " tag tag ": elements that may hold text (check mode only) */
 	int line, nel;
+	int max_elems;                    /* 0: the default cap (1,000,000) */
 	char *err;
 	size_t errlen;
 	int (*cb)(struct mt_xml *x, const struct mt_xel *e);
@@ -62,5 +68,11 @@ int mt_node_from_nccl_xml(const char *buf, size_t len, const char *source, struc
 int mt_nvml_fill(struct mt_node *n);
 /* libibverbs/sysfs (node_nics.c): fills link layer/ports of RDMA NICs from the live machine. */
 void mt_nics_fill_live(struct mt_node *n);
+
+#ifdef MT_HWLOC_DLOPEN
+/* node_hwloc_dl.c (the plugin's build): opens libhwloc on first use; MT_ENOENT with one line when the
+ * node has none. */
+int mt_hwloc_open(char *err, size_t errlen);
+#endif
 
 #endif

@@ -5,7 +5,8 @@
  * rather than half-read.  A dump of several hosts (host_hash) is read for its first host.
  * Mapping to the node model:
  *   <cpu numaid affinity>  NUMA node and its CPUs (hex mask, 32-bit groups, most significant first)
- *   <pci class=0x03....>   GPU (vendor attribute, else NVIDIA unless <gpu gcn=...> says AMD)
+ *   <pci class=0x03....>   GPU (vendor attribute, else NVIDIA unless <gpu gcn=...> says AMD), but not
+ *                          a BMC's or VM's display controller without <gpu> (mt_pci_display_only)
  *   <pci><nic><net name>   one RDMA NIC per <net>; a <pci class=0x0207..> alone = InfiniBand NIC
  *                          named by its bus id; <pci class=0x0200..> alone = plain Ethernet NIC
  *   <pci class=0x0604..>   a PCIe switch, as NCCL folds each switch into one element
@@ -79,30 +80,35 @@ static int validate(const struct mt_xel *e, struct mt_xml *ps)
 	return MT_OK;
 }
 
-/* "0000,00000000,000000ff" -> cpu list; NULL on a malformed mask. */
-static char *affinity_list(const char *hex, unsigned char *mask, int *count)
+/* "0000,00000000,000000ff" -> cpu list, its CPUs set in mask[0..*hi) (mask is all zero before);
+ * NULL on a malformed mask.  Costs the length of the text and of the list, never MT_MAXCPU: a file
+ * of a million <cpu> elements must not cost a million times a full-size CPU mask. */
+static char *affinity_list(const char *hex, unsigned char *mask, int *hi)
 {
-	memset(mask, 0, MT_MAXCPU);
 	int bit = 0;
-	*count = 0;
+	*hi = 0;
 	for (const char *p = hex + strlen(hex); p > hex;) {
 		char c = *--p;
 		if (c == ',')
 			continue;
 		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
 			: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-		if (v < 0)
-			return NULL;
-		for (int b = 0; b < 4; b++, bit++)
+		for (int b = 0; v > 0 && b < 4; b++)
 			if (v >> b & 1) {
-				if (bit >= MT_MAXCPU)
-					return NULL;
-				mask[bit] = 1;
-				(*count)++;
+				if (bit + b >= MT_MAXCPU)
+					v = -1;
+				else
+					mask[bit + b] = 1, *hi = bit + b + 1;
 			}
+		if (v < 0) {
+			memset(mask, 0, (size_t)*hi);
+			return NULL;
+		}
+		bit += 4;
 	}
-	char *buf = malloc(MT_MAXCPU * 6);
-	if (buf && mt_cpulist_format(mask, MT_MAXCPU, buf, MT_MAXCPU * 6) < 0)
+	size_t len = (size_t)*hi * 6 + 1; /* "NNNN," per CPU at most */
+	char *buf = malloc(len);
+	if (buf && mt_cpulist_format(mask, *hi, buf, len) < 0)
 		buf[0] = 0;
 	return buf;
 }
@@ -203,7 +209,9 @@ static int walk_pci(struct walk *w, const struct mt_xel *e)
 		}
 		if (!bridge && !mt_pci_norm(busid, pci))
 			return mt_xml_err(w->ps, "<pci> busid is not dddd:bb:dd.f");
-		if (!bridge && ((cls >> 16) == 0x03 || gpu)) {
+		long vendor = hexattr(e, "vendor", gpu && mt_xml_attr(gpu, "gcn") ? 0x1002 : 0x10de);
+		bool display = !gpu && mt_pci_display_only(vendor < 0 ? 0 : (unsigned)vendor, (unsigned)(cls >> 8));
+		if (!bridge && !display && ((cls >> 16) == 0x03 || gpu)) {
 			int cap = w->cap_g;
 			if (grow((void **)&n->gpus, &cap, n->n_gpus + 1, sizeof(*n->gpus)) < 0 ||
 			    grow((void **)&w->gdev, &w->cap_g, n->n_gpus + 1, sizeof(*w->gdev)) < 0)
@@ -211,7 +219,6 @@ static int walk_pci(struct walk *w, const struct mt_xel *e)
 			struct mt_gpu *g = &n->gpus[n->n_gpus];
 			memset(g, 0, sizeof(*g));
 			snprintf(g->pci, sizeof(g->pci), "%s", pci);
-			long vendor = hexattr(e, "vendor", gpu && mt_xml_attr(gpu, "gcn") ? 0x1002 : 0x10de);
 			g->vendor = vendor < 0 ? 0 : (unsigned)vendor;
 			long dev = hexattr(e, "device", 0);
 			g->device = dev < 0 ? 0 : (unsigned)dev;
@@ -333,7 +340,7 @@ static int nvlinks(struct walk *w)
 static int build(struct mt_xel *root, struct mt_xml *ps, struct mt_node **out)
 {
 	struct walk w = {.ps = ps};
-	unsigned char *mask = malloc(MT_MAXCPU), *all = calloc(1, MT_MAXCPU);
+	unsigned char *mask = calloc(1, MT_MAXCPU), *all = calloc(1, MT_MAXCPU);
 	struct mt_node *n = calloc(1, sizeof(*n));
 	int rc = MT_ENOMEM, ncpu = 0;
 	if (!mask || !all || !n)
@@ -360,14 +367,16 @@ static int build(struct mt_xel *root, struct mt_xml *ps, struct mt_node **out)
 			rc = mt_xml_err(ps, "<cpu> numaid is not a number");
 			goto fail;
 		}
-		int cnt = 0;
-		char *list = aff ? affinity_list(aff, mask, &cnt) : mt_strdup("");
+		int hi = 0;
+		char *list = aff ? affinity_list(aff, mask, &hi) : mt_strdup("");
 		if (!list) {
 			rc = aff ? mt_xml_err(ps, "<cpu> affinity is not a hex cpu mask") : MT_ENOMEM;
 			goto fail;
 		}
-		for (int i = 0; aff && i < MT_MAXCPU; i++)
+		for (int i = 0; i < hi; i++) {
 			all[i] |= mask[i];
+			mask[i] = 0;
+		}
 		w.cpu = n->n_numa;
 		n->numa_os[n->n_numa] = (int)id;
 		n->numa_cpusets[n->n_numa++] = list;
@@ -431,8 +440,10 @@ fail:
 int mt_node_from_nccl_xml(const char *buf, size_t len, const char *source, struct mt_node **out, char *err,
 			  size_t errlen)
 {
+	/* NCCL itself reads at most 256 nodes per host (NCCL_TOPO_XML_MAX_NODES); multi-host dumps hold a
+	 * few thousand.  The cap bounds the element tree (under 1 KiB per element) to a few MiB. */
 	struct mt_xml ps = {.p = buf, .end = buf + len, .src = source, .kind = "NCCL topology XML", .line = 1,
-			    .err = err, .errlen = errlen};
+			    .err = err, .errlen = errlen, .max_elems = 16384};
 	struct mt_xel *root = NULL;
 	int rc = mt_xml_parse(&ps, &root);
 	if (rc == MT_OK)

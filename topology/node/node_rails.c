@@ -38,6 +38,8 @@ static int nic_pci_cmp(const void *x, const void *y, void *ctx)
 static int permute_nics(struct mt_node *n, const int *order)
 {
 	int G = n->n_gpus, N = n->n_nics, cols = G + N;
+	if (N == 0)
+		return MT_OK; /* nothing to move, and n->nics may be NULL (memcpy into NULL is undefined) */
 	struct mt_nic *nics = malloc((size_t)(N ? N : 1) * sizeof(*nics));
 	int *inv = malloc((size_t)(N ? N : 1) * sizeof(int));
 	enum mt_rel *row = malloc((size_t)(N ? N : 1) * sizeof(*row));

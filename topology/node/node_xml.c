@@ -212,8 +212,13 @@ static int parse_doc(struct mt_xml *ps, struct mt_xel **root)
 		ps->p++;
 		if (!depth && seen_root)
 			return mt_xml_err(ps, "content after the root element");
-		if (++ps->nel > MAX_ELEMS || depth >= MT_XML_MAX_DEPTH)
-			return mt_xml_err(ps, "too many or too deeply nested elements");
+		if (++ps->nel > (ps->max_elems > 0 ? ps->max_elems : MAX_ELEMS)) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "more than %d elements", ps->max_elems > 0 ? ps->max_elems : MAX_ELEMS);
+			return mt_xml_err(ps, msg);
+		}
+		if (depth >= MT_XML_MAX_DEPTH)
+			return mt_xml_err(ps, "elements nested too deeply");
 		seen_root = true;
 		struct mt_xel tmp, *e = &tmp;
 		memset(&tmp, 0, sizeof(tmp));

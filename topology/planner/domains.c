@@ -18,6 +18,7 @@ struct mt_domains {
 	char **nodes;         /* owned node names */
 	int *node_dom;
 	int n_nodes, cap_nodes;
+	size_t bytes;         /* node name lengths + 1: the whole map stays within one hostlist's caps */
 	char **dnames;
 	int n_dn, cap_dn;
 };
@@ -89,6 +90,16 @@ static int add_nodes(struct mt_domains *d, const char *path, int line, const cha
 	char e2[MT_ERRLEN];
 	if ((rc = mt_hostlist_expand(expr, &names, &n, e2, sizeof(e2))))
 		return mt_seterr(err, errlen, MT_EPARSE, "%s:%d: %s", path, line, e2);
+	size_t bytes = 0;
+	for (int k = 0; k < n; k++)
+		bytes += strlen(names[k]) + 1;
+	if (d->n_nodes + (long long)n > MT_HOSTLIST_MAX_NAMES || d->bytes + bytes > MT_HOSTLIST_MAX_BYTES) {
+		mt_hostlist_free(names, n);
+		return mt_seterr(err, errlen, MT_EPARSE,
+				 "%s:%d: the domain map would hold more than %d node names or %d MiB of them (the "
+				 "limits of one hostlist hold for the whole map)",
+				 path, line, MT_HOSTLIST_MAX_NAMES, MT_HOSTLIST_MAX_BYTES >> 20);
+	}
 	int di = add_domain(d, dom);
 	if (di < 0) {
 		mt_hostlist_free(names, n);
@@ -125,6 +136,7 @@ static int add_nodes(struct mt_domains *d, const char *path, int line, const cha
 		}
 		d->nodes[d->n_nodes] = names[k]; /* the map borrows the name we now own */
 		d->node_dom[d->n_nodes++] = di;
+		d->bytes += strlen(names[k]) + 1;
 		names[k] = NULL;
 	}
 	mt_hostlist_free(names, n);

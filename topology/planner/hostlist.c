@@ -6,13 +6,14 @@
  * zero-padded to that width ("[08-10]" -> 08 09 10).
  */
 #include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mt_plan.h"
 #include "mt_common.h"
 
-#define HL_MAX_NAMES (1 << 22) /* refuse expressions that would expand past this */
 #define HL_MAX_GROUPS 8
 #define HL_MAX_NAME 256
 
@@ -51,6 +52,14 @@ static int parse_num(const char **p, unsigned long *v, int *digits)
 	*v = x;
 	*digits = d;
 	return 0;
+}
+
+/* One message for both caps: memory is what they bound, and a caller may hit either. */
+static int too_big(const char *expr, char *err, size_t errlen)
+{
+	return mt_seterr(err, errlen, MT_EPARSE,
+			 "hostlist '%.80s%s' expands to more than %d names or %d MiB of names (the limits of one "
+			 "list)", expr, strlen(expr) > 80 ? "..." : "", MT_HOSTLIST_MAX_NAMES, MT_HOSTLIST_MAX_BYTES >> 20);
 }
 
 /* Parses the inside of one bracket group, s points after '['; on success *end points after ']'. */
@@ -92,9 +101,8 @@ static int parse_group(const char *expr, const char *s, const char **end, struct
 		}
 		g->r[g->nr++] = r;
 		g->count += r.hi - r.lo + 1;
-		if (g->count > HL_MAX_NAMES)
-			return mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' expands to more than %d names", expr,
-				    HL_MAX_NAMES);
+		if (g->count > MT_HOSTLIST_MAX_NAMES)
+			return too_big(expr, err, errlen);
 		if (*s == ',') {
 			s++;
 			continue;
@@ -128,13 +136,18 @@ static int group_value(const struct group *g, unsigned long k, char *buf, size_t
 	return -1;
 }
 
+#define PUSH_FULL 1 /* push(): the byte cap is reached */
 struct out {
 	char **names;
 	int n, cap;
+	size_t bytes; /* name lengths + 1, against MT_HOSTLIST_MAX_BYTES */
 };
 
 static int push(struct out *o, const char *name, size_t len)
 {
+	if (o->bytes + len + 1 > MT_HOSTLIST_MAX_BYTES)
+		return PUSH_FULL;
+	o->bytes += len + 1;
 	if (o->n == o->cap) {
 		int cap = o->cap ? o->cap * 2 : 64;
 		char **nn = realloc(o->names, sizeof(*nn) * (size_t)cap);
@@ -175,9 +188,8 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 			if (rc)
 				goto out;
 			total *= g[ng - 1].count;
-			if (total > HL_MAX_NAMES) {
-				rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' expands to more than %d names", expr,
-					  HL_MAX_NAMES);
+			if (total > MT_HOSTLIST_MAX_NAMES) {
+				rc = too_big(expr, err, errlen);
 				goto out;
 			}
 			s = lit = end;
@@ -191,8 +203,21 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 		}
 		s++;
 	}
-	if ((unsigned long)o->n + total > HL_MAX_NAMES) {
-		rc = mt_seterr(err, errlen, MT_EPARSE, "hostlist '%s' expands to more than %d names", expr, HL_MAX_NAMES);
+	/* both caps checked before expanding: the shortest name of the item times the count is a lower
+	 * bound of its bytes (the digits of each group's low bound, padded, are the fewest it writes) */
+	size_t shortest = (size_t)(e - lit);
+	for (int i = 0; i < ng; i++) {
+		size_t fewest = SIZE_MAX;
+		for (int k = 0; k < g[i].nr; k++) {
+			char d[24];
+			size_t l = (size_t)snprintf(d, sizeof(d), "%0*lu", g[i].r[k].width, g[i].r[k].lo);
+			fewest = l < fewest ? l : fewest;
+		}
+		shortest += g[i].lit_len + fewest;
+	}
+	if ((unsigned long)o->n + total > MT_HOSTLIST_MAX_NAMES ||
+	    o->bytes + total * (shortest + 1) > MT_HOSTLIST_MAX_BYTES) {
+		rc = too_big(expr, err, errlen);
 		goto out;
 	}
 	/* odometer over the groups, last group fastest */
@@ -213,8 +238,13 @@ static int expand_item(const char *expr, const char *b, const char *e, struct ou
 			goto toolong;
 		memcpy(name + len, tail, tail_len);
 		len += tail_len;
-		if ((rc = push(o, name, len)))
+		if ((rc = push(o, name, len))) {
+			if (rc == PUSH_FULL)
+				rc = too_big(expr, err, errlen);
+			else
+				rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory expanding hostlist");
 			goto out;
+		}
 		int i = ng - 1;
 		while (i >= 0 && ++idx[i] == g[i].count)
 			idx[i--] = 0;

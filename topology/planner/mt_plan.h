@@ -13,6 +13,9 @@
 extern "C" {
 #endif
 
+/* The most tasks one job may have: every count the planner multiplies stays far from int overflow. */
+#define MT_MAX_TASKS (1 << 24)
+
 /* ---- the SPEC grammar, defined once: `--moe-topology=SPEC`, MOE_TOPOLOGY, plugstack default=,
  * `moetopo plan --spec`, `moe-launch --spec`.  SPEC is "off", "auto", "help" or key=value,... */
 enum mt_mode { MT_MODE_AUTO = 0, MT_MODE_OFF, MT_MODE_HELP, MT_MODE_SPEC };
@@ -37,7 +40,11 @@ int mt_spec_parse(const char *text, struct mt_spec *s, char *err, size_t errlen)
 int mt_spec_format(const struct mt_spec *s, char *buf, size_t len); /* canonical text */
 const char *mt_spec_help(void); /* the grammar, for --moe-topology=help and --help texts */
 
-/* ---- Slurm hostlist expressions: "gb-r[01-04]-n[01-18],login1" */
+/* ---- Slurm hostlist expressions: "gb-r[01-04]-n[01-18],login1".  An expansion (and a whole domain
+ * map) holds at most MT_HOSTLIST_MAX_NAMES names and MT_HOSTLIST_MAX_BYTES bytes of them (each name's
+ * length + 1); beyond either it fails with one line, before allocating for the excess. */
+#define MT_HOSTLIST_MAX_NAMES (1 << 18)
+#define MT_HOSTLIST_MAX_BYTES (16 << 20)
 int mt_hostlist_expand(const char *expr, char ***names, int *count, char *err, size_t errlen);
 void mt_hostlist_free(char **names, int count);
 
@@ -68,7 +75,9 @@ struct mt_job {
 	const int *tasks;                   /* tasks on each node */
 	const int *const *procids;          /* procids[i][t]: SLURM_PROCID of local task t on node i;
 					       NULL = block distribution (node order, then local order) */
-	const struct mt_node *const *models;/* node model of each node (may repeat the same pointer) */
+	const struct mt_node *const *models;/* node model of each node (may repeat the same pointer); a NULL
+					       entry (or models NULL): unknown here, the node's ranks are planned
+					       but not bound (see mt_plan_bind_node) */
 	const struct mt_domains *domains;   /* NULL: NVML fabric cliques if every model has them, else node = domain */
 	const char *const *allowed_cpus;    /* per node cpu list the step may use; NULL or NULL entry = all */
 	struct mt_spec spec;
@@ -118,9 +127,21 @@ struct mt_plan {
 	struct mt_summary summary;
 	int *node_domain;               /* domain index of each job node */
 	char **node_names;              /* copy of the job's node names */
+	/* per job node: what is the same for all its ranks */
+	int *node_tasks;                /* tasks on the node */
+	int *node_rank;                 /* the node's place in the new order (by the lowest rank it holds) */
+	bool *node_bound;               /* its ranks have GPU, NIC and CPU bindings */
+	char **node_nccl_hca;           /* NCCL_IB_HCA of its ranks: "=" then its rail NICs in rail order;
+					   NULL when unbound or without RDMA NICs */
+	int master_node;                /* the node holding rank 0: MASTER_ADDR */
 };
 
 int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, size_t errlen);
+/* Binds the ranks of job node NODE of a plan built without its model (what each slurmstepd does for its
+ * own node: the ranks come from job-wide facts only, the binding from this node's model).  ALLOWED_CPUS
+ * may be NULL (all).  An error (more tasks than GPUs, no memory) leaves the node unbound. */
+int mt_plan_bind_node(struct mt_plan *p, int node, const struct mt_node *model, const char *allowed_cpus,
+		      char *err, size_t errlen);
 void mt_plan_free(struct mt_plan *p);
 /* EP rank owning routed expert e: experts are spread evenly, contiguous blocks per EP rank. */
 int mt_plan_expert_owner(const struct mt_plan *p, int expert);
@@ -128,6 +149,62 @@ void mt_plan_print(const struct mt_plan *p, FILE *f);      /* per-rank table + s
 void mt_plan_print_json(const struct mt_plan *p, FILE *f); /* doc/json-schema.md */
 /* Routing group k of EP group g (k < groups[g].n_domains): its domain and expert range [*lo, *hi). */
 int mt_plan_routing_group(const struct mt_plan *p, int g, int k, int *domain, int *lo, int *hi);
+
+/* ---- how Slurm spreads tasks over nodes (distribution.c) */
+/* SLURM_STEP_TASKS_PER_NODE syntax ("4(x3),2") for n_nodes nodes into *tasks (malloc'd). */
+int mt_tasks_per_node_parse(const char *text, int n_nodes, int **tasks, char *err, size_t errlen);
+enum mt_dist { MT_DIST_BLOCK = 0, MT_DIST_CYCLIC };
+/* "block", "cyclic", or SLURM_DISTRIBUTION's forms ("cyclic:block", "block:cyclic,Pack"). */
+int mt_dist_parse(const char *text, enum mt_dist *d, char *err, size_t errlen);
+/* ids[i][t]: the SLURM_PROCID of local task t on node i (for struct mt_job's procids); NULL: no memory. */
+int **mt_dist_procids(enum mt_dist d, const int *tasks, int n_nodes);
+void mt_procids_free(int **ids, int n_nodes);
+
+/* ---- the rank contract: the environment one task receives (contract.c, names in doc/launcher.md).
+ * The plugin and both launcher modes apply the list with one loop: setenv(name, value, overwrite). */
+struct mt_env_var {
+	const char *name;   /* static */
+	char *value;        /* malloc'd, any length */
+	bool overwrite;     /* false: a value already in the task's environment wins (NCCL_IB_HCA, UCX, NVSHMEM) */
+};
+struct mt_env {
+	int n;
+	struct mt_env_var *v;
+};
+/* Slurm's own layout of a task, for the contract without a plan. */
+struct mt_slurm_task {
+	int world, local_rank, local_size, node_rank;
+	const char *node_name;      /* MOE_DOMAIN: each node its own domain */
+};
+struct mt_task {
+	int procid;                 /* SLURM_PROCID (standalone: the task's slot) */
+	/* this node's GPUs of the step, as the task's CUDA names them (Slurm's tokens) and by PCI bus id */
+	int n_gpus;
+	const char *const *gpu_tokens;
+	const char *const *gpu_pci;
+	const char *master_addr;    /* NULL: the name of the plan's master node */
+	unsigned master_port;       /* mt_contract_port under Slurm */
+	bool no_binding;            /* ranks only, no GPU, NIC or CPU variables (the binding is not applied) */
+	struct mt_slurm_task slurm; /* without a plan only */
+	bool torch;                 /* without a plan: also the torch-style variables */
+	bool torch_only;            /* without a plan: only those (the plugin's strict=no fallback) */
+};
+/* The whole environment of task t: from the plan p, or with p == NULL from Slurm's layout (t->slurm).
+ * On a node the plan could not bind (p->node_bound false) the ranks are the plan's, without GPU, NIC or
+ * CPU variables.  *e is filled on success (free with mt_env_free); err names the problem otherwise. */
+int mt_contract_env(const struct mt_plan *p, const struct mt_task *t, struct mt_env *e, char *err,
+		    size_t errlen);
+void mt_env_free(struct mt_env *e);
+const char *mt_env_get(const struct mt_env *e, const char *name); /* NULL when not in e */
+int mt_env_add(struct mt_env *e, const char *name, bool overwrite, const char *value); /* launcher extras */
+/* The rendezvous port of a step, the same on every node: Slurm's reserved port (SLURM_STEP_RESV_PORTS)
+ * when it gives one, else MT_PORT_BASE + (job * 131 + step) % MT_PORT_SPAN, below the ephemeral range. */
+#define MT_PORT_BASE 20000u
+#define MT_PORT_SPAN 10000u
+unsigned mt_contract_port(const char *resv_ports, unsigned job_id, unsigned step_id);
+/* CPU list -> sched_setaffinity of the calling thread; this thread's allowed CPUs as a list (malloc'd). */
+int mt_cpus_bind(const char *list, char *err, size_t errlen);
+char *mt_cpus_allowed(void);
 
 /* ---- `moetopo simulate`: estimated all-to-all time per MoE layer (model in doc/planner.md) */
 struct mt_sim_params {

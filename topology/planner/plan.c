@@ -61,6 +61,13 @@ void mt_plan_free(struct mt_plan *p)
 			free(p->domain_names[d]);
 	free(p->domain_names);
 	free(p->node_domain);
+	free(p->node_tasks);
+	free(p->node_rank);
+	free(p->node_bound);
+	if (p->node_nccl_hca)
+		for (int i = 0; i < p->n_nodes; i++)
+			free(p->node_nccl_hca[i]);
+	free(p->node_nccl_hca);
 	if (p->node_names)
 		for (int i = 0; i < p->n_nodes; i++)
 			free(p->node_names[i]);
@@ -75,12 +82,13 @@ int mt_plan_expert_owner(const struct mt_plan *p, int expert)
 	return expert / p->experts_per_rank;
 }
 
-/* Domain name of node i: the map, else the NVML fabric clique when every node has one, else the node. */
+/* Domain name of node i: the map, else the NVML fabric clique when every node's model is known and has
+ * one, else the node. */
 static int resolve_domains(const struct mt_job *job, struct mt_plan *p, char *err, size_t errlen)
 {
-	bool fabric = !job->domains;
+	bool fabric = !job->domains && job->models;
 	for (int i = 0; fabric && i < job->n_nodes; i++)
-		fabric = job->models[i]->n_gpus > 0 && job->models[i]->gpus[0].has_fabric;
+		fabric = job->models[i] && job->models[i]->n_gpus > 0 && job->models[i]->gpus[0].has_fabric;
 	struct mt_strmap map;
 	char **names = calloc((size_t)job->n_nodes, sizeof(char *));
 	p->node_domain = malloc(sizeof(int) * (size_t)job->n_nodes);
@@ -136,7 +144,7 @@ static int check_job(const struct mt_job *job, int *world, char *err, size_t err
 	if (job->spec.mode == MT_MODE_OFF || job->spec.mode == MT_MODE_HELP)
 		return mt_seterr(err, errlen, MT_EINVAL, "spec '%s' asks for no plan (valid: auto or key=value,...)",
 				   job->spec.mode == MT_MODE_OFF ? "off" : "help");
-	if (job->n_nodes < 1 || !job->nodes || !job->tasks || !job->models)
+	if (job->n_nodes < 1 || !job->nodes || !job->tasks)
 		return mt_seterr(err, errlen, MT_EINVAL, "job has no nodes");
 	struct mt_strmap seen;
 	if (mt_strmap_init(&seen, (size_t)job->n_nodes))
@@ -144,26 +152,37 @@ static int check_job(const struct mt_job *job, int *world, char *err, size_t err
 	long long w = 0;
 	int rc = 0;
 	for (int i = 0; i < job->n_nodes && !rc; i++) {
-		const struct mt_node *m = job->models[i];
-		if (!job->nodes[i] || !m)
-			rc = mt_seterr(err, errlen, MT_EINVAL, "node %d has no name or no node model", i);
+		if (!job->nodes[i])
+			rc = mt_seterr(err, errlen, MT_EINVAL, "node %d has no name", i);
 		else if (mt_strmap_put(&seen, job->nodes[i], i) != i)
 			rc = mt_seterr(err, errlen, MT_EINVAL, "node '%s' is listed twice in the job", job->nodes[i]);
 		else if (job->tasks[i] < 1)
 			rc = mt_seterr(err, errlen, MT_EINVAL, "node '%s' runs %d tasks (valid: 1 or more)",
 					 job->nodes[i], job->tasks[i]);
-		else if (m->n_gpus > 0 && job->tasks[i] > m->n_gpus)
-			rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE,
-					 "node '%s' runs %d tasks but has %d GPUs (valid: 1 to %d tasks per node, one "
-					 "GPU each)",
-					 job->nodes[i], job->tasks[i], m->n_gpus, m->n_gpus);
+		else if (job->models && job->models[i])
+			rc = mt_plan_check_gpus(job->nodes[i], job->tasks[i], job->models[i], err, errlen);
 		w += job->tasks[i];
-		if (w > (1 << 24))
-			rc = mt_seterr(err, errlen, MT_EINVAL, "job has more than %d tasks", 1 << 24);
+		if (w > MT_MAX_TASKS)
+			rc = mt_seterr(err, errlen, MT_EINVAL, "job has more than %d tasks", MT_MAX_TASKS);
 	}
 	mt_strmap_free(&seen);
 	*world = (int)w;
 	return rc;
+}
+
+/* Node ranks (nodes sorted by the lowest new rank they hold: torch's GROUP_RANK) and the master node. */
+static void node_order(struct mt_plan *p)
+{
+	int *nr = p->node_rank;
+	p->master_node = p->ranks[p->by_rank[0]].node;
+	/* sorting the nodes by their lowest rank is walking the ranks in order, numbering each node when met */
+	for (int i = 0; i < p->n_nodes; i++)
+		nr[i] = -1;
+	for (int r = 0, next = 0; r < p->world; r++) {
+		int n = p->ranks[p->by_rank[r]].node;
+		if (nr[n] < 0)
+			nr[n] = next++;
+	}
 }
 
 /* procid of local task t on node i; block distribution when the job gives none. */
@@ -213,12 +232,13 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 					   "node; valid tp: %s)",
 					   T, job->tasks[i], job->nodes[i], list);
 		}
-	if (world % (T * P)) {
+	/* in long long: callers other than the spec parser may set tp and pp up to INT_MAX each */
+	if (world % ((long long)T * P)) {
 		divisors(world / T, list, sizeof(list));
 		return mt_seterr(err, errlen, MT_EIMPOSSIBLE,
 				   "pp=%d does not divide world %d / tp %d (valid pp: %s)", P, world, T, list);
 	}
-	int D = world / (T * P);
+	int D = world / (T * P); /* T * P divides world, so it fits an int */
 
 	struct mt_plan *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -238,6 +258,15 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 		}
 		memcpy(p->node_names[i], job->nodes[i], n);
 	}
+	p->node_tasks = malloc(sizeof(int) * (size_t)job->n_nodes);
+	p->node_rank = malloc(sizeof(int) * (size_t)job->n_nodes);
+	p->node_bound = calloc((size_t)job->n_nodes, sizeof(bool));
+	p->node_nccl_hca = calloc((size_t)job->n_nodes, sizeof(char *));
+	if (!p->node_tasks || !p->node_rank || !p->node_bound || !p->node_nccl_hca) {
+		rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	memcpy(p->node_tasks, job->tasks, sizeof(int) * (size_t)job->n_nodes);
 	if ((rc = resolve_domains(job, p, err, errlen)))
 		goto fail;
 
@@ -296,6 +325,8 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	if (!seq)
 		goto fail_tmp;
 	rc = mt_plan_fill(job, p, seq, first, slot_of, T, E, D, err, errlen);
+	if (!rc)
+		node_order(p);
 fail_tmp:
 	free(dunits);
 	free(first);

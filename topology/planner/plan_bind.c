@@ -238,6 +238,110 @@ static int int_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+int mt_plan_check_gpus(const char *node, int tasks, const struct mt_node *m, char *err, size_t errlen)
+{
+	if (m->n_gpus > 0 && tasks > m->n_gpus)
+		return mt_seterr(err, errlen, MT_EIMPOSSIBLE,
+				 "node '%s' runs %d tasks but has %d GPUs (valid: 1 to %d tasks per node, one GPU each)",
+				 node, tasks, m->n_gpus, m->n_gpus);
+	return 0;
+}
+
+/* NCCL_IB_HCA of a node: "=" (exact names: "mlx5_1" must not also select mlx5_10..19), then every RDMA
+ * NIC with a rail, in rail order; NULL when there is none (or no memory). */
+static char *nccl_hca(const struct mt_node *m)
+{
+	size_t len = 2, o = 1;
+	int rails = 0;
+	char *s;
+
+	for (int i = 0; i < m->n_nics; i++)
+		len += strlen(m->nics[i].name) + 1;
+	if (!(s = malloc(len)))
+		return NULL;
+	s[0] = '=';
+	for (int r = 0; r < m->n_nics; r++)
+		for (int i = 0; i < m->n_nics; i++)
+			if (m->nics[i].rdma && m->nics[i].rail == r)
+				o += (size_t)sprintf(s + o, "%s%s", rails++ ? "," : "", m->nics[i].name);
+	if (!rails) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Binds the ranks of node i: procs[t] is the procid on local slot t. */
+static int bind_node(struct mt_plan *p, int i, const struct mt_node *m, const char *allowed, const int *procs,
+		     struct bind_cache *cache, char *err, size_t errlen)
+{
+	int tasks = p->node_tasks[i], rc;
+	char nics[sizeof(p->ranks[0].nics)];
+
+	if ((rc = mt_plan_check_gpus(p->node_names[i], tasks, m, err, errlen)))
+		return rc;
+	if ((rc = cache_get(cache, m, allowed, tasks, p->spec.cpu)))
+		return mt_seterr(err, errlen, rc, "cannot compute CPU sets for node '%s'", p->node_names[i]);
+	for (int t = 0; t < tasks; t++) {
+		struct mt_rank *R = &p->ranks[procs[t]];
+		R->gpu = -1;
+		R->rail = -1;
+		R->numa = -1;
+		if (m->n_gpus > 0) {
+			const struct mt_gpu *g = &m->gpus[cache->order[t]];
+			R->gpu = g->index;
+			memcpy(R->gpu_pci, g->pci, sizeof(R->gpu_pci));
+			R->rail = g->rail;
+			R->numa = g->numa;
+			nic_list(m, g, nics, sizeof(nics));
+			memcpy(R->nics, nics, sizeof(nics));
+		} else if (m->n_numa > 0)
+			R->numa = m->numa_os[(long)t * m->n_numa / tasks];
+		free(R->cpuset);
+		if (!(R->cpuset = strdup(cache->sets[t])))
+			return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
+	}
+	free(p->node_nccl_hca[i]);
+	p->node_nccl_hca[i] = nccl_hca(m);
+	p->node_bound[i] = true;
+	return 0;
+}
+
+/* An unbound rank: no GPU, NIC or CPU set, until its node binds it. */
+static void unbound(struct mt_rank *R)
+{
+	R->gpu = R->rail = R->numa = -1;
+	R->gpu_pci[0] = R->nics[0] = '\0';
+	free(R->cpuset);
+	R->cpuset = NULL;
+}
+
+int mt_plan_bind_node(struct mt_plan *p, int node, const struct mt_node *model, const char *allowed_cpus,
+		      char *err, size_t errlen)
+{
+	struct bind_cache cache = {0};
+	int *procs, rc;
+
+	if (!p || node < 0 || node >= p->n_nodes || !model)
+		return mt_seterr(err, errlen, MT_EINVAL, "no such node to bind");
+	if (!(procs = malloc(sizeof(int) * (size_t)p->node_tasks[node])))
+		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
+	for (int q = 0; q < p->world; q++)
+		if (p->ranks[q].node == node)
+			procs[p->ranks[q].local_rank] = q;
+	rc = bind_node(p, node, model, allowed_cpus, procs, &cache, err, errlen);
+	if (rc) { /* nothing half-bound */
+		for (int t = 0; t < p->node_tasks[node]; t++)
+			unbound(&p->ranks[procs[t]]);
+		free(p->node_nccl_hca[node]);
+		p->node_nccl_hca[node] = NULL;
+		p->node_bound[node] = false;
+	}
+	cache_drop(&cache);
+	free(procs);
+	return rc;
+}
+
 int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, const int *first, const int *slot_of,
 		 int T, int E, int D, char *err, size_t errlen)
 {
@@ -274,38 +378,19 @@ int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, co
 			p->by_rank[r] = pid;
 		}
 	}
-	/* bindings, node by node */
-	char nics[sizeof(p->ranks[0].nics)];
+	/* bindings, node by node, where the node's model is known */
 	for (int i = 0; i < job->n_nodes; i++) {
-		const struct mt_node *m = job->models[i];
-		const char *allowed = job->allowed_cpus ? job->allowed_cpus[i] : NULL;
-		if ((rc = cache_get(&cache, m, allowed, job->tasks[i], p->spec.cpu))) {
-			mt_seterr(err, errlen, rc, "cannot compute CPU sets for node '%s'", job->nodes[i]);
+		const struct mt_node *m = job->models ? job->models[i] : NULL;
+		if (!m) {
+			for (int t = 0; t < job->tasks[i]; t++)
+				unbound(&p->ranks[proc_at[first[i] + t]]);
+			continue;
+		}
+		if ((rc = bind_node(p, i, m, job->allowed_cpus ? job->allowed_cpus[i] : NULL, &proc_at[first[i]],
+				    &cache, err, errlen)))
 			goto out;
-		}
-		for (int t = 0; t < job->tasks[i]; t++) {
-			struct mt_rank *R = &p->ranks[proc_at[first[i] + t]];
-			R->gpu = -1;
-			R->rail = -1;
-			R->numa = -1;
-			if (m->n_gpus > 0) {
-				const struct mt_gpu *g = &m->gpus[cache.order[t]];
-				R->gpu = g->index;
-				memcpy(R->gpu_pci, g->pci, sizeof(R->gpu_pci));
-				R->rail = g->rail;
-				R->numa = g->numa;
-				nic_list(m, g, nics, sizeof(nics));
-				memcpy(R->nics, nics, sizeof(nics));
-			} else if (m->n_numa > 0)
-				R->numa = m->numa_os[(long)t * m->n_numa / job->tasks[i]];
-			size_t n = strlen(cache.sets[t]) + 1;
-			if (!(R->cpuset = malloc(n))) {
-				rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
-				goto out;
-			}
-			memcpy(R->cpuset, cache.sets[t], n);
-		}
 	}
+	rc = MT_ENOMEM;
 	/* EP groups: block b holds the T groups b*T..b*T+T-1, members strided by T */
 	p->n_groups = W / E;
 	p->groups = calloc((size_t)p->n_groups, sizeof(*p->groups));

@@ -27,6 +27,8 @@ double mt_sim_draws(const int *cnt, int nt, double E, double k, int M);
 /* plan_pack.c: global slot of each TP unit's first task, in rank order (malloc'd), NULL on error. */
 int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
 		  int T, int E, int *rc, char *err, size_t errlen);
+/* plan_bind.c: a node model holds the node's tasks (one GPU each when it has GPUs); err names the node. */
+int mt_plan_check_gpus(const char *node, int tasks, const struct mt_node *m, char *err, size_t errlen);
 /* plan_bind.c: fills ranks, bindings, groups and summary of p from the packed order. */
 int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, const int *first, const int *slot_of,
 		 int T, int E, int D, char *err, size_t errlen);

@@ -526,6 +526,101 @@ out:
 	return n;
 }
 
+/* The floor packing with the largest floor s <= the smallest tail that pack_floor meets (binary search;
+ * s = 1 always succeeds): its piece count, its pieces in *best (*spare is the other buffer). */
+static int pack_floor_best(int nd, const int *rem, int E, int L, struct buckets *bk, int *tmp, struct alloc **best,
+			   struct alloc **spare)
+{
+	int rmin = E, cn = -1;
+
+	for (int d = 0; d < nd; d++)
+		if (rem[d] && rem[d] < rmin)
+			rmin = rem[d];
+	for (int lo = 1, hi = rmin; lo <= hi;) {
+		int s = lo + (hi - lo) / 2, k = pack_floor(nd, rem, E, L, s, bk, tmp, *spare);
+		if (k >= 0) {
+			struct alloc *t = *best;
+			*best = *spare;
+			*spare = t;
+			cn = k;
+			lo = s + 1;
+		} else
+			hi = s - 1;
+	}
+	return cn;
+}
+
+/* The cheapest of the four candidate packings ca[c] (cn[c] pieces, -1 when it has none); when Slurm's
+ * default layout (c = 2) keeps the most local groups too, never one worse than it on any count. */
+static struct alloc *pick_cheapest(const struct mt_job *job, int T, int E, int L, int nd, const int *dunits,
+				   const int *fill, const int *dlist, const int *first, struct alloc *const *ca,
+				   const int *cn, int *na_used, int *rc, char *err, size_t errlen)
+{
+	struct alloc *a = NULL;
+	int mp = 0;
+	for (int c = 0; c < 4; c++)
+		mp = cn[c] > mp ? cn[c] : mp;
+	/* per chunk: count, domain (2 ints) and 65 doubles; per domain 2 doubles; per block NS doubles and
+	 * an int */
+	size_t nwords = (size_t)mp * 66 + (size_t)nd * 2 + (size_t)(L + 1) * (NS + 1) + 8;
+	double *scratch = malloc(sizeof(double) * nwords);
+	if (!scratch) {
+		*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+		return NULL;
+	}
+	struct cost_ws ws = {.own = scratch, .h = scratch + (size_t)mp * 64, .out = scratch + (size_t)mp * 65,
+			     .dunits = dunits};
+	ws.in = ws.out + nd;
+	ws.bnic = ws.in + nd;
+	ws.ccnt = (int *)(ws.bnic + (size_t)(L + 1) * NS);
+	ws.cd = ws.ccnt + mp;
+	ws.bfirst = ws.cd + mp;
+	struct cost best = {0, {0}, 0, 0, 0}, k[4];
+	struct mt_sim_params sp;
+	mt_sim_default_params(&sp); /* top-k as simulate assumes it */
+	for (int c = 0; c < 4; c++)
+		if (cn[c] >= 0)
+			k[c] = packing_cost(ca[c], cn[c], T, E, sp.topk, job->spec.route_groups, fill, dlist, first,
+					    job->n_nodes, &ws);
+	for (int c = 0; c < 4; c++) {
+		if (cn[c] < 0)
+			continue;
+		if (cn[2] >= 0 && !no_worse(k[c], k[2]))
+			continue;
+		if (!a || cheaper(k[c], best)) {
+			a = ca[c];
+			*na_used = cn[c];
+			best = k[c];
+		}
+	}
+	free(scratch);
+	if (!a)
+		*rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE, "internal error: leftover units do not fill blocks");
+	return a;
+}
+
+/* Appends the tails' units to seq in block order.  A domain's tail is handed out front to back in block
+ * order, so on every node the ranks keep the order of its task slots. */
+static int emit_tails(struct alloc *a, int na_used, int *fill, const int *dlist, int *seq, int *n)
+{
+	struct piece *pc = malloc(sizeof(*pc) * (size_t)(na_used > 0 ? na_used : 1));
+	if (!pc)
+		return -1;
+	qsort(a, (size_t)na_used, sizeof(*a), by_domain);
+	for (int i = 0; i < na_used; i++) {
+		pc[i].a = a[i];
+		pc[i].start = fill[a[i].d];
+		fill[a[i].d] += a[i].cnt;
+	}
+	qsort(pc, (size_t)na_used, sizeof(*pc), piece_by_bin);
+	for (int i = 0; i < na_used; i++) {
+		memcpy(seq + *n, dlist + pc[i].start, sizeof(int) * (size_t)pc[i].a.cnt);
+		*n += pc[i].a.cnt;
+	}
+	free(pc);
+	return 0;
+}
+
 int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
 		  int T, int E, int *rc, char *err, size_t errlen)
 {
@@ -548,7 +643,6 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na), *a3 = NULL;
 	struct alloc *a4 = malloc(sizeof(*a4) * na), *a5 = malloc(sizeof(*a5) * na);
 	uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(E / 64 + 1));
-	double *scratch = NULL; /* cost workspace, sized once the candidates are known */
 	int n = 0, opt_local = (U - R) / E;
 	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2 || !a4 || !a5 ||
 	    !bits) {
@@ -574,91 +668,24 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 		rem[d] = dunits[d] - whole;
 	}
 	if (L > 0) {
-		int cn[4], rmin = E;
+		int cn[4];
 		struct alloc *ca[4] = {a1, a2, NULL, a4};
 		cn[0] = pack_exact(nd, rem, E, L, head, next, tmp, a1);
 		cn[1] = pack_spread(nd, rem, E, L, head, next, heap, cap, a2);
 		cn[2] = pack_default(job, node_domain, nd, first, T, E, opt_local, L, &a3);
 		ca[2] = a3;
-		/* floor: the largest floor s <= the smallest tail that pack_floor meets (binary search;
-		 * s = 1 always succeeds) */
-		for (int d = 0; d < nd; d++)
-			if (rem[d] && rem[d] < rmin)
-				rmin = rem[d];
 		struct buckets bk = {head, next, bits};
-		cn[3] = -1;
-		for (int lo = 1, hi = rmin; lo <= hi;) {
-			int s = lo + (hi - lo) / 2, k = pack_floor(nd, rem, E, L, s, &bk, tmp, a5);
-			if (k >= 0) {
-				struct alloc *t = a4;
-				a4 = a5;
-				a5 = t;
-				cn[3] = k;
-				lo = s + 1;
-			} else
-				hi = s - 1;
-		}
+		cn[3] = pack_floor_best(nd, rem, E, L, &bk, tmp, &a4, &a5);
 		ca[3] = a4;
-		struct alloc *a = NULL;
-		int na_used = -1, mp = 0;
-		for (int c = 0; c < 4; c++)
-			mp = cn[c] > mp ? cn[c] : mp;
-		/* per chunk: count, domain (2 ints) and 65 doubles; per domain 2 doubles; per block NS doubles and
-		 * an int */
-		size_t nwords = (size_t)mp * 66 + (size_t)nd * 2 + (size_t)(L + 1) * (NS + 1) + 8;
-		if (!(scratch = malloc(sizeof(double) * nwords))) {
+		int na_used = -1;
+		struct alloc *a = pick_cheapest(job, T, E, L, nd, dunits, fill, dlist, first, ca, cn, &na_used, rc, err,
+					       errlen);
+		if (!a)
+			goto fail;
+		if (emit_tails(a, na_used, fill, dlist, seq, &n)) {
 			*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
 			goto fail;
 		}
-		struct cost_ws ws = {.own = scratch, .h = scratch + (size_t)mp * 64, .out = scratch + (size_t)mp * 65,
-				     .dunits = dunits};
-		ws.in = ws.out + nd;
-		ws.bnic = ws.in + nd;
-		ws.ccnt = (int *)(ws.bnic + (size_t)(L + 1) * NS);
-		ws.cd = ws.ccnt + mp;
-		ws.bfirst = ws.cd + mp;
-		struct cost best = {0, {0}, 0, 0, 0}, k[4];
-		struct mt_sim_params sp;
-		mt_sim_default_params(&sp); /* top-k as simulate assumes it */
-		for (int c = 0; c < 4; c++)
-			if (cn[c] >= 0)
-				k[c] = packing_cost(ca[c], cn[c], T, E, sp.topk, job->spec.route_groups, fill, dlist, first,
-						    job->n_nodes, &ws);
-		for (int c = 0; c < 4; c++) {
-			if (cn[c] < 0)
-				continue;
-			/* when Slurm's layout keeps the most local groups too, never pick worse than it on any count */
-			if (cn[2] >= 0 && !no_worse(k[c], k[2]))
-				continue;
-			if (!a || cheaper(k[c], best)) {
-				a = ca[c];
-				na_used = cn[c];
-				best = k[c];
-			}
-		}
-		if (!a) {
-			*rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE, "internal error: leftover units do not fill blocks");
-			goto fail;
-		}
-		/* a domain's tail is handed out front to back in block order, so on every node the ranks
-		 * keep the order of its task slots */
-		qsort(a, (size_t)na_used, sizeof(*a), by_domain);
-		struct piece *pc = malloc(sizeof(*pc) * (size_t)na_used);
-		if (!pc) {
-			*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
-			goto fail;
-		}
-		for (int i = 0; i < na_used; i++) {
-			pc[i].a = a[i];
-			pc[i].start = fill[a[i].d];
-			fill[a[i].d] += a[i].cnt;
-		}
-		qsort(pc, (size_t)na_used, sizeof(*pc), piece_by_bin);
-		for (int i = 0; i < na_used; i++) {
-			memcpy(seq + n, dlist + pc[i].start, sizeof(int) * (size_t)pc[i].a.cnt);
-			n += pc[i].a.cnt;
-		}
-		free(pc);
 	}
 	if (n != U) {
 		*rc = mt_seterr(err, errlen, MT_EIMPOSSIBLE, "internal error: packed %d of %d units", n, U);
@@ -684,6 +711,5 @@ out:
 	free(a4);
 	free(a5);
 	free(bits);
-	free(scratch);
 	return seq;
 }

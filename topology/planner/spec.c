@@ -78,7 +78,7 @@ static int parse_item(const char *key, const char *val, struct mt_spec *s, unsig
 			s->ep = 0;
 			return 0;
 		}
-		if (parse_count(val, 1, 1 << 24, &s->ep))
+		if (parse_count(val, 1, MT_MAX_TASKS, &s->ep))
 			return mt_seterr(err, errlen, MT_EINVAL, "bad value ep=%s (valid: a positive integer or auto)", val);
 		return 0;
 	case 1:
@@ -172,6 +172,16 @@ int mt_spec_parse(const char *text, struct mt_spec *s, char *err, size_t errlen)
 		if (rc)
 			return rc;
 	}
+	/* each size alone is bounded; their product is the smallest world they fit, and must fit a job */
+	long long tp_pp = (long long)tmp.tp * tmp.pp, all = tp_pp * (tmp.ep ? tmp.ep : 1);
+	if (tp_pp > MT_MAX_TASKS)
+		return mt_seterr(err, errlen, MT_EINVAL,
+				 "tp=%d x pp=%d = %lld is more than the %d tasks a job can have (tp x pp must "
+				 "divide the number of tasks)", tmp.tp, tmp.pp, tp_pp, MT_MAX_TASKS);
+	if (all > MT_MAX_TASKS)
+		return mt_seterr(err, errlen, MT_EINVAL,
+				 "ep=%d x tp=%d x pp=%d = %lld is more than the %d tasks a job can have (ep x tp x "
+				 "pp must divide the number of tasks)", tmp.ep, tmp.tp, tmp.pp, all, MT_MAX_TASKS);
 	*s = tmp;
 	return 0;
 }

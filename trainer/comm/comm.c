@@ -75,7 +75,10 @@ double tr_now(void)
 void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
 {
 	const struct tr_peer *p = &t->peers[peer];
-	if (p->port > 0)
+	/* the host names the node in a failure message (a lost node is what users look for) */
+	if (p->port > 0 && p->host[0])
+		snprintf(buf, len, "%s at %s:%d", p->host, p->addr, p->port);
+	else if (p->port > 0)
 		snprintf(buf, len, "%s:%d", p->addr, p->port);
 	else
 		snprintf(buf, len, "%s", p->host);

@@ -68,7 +68,7 @@ int tr_tcp_mesh(const struct tr_world *w, int *fds, char *err, size_t errlen);
 int tr_sock_full(int fd, void *buf, size_t len, bool out, double deadline);
 
 /* Shared helpers. */
-void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host:port" */
+void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len); /* "host at addr:port" */
 
 /* comm.c for comm_rail.c */
 const char *tr_comm_member_host(const struct tr_comm *c, int r); /* node name of member r */

@@ -559,6 +559,10 @@ static int read_reply(int fd, int world, double deadline, struct tr_peer **table
 			snprintf(err, errlen, "rendezvous: rank 0 closed the connection before sending the table");
 			goto bad;
 		}
+		if (memchr(buf + len, 0, (size_t)k)) { /* text lines only: a NUL would hide the newlines counted */
+			snprintf(err, errlen, "rendezvous: rank 0 sent binary data instead of the table");
+			goto bad;
+		}
 		for (ssize_t i = 0; i < k; i++)
 			if (buf[len + i] == '\n')
 				lines++;
