@@ -10,8 +10,7 @@
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 . "$top_srcdir/tests/tap.sh"
-M=$top_builddir/topology/moetopo
-[ -x "$M" ] || M=$top_builddir/topology/cli/moetopo
+M=$top_builddir/topology/cli/moetopo
 [ -x "$M" ] || skip_all "moetopo not built"
 G=$top_srcdir/tests/planner/golden
 FX=$top_srcdir/tests/fixtures

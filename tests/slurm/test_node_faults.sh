@@ -16,7 +16,7 @@ TIMEOUT=10   # the ranks' communication timeout (moe-launch --timeout)
 DEAD=3       # the node that dies: gpu-r2-n1, not the batch script's node
 dead=gpu-r2-n1
 
-"$top_builddir/trainer/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
+"$top_builddir/trainer/driver/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
 # --no-requeue: Slurm's default requeues a batch job after a node failure (then it waits for the node)
 cat > "$W/loss.sbatch" <<EOF
 #!/bin/bash

@@ -14,7 +14,7 @@ tb_start 4
 W=$MOE_TESTBED/work
 STEPS=${MOE_REQUEUE_STEPS:-40}
 SHAPE="-N4 --ntasks-per-node=2 --gpus-per-node=2 --moe-topology=ep=8,experts=16"
-"$top_builddir/trainer/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
+"$top_builddir/trainer/driver/moe-train" prepare /usr/share/common-licenses/GPL-3 "$W/gpl3.bin" >/dev/null
 train() {  # train NAME [moe-train flags...]: the step command of both jobs
 	local n=$1
 	shift
