@@ -50,13 +50,15 @@ is "$(res)" "$base" "no queue pair, memory region, PD or CQ left after the test_
 "$LEAK" > "$tmp/leak.out" 2>&1
 is "$?" 0 "200 setups and teardowns of a 2-rank verbs world in one process: $(tail -1 "$tmp/leak.out")"
 
-# bad device / port / GID index: every rank says so in one line, nothing hangs
+# bad device / port / GID index: the ranks say so in one line each, nothing hangs.  moe-launch stops
+# the other ranks once one has failed, so a slower rank may be stopped before it speaks: at least one.
 bad() { # bad DESC PATTERN ENV...
 	local desc=$1 pat=$2; shift 2
 	env "$@" timeout 60 "$ML" --nproc 2 --spec off --transport verbs -- "$PEER" > "$tmp/bad.out" 2> "$tmp/bad.err"
 	local rc=$?
 	ok "$desc: non-zero exit ($rc)" test "$rc" -ne 0 -a "$rc" -ne 124
-	is "$(grep -c "$pat" "$tmp/bad.err")" 2 "$desc: one line per rank naming it ($(grep -m1 "$pat" "$tmp/bad.err" | head -c 200))"
+	ok "$desc: one line naming it ($(grep -m1 "$pat" "$tmp/bad.err" | head -c 200))" \
+		test "$(grep -c "$pat" "$tmp/bad.err")" -ge 1
 }
 bad "MOE_IB_DEVICE=mlx5_9" "no RDMA device 'mlx5_9' (rxe0 port 1 ACTIVE)" MOE_IB_DEVICE=mlx5_9
 bad "MOE_IB_DEVICE=rxe0:2" "RDMA device 'rxe0' has no port 2 (rxe0 port 1 ACTIVE)" MOE_IB_DEVICE=rxe0:2
@@ -67,7 +69,8 @@ MOE_IB_DEVICE= timeout 60 "$ML" --nproc 2 --spec off --transport verbs -- \
 	sh -c 'MOE_NET_DEVICES=mlx5_3:1 exec "$0"' "$PEER" > "$tmp/bad.out" 2> "$tmp/bad.err"
 rc=$?
 ok "MOE_NET_DEVICES=mlx5_3:1 from the plan: non-zero exit ($rc)" test "$rc" -ne 0 -a "$rc" -ne 124
-is "$(grep -c "no RDMA device 'mlx5_3' (rxe0 port 1 ACTIVE)" "$tmp/bad.err")" 2 "MOE_NET_DEVICES names the device when MOE_IB_DEVICE is unset"
+ok "MOE_NET_DEVICES names the device when MOE_IB_DEVICE is unset" \
+	test "$(grep -c "no RDMA device 'mlx5_3' (rxe0 port 1 ACTIVE)" "$tmp/bad.err")" -ge 1
 
 # verbose: each rank logs once what it uses
 MOE_COMM_VERBOSE=1 "$ML" --nproc 2 --spec off --transport verbs -- "$PEER" > "$tmp/v.out" 2> "$tmp/v.err"
