@@ -14,6 +14,8 @@ pkgs="$pkgs debootstrap"
 pkgs="$pkgs qemu-system-x86 kmod ibverbs-providers"
 # tests/packaging/debs.sh builds the .debs and checks them with lintian
 pkgs="$pkgs debhelper fakeroot lintian"
+# tests/packaging/rpm.sh builds the RPMs with Debian's rpm tooling and unpacks them to check
+pkgs="$pkgs rpm cpio"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -42,7 +42,8 @@ ok "the plugin requires Slurm's $series series (slurm >= $series)" grep -qx "slu
 ok "... and not a later one (slurm < ...)" grep -qE '^slurm < [0-9]+\.[0-9]+$' <<<"$req"
 # every library the plugin really links (its NEEDED entries) is required
 mkdir -p "$W/x" && (cd "$W/x" && rpm2cpio "$rpm_slurm_spank_moe_topology" | cpio -id --quiet)
-needed=$(objdump -p "$W/x$plugindir/moe_topology.so" 2>/dev/null | awk '$1 == "NEEDED" {print $2}')
+so=$(find "$W/x" -name moe_topology.so | head -1)
+needed=$(objdump -p "$so" 2>/dev/null | awk '$1 == "NEEDED" {print $2}')
 missing=""
 for l in $needed; do grep -q "^$l" <<<"$req" || missing="$missing $l"; done
 ok "the plugin requires every library it links ($(echo $needed))" [ -n "$needed" ] && [ -z "$missing" ]
