@@ -277,7 +277,7 @@ static void suite(struct tr_comm *c, const char *want_kind)
 	free(ro);
 }
 
-enum mode { M_SUITE, M_KILL, M_SILENT, M_RAIL };
+enum mode { M_SUITE, M_KILL, M_SILENT, M_RAIL, M_CHAIN };
 
 /* Keys of the rows src sends dst in the keyed case: to the other node's local rank 0 a token twice
  * and another once, to its local rank 1 that other token again and a third; inside the node two
@@ -422,6 +422,36 @@ static void fail_case(struct tr_comm *c, enum mode m, const char *want)
 	 * rank that actually died (not this one closing its connections) */
 }
 
+/* A rank stuck behind a live rank that is itself stuck on a silent one, as behind a lost node: rank 0
+ * waits for rank 1 (communicator {0,1}), rank 1 for rank 2 (communicator {1,2}) from a moment later,
+ * so rank 0 times out first.  Rank 0 must still name rank 2, learnt from rank 1, not rank 1. */
+static void chain_case(struct tr_comm *c)
+{
+	int me = tr_comm_rank(c);
+	struct tr_comm *a = NULL, *b = NULL;
+	int rc = tr_comm_split(c, me < 2 ? 0 : 1, me, &a);
+	if (rc == 0)
+		rc = tr_comm_split(c, me > 0 ? 0 : 1, me, &b);
+	check(rc == 0, "chain: split", "%s", tr_comm_error(c));
+	if (me == 2) {
+		pause(); /* silent: the parent kills it */
+		_exit(0);
+	}
+	if (me == 1)
+		usleep(300000);
+	struct tr_comm *w = me == 0 ? a : b;
+	rc = tr_barrier(w);
+	const char *e = tr_comm_error(w);
+	if (me == 0)
+		check(rc != 0 && strstr(e, "rank 1 failed: ") && strstr(e, "waiting for rank 2 "),
+		      "a rank stuck behind a stuck rank names the rank both wait for", "%s", e);
+	else
+		check(rc != 0 && strstr(e, "timed out") && strstr(e, "waiting for rank 2 "),
+		      "the rank stuck on the silent one names it", "%s", e);
+	tr_comm_free(a);
+	tr_comm_free(b);
+}
+
 static const char *only; /* argv[1]: run only the cases whose name starts with it */
 
 /* Forks n ranks for one case; returns after all exit.  master_port > 0: rendezvous through env. */
@@ -489,6 +519,8 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 			suite(c, kind);
 		else if (m == M_RAIL)
 			rail_case(c, want, rail_local);
+		else if (m == M_CHAIN)
+			chain_case(c);
 		else
 			fail_case(c, m, want);
 		tr_comm_free(c);
@@ -503,7 +535,7 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		waitpid(pids[n - 1], NULL, WUNTRACED);
 	/* the silent rank never exits by itself: stop it once the others are done */
 	for (int r = 0; r < n; r++) {
-		if ((m == M_SILENT || stall_last) && r == n - 1)
+		if ((m == M_SILENT || m == M_CHAIN || stall_last) && r == n - 1)
 			continue;
 		waitpid(pids[r], NULL, 0);
 	}
@@ -511,7 +543,7 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		kill(pids[n - 1], SIGCONT);
 		waitpid(pids[n - 1], NULL, 0);
 	}
-	if (m == M_KILL || m == M_SILENT) {
+	if (m == M_KILL || m == M_SILENT || m == M_CHAIN) {
 		kill(pids[n - 1], SIGKILL);
 		waitpid(pids[n - 1], NULL, 0);
 	}
@@ -686,6 +718,8 @@ cases:
 	run_case("shm-kill", "shm", 3, M_KILL, "died", 0, "10");
 	run_case("tcp-silent", "tcp", 3, M_SILENT, "timed out", 0, "1");
 	run_case("shm-silent", "shm", 3, M_SILENT, "timed out", 0, "1");
+	run_case("tcp-chain", "tcp", 3, M_CHAIN, NULL, 0, "2");
+	run_case("shm-chain", "shm", 3, M_CHAIN, NULL, 0, "2");
 	/* verbs (in the Soft-RoCE guest): a 64 KiB window, so the 5 MiB messages pipeline through it
 	 * 80 times over and the random sizes reach several windows */
 	setenv("MOE_IB_WINDOW", "65536", 1);

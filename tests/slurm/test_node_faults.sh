@@ -2,7 +2,7 @@
 # test_node_faults.sh - node faults during real jobs on the testbed.
 #  - A node dies mid-training (network gone, then its slurmd, steps and ranks killed, as in a crash): the
 #    ranks on the other nodes stop within their communication timeout with a message naming a lost rank
-#    and its node, the job ends failed instead of hanging, and once the node is back no node is down or
+#    and its node (also the ranks that waited for a live rank stuck on the lost one), the job ends failed instead of hanging, and once the node is back no node is down or
 #    drained.
 #  - slurmd restarted on a node between two steps of one allocation: the next step with the plugin runs
 #    normally on every node.
@@ -48,7 +48,7 @@ names_lost() {  # every survivor's message names rank 4 or 5 and the dead node
 	[ -z "$bad" ] || { echo "# not naming the lost node: $bad"; return 1; }
 }
 ok "each survivor's message names a rank of $dead and the node" names_lost
-ok "they gave up after their timeout (no data moved since the crash)" grep -q "timed out after $TIMEOUT s waiting for rank [45] ($dead " "$W/loss.err"
+ok "they gave up after their timeout (no data moved since the crash)" grep -q "timed out after $TIMEOUT s waiting for rank" "$W/loss.err"
 
 # Slurm declares the node dead after SlurmdTimeout (30 s) and ends the job: failed, not hung.
 st=x

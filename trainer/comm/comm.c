@@ -45,6 +45,11 @@ struct tr_comm {
 	uint32_t splits;
 	uint64_t a2a_bytes;
 	bool broken;         /* after a failure the streams are out of step: every later call fails */
+	bool notified;       /* the abort notice went out (once per communicator) */
+	int blame;           /* transport rank this one waited for when it gave up (-1: none), in the notice */
+	double since;        /* last progress of the operation in flight */
+	double linger_until; /* > 0: gave up at a timeout, still listening for the waited-for peers' reasons */
+	char mine[TR_ERRLEN]; /* this rank's own reason while it lingers */
 	struct xfer *cur;    /* the operation in flight (for abort notices), NULL between operations */
 	int cur_n;
 	char err[TR_ERRLEN];
@@ -86,11 +91,14 @@ void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
 
 /* Tells every peer whose stream is at a message boundary why this rank gives up, so that ranks
  * further away report the cause instead of "rank R closed the connection".  Best effort: a short
- * deadline, and peers in the middle of a message are skipped (the frame would corrupt it). */
-static void notify_abort(struct tr_comm *c)
+ * deadline, and peers in the middle of a message are skipped (the frame would corrupt it).  The
+ * header's op field carries 1 + the rank this one waited for (0: none), so that rank can tell it is
+ * being blamed and report what it waits for itself. */
+static void notify_abort(struct tr_comm *c, const char *why)
 {
 	struct tr_transport *t = c->t;
-	struct hdr h = { ABORT_MAGIC, c->tag, 0, c->seq, strlen(c->err) };
+	struct hdr h = { ABORT_MAGIC, c->tag, (uint32_t)(c->blame + 1), c->seq, strlen(why) };
+	c->notified = true;
 	double deadline = tr_now() + 0.2;
 	for (int p = 0; p < t->size; p++) {
 		if (p == t->rank)
@@ -105,7 +113,7 @@ static void notify_abort(struct tr_comm *c)
 		/* at least one try per peer, however late: a rank descheduled past the deadline (a loaded
 		 * machine) must still leave its notice in every socket buffer with room */
 		for (bool first = true; done < total && (first || tr_now() < deadline); first = false) {
-			struct iovec iov[2] = { { &h, sizeof(h) }, { c->err, h.len } };
+			struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)why, h.len } };
 			struct iovec rest[2];
 			int cnt = 0;
 			size_t skip = done;
@@ -137,18 +145,41 @@ static int fail(struct tr_comm *c, const char *fmt, ...)
 	c->broken = true;
 	/* pass it on even when it came from a peer: ranks that only wait on this one learn the cause too */
 	if (first && c->t->size > 1) {
-		notify_abort(c);
+		if (!c->notified)
+			notify_abort(c, c->err);
 		if (c->t->ops->abandon)
 			c->t->ops->abandon(c->t);
 	}
 	return -1;
 }
 
-/* A peer's abort notice: its error text follows the header. */
-static int peer_aborted(struct tr_comm *c, const struct xfer *x)
+/* How long a rank that timed out keeps listening to the peers it waited for.  On a lost node the
+ * ranks stuck behind a live rank (itself stuck on the lost one) time out at about the same moment as
+ * that rank; its reason names the lost node, ours would name the live rank. */
+static double linger_s(const struct tr_transport *t)
+{
+	return t->timeout / 2 < 5 ? t->timeout / 2 : 5;
+}
+
+/* Gives up on the operation in flight without closing it yet: every peer is told now, and the
+ * operation fails with `why` once linger_s passed, unless a waited-for peer's reason comes first. */
+static void give_up(struct tr_comm *c, const char *why, int blame)
+{
+	snprintf(c->mine, sizeof(c->mine), "%s", why);
+	c->blame = blame;
+	notify_abort(c, c->mine);
+	c->linger_until = tr_now() + linger_s(c->t);
+}
+
+/* A peer's abort notice (its error text follows the header) during the operation in flight, op.
+ * An error (no rank blamed) is the cause: adopt it.  So is a timeout when this rank waited for the
+ * sender's message.  When the sender timed out only waiting for this rank, or its message had
+ * already come, this rank's own wait is the better lead: give up naming the rank it waits for.
+ * Returns -1 (failed) or 1 (the sender's part is to be dropped; the operation lingers). */
+static int peer_aborted(struct tr_comm *c, const struct xfer *x, uint32_t op)
 {
 	struct tr_transport *t = c->t;
-	int wr = c->world[x->peer];
+	int wr = c->world[x->peer], blamed = (int)x->rhdr.op - 1;
 	char why[TR_ERRLEN] = "";
 	size_t len = x->rhdr.len < sizeof(why) - 1 ? x->rhdr.len : sizeof(why) - 1, got = 0;
 	double deadline = tr_now() + 0.5;
@@ -159,9 +190,32 @@ static int peer_aborted(struct tr_comm *c, const struct xfer *x)
 		got += k;
 	}
 	why[got] = 0;
+	int other = -1;
+	for (int i = 0; i < c->cur_n && other < 0; i++)
+		if (&c->cur[i] != x && (c->cur[i].sending || c->cur[i].receiving))
+			other = c->world[c->cur[i].peer];
+	if (blamed >= 0 && other >= 0 && (!x->receiving || blamed == t->rank)) {
+		if (c->linger_until == 0) {
+			char who[TR_HOST_LEN + TR_ADDR_LEN + 16], mine[TR_ERRLEN];
+			tr_peer_name(t, other, who, sizeof(who));
+			snprintf(mine, sizeof(mine), "%s: waited %.1f s for rank %d (%s) in %s #%u when rank %d gave up: %s",
+				 t->ops->kind, tr_now() - c->since, other, who, op_name(op), c->seq, wr,
+				 got ? why : "(no reason given)");
+			give_up(c, mine, other);
+		}
+		return 1;
+	}
+	c->blame = blamed; /* passed on as it came: an error stays one */
 	if (!strncmp(why, "rank ", 5) && strstr(why, " failed: "))
 		return fail(c, "%s", why); /* passed on: keep the rank where it started */
 	return fail(c, "rank %d failed: %s", wr, got ? why : "(no reason given)");
+}
+
+/* This rank no longer exchanges with x's peer in this operation. */
+static void drop(struct xfer *x, int *pending)
+{
+	*pending -= x->sending + x->receiving;
+	x->sending = x->receiving = false;
 }
 
 static int check_hdr(struct tr_comm *c, const struct xfer *x, uint32_t op)
@@ -171,7 +225,7 @@ static int check_hdr(struct tr_comm *c, const struct xfer *x, uint32_t op)
 	char who[TR_HOST_LEN + TR_ADDR_LEN + 16];
 	tr_peer_name(c->t, wr, who, sizeof(who));
 	if (h->magic == ABORT_MAGIC)
-		return peer_aborted(c, x);
+		return peer_aborted(c, x, op);
 	if (h->magic != HDR_MAGIC)
 		return fail(c, "%s: rank %d (%s) sent garbage (bad message header)", c->t->ops->kind, wr, who);
 	if (h->tag != c->tag || h->op != op || h->seq != c->seq)
@@ -207,7 +261,7 @@ static int send_failed(struct tr_comm *c, struct xfer *x, uint32_t op)
 /* While stuck waiting for some peers: has a peer whose message for this operation already arrived
  * given up since?  Its abort notice then waits at the head of its stream (the next operation's
  * place); without looking, this rank would wait on a stalled third rank until that one moves. */
-static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n)
+static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n, uint32_t op, int *pending)
 {
 	struct tr_transport *t = c->t;
 	for (int i = 0; i < n; i++) {
@@ -218,7 +272,9 @@ static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n)
 			continue;
 		if (t->ops->recv_some(t, c->world[x->peer], &x->rhdr, sizeof(h)) != sizeof(h))
 			continue;
-		return peer_aborted(c, x);
+		if (peer_aborted(c, x, op) < 0)
+			return -1;
+		drop(x, pending);
 	}
 	return 0;
 }
@@ -239,7 +295,8 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 	bool *ws = NULL, *wr = NULL;
 	c->cur = xs;
 	c->cur_n = n;
-	double deadline = tr_now() + t->timeout;
+	c->since = tr_now();
+	double deadline = c->since + t->timeout;
 	int rc = 0;
 	while (pending > 0) {
 		uint64_t token = t->ops->wait_token(t);
@@ -258,7 +315,11 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 					k = t->ops->send_some(t, peer, &iov, 1);
 				}
 				if (k < 0) {
-					rc = send_failed(c, x, op);
+					if ((rc = send_failed(c, x, op)) > 0) {
+						drop(x, &pending);
+						rc = 0;
+						continue;
+					}
 					break;
 				}
 				if (k > 0) {
@@ -285,8 +346,13 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 					break;
 				progressed = true;
 				x->rdone += k;
-				if (x->rdone == H && (rc = check_hdr(c, x, op)) != 0)
+				if (x->rdone == H && (rc = check_hdr(c, x, op)) != 0) {
+					if (rc > 0) {
+						drop(x, &pending);
+						rc = 0;
+					}
 					break;
+				}
 				if (x->rdone == H + x->rlen) {
 					x->receiving = false;
 					pending--;
@@ -297,6 +363,7 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 			break;
 		double now = tr_now();
 		if (progressed) {
+			c->since = now;
 			deadline = now + t->timeout;
 			continue;
 		}
@@ -316,17 +383,22 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 				ws[m] = xs[i].sending;
 				wr[m++] = xs[i].receiving;
 			}
-		if (now >= deadline) {
-			char who[TR_HOST_LEN + TR_ADDR_LEN + 16];
+		if (c->linger_until > 0 && now >= c->linger_until)
+			break; /* fails below with this rank's own reason */
+		if (c->linger_until == 0 && now >= deadline) {
+			char who[TR_HOST_LEN + TR_ADDR_LEN + 16], why[TR_ERRLEN];
 			tr_peer_name(t, wpeers[0], who, sizeof(who));
-			rc = fail(c, "%s: timed out after %g s waiting for rank %d (%s) in %s #%u (%d peer%s pending)",
-				  t->ops->kind, t->timeout, wpeers[0], who, op_name(op), c->seq, m, m == 1 ? "" : "s");
-			break;
+			snprintf(why, sizeof(why), "%s: timed out after %g s waiting for rank %d (%s) in %s #%u (%d peer%s pending)",
+				 t->ops->kind, t->timeout, wpeers[0], who, op_name(op), c->seq, m, m == 1 ? "" : "s");
+			give_up(c, why, wpeers[0]);
+			continue;
 		}
 		/* not in the fast path: only once a wait lasted a while */
-		if (t->ops->peek && now > deadline - t->timeout + 0.05 && (rc = aborted_meanwhile(c, xs, n)) != 0)
+		if (t->ops->peek && now > deadline - t->timeout + 0.05 &&
+		    (rc = aborted_meanwhile(c, xs, n, op, &pending)) != 0)
 			break;
-		int ms = (int)((deadline - now) * 1000) + 1;
+		double until = c->linger_until > 0 ? c->linger_until : deadline;
+		int ms = (int)((until - now) * 1000) + 1;
 		if (ms > WAIT_SLICE_MS)
 			ms = WAIT_SLICE_MS;
 		if (t->ops->wait(t, token, wpeers, ws, wr, m, ms) < 0) {
@@ -334,6 +406,9 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 			break;
 		}
 	}
+	if (rc == 0 && c->linger_until > 0) /* the peers were told: fail whatever arrived since */
+		rc = fail(c, "%s", c->mine);
+	c->linger_until = 0;
 	free(wpeers);
 	free(ws);
 	free(wr);
@@ -593,6 +668,7 @@ static struct tr_comm *comm_new(struct tr_transport *t, int size)
 	}
 	c->t = t;
 	c->size = size;
+	c->blame = -1;
 	t->refs++;
 	return c;
 }
