@@ -13,7 +13,6 @@ export OMP_NUM_THREADS=1
 # tiny model; a fast router bias so that the router state matters for the result
 C=(--data "$tmp/d.bin" --dim 32 --heads 2 --layers 2 --ffn 64 --expert-ffn 16 --seq-len 16 --batch 4
    --init-std 0.1 --lr 0.01 --warmup 3 --bias-gamma 0.01 --seed 5 --quiet)
-keys() { sed 's/"ms":[^,]*,"tokens_per_s":[^,]*,//' "$1"; }  # everything but wall-clock figures
 
 "$bin" "${C[@]}" --steps 12 --metrics "$tmp/full.jsonl" > /dev/null
 is "$?" 0 "uninterrupted 12-step run"
@@ -23,7 +22,7 @@ ok "one checkpoint file for the one rank, no temp file" test "$(ls "$tmp/ck")" =
 OMP_NUM_THREADS=2 "$bin" "${C[@]}" --steps 12 --ckpt-dir "$tmp/ck" --resume --metrics "$tmp/part.jsonl" > "$tmp/out"
 is "$?" 0 "second part: --resume to step 12 (on 2 threads)"
 ok "it says where it resumed" grep -q "^moe-train: resumed from .* at step 5$" "$tmp/out"
-is "$(keys "$tmp/part.jsonl" | md5sum)" "$(keys "$tmp/full.jsonl" | md5sum)" \
+is "$(metrics_keys "$tmp/part.jsonl" | md5sum)" "$(metrics_keys "$tmp/full.jsonl" | md5sum)" \
 	"steps 1-12: loss, lr, grad norm, load, a2a bytes identical to the uninterrupted run"
 is "$(wc -l < "$tmp/part.jsonl")" 12 "the metrics file continued (12 lines)"
 
@@ -63,7 +62,7 @@ if [ -x "$ML" ]; then
 	"$ML" --nproc 2 --spec ep=2,experts=8 --transport tcp -- "$bin" "${D[@]}" --steps 8 --ckpt-dir "$tmp/c2" --resume \
 		--metrics "$tmp/p2.jsonl" > /dev/null 2>&1
 	is "$?" 0 "2 ranks: resumed to step 8 (over tcp this time)"
-	is "$(keys "$tmp/p2.jsonl" | md5sum)" "$(keys "$tmp/f2.jsonl" | md5sum)" "2 ranks: identical to the uninterrupted run"
+	is "$(metrics_keys "$tmp/p2.jsonl" | md5sum)" "$(metrics_keys "$tmp/f2.jsonl" | md5sum)" "2 ranks: identical to the uninterrupted run"
 	"$bin" "${D[@]}" --steps 9 --ckpt-dir "$tmp/c2" --resume > /dev/null 2> "$tmp/err"
 	is "$?" 2 "a 2-rank checkpoint resumed by one process: exit 2"
 	ok "naming the world size" grep -q "world: checkpoint has 2, this run has 1" "$tmp/err"

@@ -13,7 +13,6 @@ export OMP_NUM_THREADS=1
 "$bin" prepare /usr/share/common-licenses/GPL-3 "$tmp/d.bin" > /dev/null || { echo "Bail out! prepare failed"; exit 1; }
 C=(--data "$tmp/d.bin" --dim 32 --heads 2 --layers 2 --ffn 64 --expert-ffn 16 --seq-len 16 --batch 4
    --init-std 0.1 --lr 0.01 --warmup 3 --bias-gamma 0.01 --seed 9 --lr-steps 100000)
-keys() { sed 's/"ms":[^,]*,"tokens_per_s":[^,]*,//' "$1"; }
 
 # wait until FILE has at least N lines (at most 120 s), so the signal lands mid-run
 wait_lines() {
@@ -51,7 +50,7 @@ n=$((k + 3))
 is "$?" 0 "resume after SIGTERM to step $n"
 ok "it resumed at step $k" grep -q "resumed from .* at step $k\$" "$tmp/r.out"
 "$bin" "${C[@]}" --steps $n --metrics "$tmp/full.jsonl" --quiet > /dev/null
-is "$(keys "$tmp/ck.jsonl" | md5sum)" "$(keys "$tmp/full.jsonl" | md5sum)" \
+is "$(metrics_keys "$tmp/ck.jsonl" | md5sum)" "$(metrics_keys "$tmp/full.jsonl" | md5sum)" \
 	"interrupted + resumed run has the uninterrupted run's losses, norms and loads"
 
 interrupt USR1 usr
@@ -76,7 +75,7 @@ k=$(sed -n 's/^moe-train: resumed from .* at step \([0-9]*\)$/\1/p' "$tmp/kr.out
 is "$(ls "$tmp/kill")" rank-00000.ckpt "the torn temp file of a killed write is cleaned up, the checkpoint used"
 ok "from a periodic checkpoint (step $k, a multiple of 3)" test -n "$k" -a $((k % 3)) = 0 -a "${k:-0}" -ge 3
 "$bin" "${C[@]}" --steps 12 --metrics "$tmp/full12.jsonl" --quiet > /dev/null
-is "$(keys "$tmp/kr.jsonl" | md5sum)" "$(sed -n "$((k + 1)),12p" "$tmp/full12.jsonl" | keys /dev/stdin | md5sum)" \
+is "$(metrics_keys "$tmp/kr.jsonl" | md5sum)" "$(sed -n "$((k + 1)),12p" "$tmp/full12.jsonl" | metrics_keys /dev/stdin | md5sum)" \
 	"steps $((k + 1))-12 equal those of the uninterrupted run"
 
 # two ranks under moe-launch: it forwards the signal; both ranks stop at the same step

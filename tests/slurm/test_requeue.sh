@@ -23,7 +23,6 @@ train() {  # train NAME [moe-train flags...]: the step command of both jobs
 		--metrics "$W/$n.jsonl" "$@"
 }
 stops() { sed -n 's/^moe-train: stopping after step \([0-9]*\) on a signal$/\1/p' "$W/pre.out"; }
-keys() { sed 's/"ms":[^,]*,"tokens_per_s":[^,]*,//' "$1"; }
 lines() { [ -f "$1" ] && wc -l < "$1" || echo 0; }
 wait_lines() {  # wait_lines FILE N: at most 120 s
 	local i
@@ -76,7 +75,7 @@ ok "run 3: resumed at step $k2" grep -q "resumed from .* at step $k2\$" "$W/pre.
 for ((i = 0; i < 240 && $(lines "$W/ref.jsonl") < STEPS; i++)); do sleep 0.5; done
 ok "the reference job ran its $STEPS steps" grep -q "^done: steps 1..$STEPS of $STEPS," "$W/ref.out"
 is "$(lines "$W/pre.jsonl"):$(lines "$W/ref.jsonl")" "$STEPS:$STEPS" "both have $STEPS steps of metrics, none twice"
-is "$(keys "$W/pre.jsonl" | md5sum)" "$(keys "$W/ref.jsonl" | md5sum)" \
+is "$(metrics_keys "$W/pre.jsonl" | md5sum)" "$(metrics_keys "$W/ref.jsonl" | md5sum)" \
 	"steps 1-$STEPS over 3 runs (stops after $k1 and $k2) equal the uninterrupted run bit for bit"
 run_client sinfo -h -o '%T'
 is "$(sort -u <<<"$out")" "idle" "no node drained or down"
