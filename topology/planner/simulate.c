@@ -62,8 +62,8 @@ double mt_sim_draws(const int *cnt, int nt, double E, double k, int M)
 	return lo;
 }
 
-static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
-		      size_t errlen)
+int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
+		  size_t errlen)
 {
 	memset(res, 0, sizeof(*res));
 	if (!(sp->tokens > 0 && sp->hidden > 0 && sp->topk >= 1 && sp->bytes > 0 && sp->nvlink_gbs > 0 &&
@@ -223,22 +223,18 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
 		size_t errlen)
 {
-	int W = p->world, E = p->spec.ep;
-	int *lay = malloc(sizeof(int) * (size_t)W * 5);
+	struct mt_layout L;
+	int *ln, *ld, *lr, T = p->spec.tp > 0 ? p->spec.tp : 1;
+	int *lay = mt_layout_megatron(&L, p->world, p->spec.ep, T, p->n_domains, &ln, &ld, &lr);
 	if (!lay)
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
-	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
-	for (int r = 0; r < W; r++) {
+	for (int r = 0; r < p->world; r++) {
 		const struct mt_rank *R = &p->ranks[p->by_rank[r]];
-		lg[r] = R->ep_group;
 		ln[r] = R->node;
 		ld[r] = R->domain;
 		lr[r] = R->rail;
 	}
-	for (int g = 0; g < p->n_groups; g++)
-		memcpy(lm + (size_t)g * E, p->groups[g].members, sizeof(int) * (size_t)E);
-	struct mt_layout L = {W, E, p->n_groups, p->n_domains, lg, ln, ld, lr, lm};
-	int rc = sim_layout(&L, sp, res, err, errlen);
+	int rc = mt_sim_layout(&L, sp, res, err, errlen);
 	free(lay);
 	return rc;
 }
@@ -246,11 +242,11 @@ int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct 
 int mt_sim_default(const struct mt_job *job, const struct mt_plan *p, const struct mt_sim_params *sp,
 		   struct mt_sim_result *res, char *err, size_t errlen)
 {
-	int W = p->world, E = p->spec.ep, T = p->spec.tp > 0 ? p->spec.tp : 1;
-	int *lay = malloc(sizeof(int) * (size_t)W * 5);
+	struct mt_layout L;
+	int *ln, *ld, *lr, T = p->spec.tp > 0 ? p->spec.tp : 1;
+	int *lay = mt_layout_megatron(&L, p->world, p->spec.ep, T, p->n_domains, &ln, &ld, &lr);
 	if (!lay)
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
-	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
 	for (int i = 0, acc = 0; i < job->n_nodes; i++) {
 		const struct mt_node *m = job->models[i];
 		for (int t = 0; t < job->tasks[i]; t++) {
@@ -261,13 +257,7 @@ int mt_sim_default(const struct mt_job *job, const struct mt_plan *p, const stru
 		}
 		acc += job->tasks[i];
 	}
-	for (int r = 0; r < W; r++)
-		lg[r] = (r / T) / E * T + r % T;
-	for (int g = 0; g < p->n_groups; g++)
-		for (int e = 0; e < E; e++)
-			lm[(size_t)g * E + e] = ((g / T) * E + e) * T + g % T;
-	struct mt_layout L = {W, E, p->n_groups, p->n_domains, lg, ln, ld, lr, lm};
-	int rc = sim_layout(&L, sp, res, err, errlen);
+	int rc = mt_sim_layout(&L, sp, res, err, errlen);
 	free(lay);
 	return rc;
 }
