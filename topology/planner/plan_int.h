@@ -33,6 +33,13 @@ void mt_fabric_params(const struct mt_fabric *f, int route_groups, struct mt_sim
 /* simulate.c: group-limited routing to M domains acts like x <= k uniform expert draws; x for a
  * group whose domains hold cnt[0..nt) of its E members. */
 double mt_sim_draws(const int *cnt, int nt, double E, double k, int M);
+/* simulate.c, the model's per-domain and per-rank facts (the packer prices tails with them too):
+ * the chance a token needs a domain holding c of its group's E members, after x expert draws; and the
+ * token sets a rank receives: from the rail_senders outside its domain on its rail, shared by the
+ * domain's rail_own members there, plus its share (of `members`) of the `unaligned` senders whose rail
+ * the domain lacks, over the spine (oversub times slower). */
+double mt_sim_hit(double c, double E, double x);
+double mt_sim_recv(double h, double rail_senders, double rail_own, double unaligned, double members, double oversub);
 
 /* plan_pack.c: global slot of each TP unit's first task, in rank order (malloc'd), NULL on error.  chain < 0:
  * the most local groups; chain = a domain with a tail: that tail starts a chain of domains giving up a

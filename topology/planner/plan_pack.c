@@ -327,7 +327,7 @@ static void block_load(struct cost_ws *ws, int c0, int c1, int T, int E, double 
 	if (M > 0 && M < nt)
 		x = mt_sim_draws(ws->ccnt + c0, nt, E, k, M);
 	for (int c = c0; c < c1; c++) {
-		ws->h[c] = ws->ccnt[c] >= E ? 1 : 1 - pow(1 - ws->ccnt[c] / (double)E, x);
+		ws->h[c] = mt_sim_hit(ws->ccnt[c], E, x);
 		H += ws->h[c];
 	}
 	for (int s = 0; s < NS; s++)
@@ -353,7 +353,7 @@ static void block_load(struct cost_ws *ws, int c0, int c1, int T, int E, double 
 				}
 			for (int s = 0; s < NS; s++) {
 				double send = al + un * sim_S[s];
-				double recv = h * (G[r] - own[r]) / own[r] + h * unal / ci * sim_S[s];
+				double recv = mt_sim_recv(h, G[r] - own[r], own[r], unal, ci, sim_S[s]);
 				double load = send > recv ? send : recv;
 				if (load > nic[s])
 					nic[s] = load;

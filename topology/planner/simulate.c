@@ -43,6 +43,16 @@ static int rail_slot(int r)
 	return r >= 0 && r < 64 ? r : 64;
 }
 
+double mt_sim_hit(double c, double E, double x)
+{
+	return c >= E ? 1 : 1 - pow(1 - c / E, x);
+}
+
+double mt_sim_recv(double h, double rail_senders, double rail_own, double unaligned, double members, double oversub)
+{
+	return (rail_own > 0 ? h * rail_senders / rail_own : 0) + h * unaligned / members * oversub;
+}
+
 /* Group-limited routing: a token reaches M of the group's domains on average, and a domain's chance
  * grows with its share of the experts as under uniform routing, only with fewer draws: the x <= k
  * for which the expected number of domains, sum_j 1 - (1 - c_j/E)^x, is M (bisection; x = k when
@@ -53,7 +63,7 @@ double mt_sim_draws(const int *cnt, int nt, double E, double k, int M)
 	for (int it = 0; it < 60; it++) {
 		double x = (lo + hi) / 2, s = 0;
 		for (int j = 0; j < nt; j++)
-			s += 1 - pow(1 - cnt[j] / E, x);
+			s += mt_sim_hit(cnt[j], E, x);
 		if (s > M)
 			hi = x;
 		else
@@ -129,7 +139,7 @@ int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, str
 			double c = cnt[j];
 			/* hit: probability a token needs domain j; cpt: copies for j when it does (experts
 			 * stay balanced, so j gets k c/E copies per token on average either way) */
-			hit[j] = c >= E ? 1 : 1 - pow(1 - c / E, x);
+			hit[j] = mt_sim_hit(c, E, x);
 			cpt[j] = k * c / E / hit[j];
 			H += hit[j];
 			unal[j] = 0;
@@ -156,8 +166,8 @@ int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, str
 					send += hit[j] * (s < 64 && nr[(size_t)j * NSLOT + s] ? 1 : sp->oversub);
 			/* receive: the senders outside i on this rail share i's members on this rail; senders
 			 * whose rail i lacks share all of i's members (over the spine) */
-			double rtok = (s < 64 ? hit[i] * (G[s] - own) / own : 0) + hit[i] * unal[i] / ci;
-			recv = (s < 64 ? hit[i] * (G[s] - own) / own : 0) + hit[i] * unal[i] / ci * sp->oversub;
+			double rtok = mt_sim_recv(hit[i], s < 64 ? G[s] - own : 0, s < 64 ? own : 0, unal[i], ci, 1);
+			recv = mt_sim_recv(hit[i], s < 64 ? G[s] - own : 0, s < 64 ? own : 0, unal[i], ci, sp->oversub);
 			/* NVLink: this rank's own copies for its domain, plus the copies it forwards for the
 			 * tokens it received (those not for itself) */
 			fwd = rtok * cpt[i] * (ci - 1) / ci;
