@@ -72,11 +72,12 @@ is "$(grep -c '^FORGED' <<<"$err")" 0 "the newline in it does not start an unpre
 after=$(job_id)
 is "$after" "$((before + 1))" "no job was allocated for any invalid SPEC"
 
-# fabric=: the site's spine oversubscription, for the planner's objective.  srun -N4 -n10 -m cyclic puts 3,3,2,2
-# tasks on gpu-r1-n1, gpu-r1-n2, gpu-r2-n1, gpu-r2-n2: 6 in rack r1, 4 in r2; ep=5.  The most-local plan has one
-# group inside r1 and one of r1's sixth task with r2's four (that lone task receives from all four: the slowest
-# group).  With fabric=oversub:4 Slurm's own cyclic order (groups of 3 + 2 racks) has the faster slowest group
-# under simulate's model, so the plan is that order: every MOE_RANK is its SLURM_PROCID, on every node alike.
+# fabric=: the site's spine oversubscription, for the planner's objective.  srun -N4 -n14 -c2 -m cyclic puts
+# 4,4,4,2 tasks on gpu-r1-n1, gpu-r1-n2, gpu-r2-n1, gpu-r2-n2 (8 CPUs a node, 2 per task): 8 in rack r1, 6 in
+# r2; ep=7.  The most-local plan has one group inside r1 and one of r1's eighth task with r2's six (that lone
+# task receives from all six: the slowest group).  With fabric=oversub:4 Slurm's own cyclic order (both
+# groups split 4 + 3 over the racks) has the faster slowest group under simulate's model, so the plan is that
+# order: every MOE_RANK is its SLURM_PROCID, on every node alike.
 ranks_are_procids() {  # ranks_are_procids N
 	local n bad
 	n=$(grep -c '^T ' <<<"$out")
@@ -84,17 +85,17 @@ ranks_are_procids() {  # ranks_are_procids N
 		if (v != $2) print $2 "->" v }' <<<"$out")
 	[ "$n" = "$1" ] && [ -z "$bad" ] || { echo "# $n lines, ranks differing from procids: $bad"; return 1; }
 }
-FABRIC_JOB="-N4 -n10 -m cyclic --gpus-per-node=4 --moe-topology=ep=5"
+FABRIC_JOB="-N4 -n14 -c2 -m cyclic --gpus-per-node=4 --moe-topology=ep=7"
 run_client srun $FABRIC_JOB "$REPORT"
 is "$rc" 0 "fabric unknown: the job runs"
-not_procids() { ! ranks_are_procids 10 >/dev/null; }
+not_procids() { ! ranks_are_procids 14 >/dev/null; }
 ok "fabric unknown: the most-local plan is not Slurm's order" not_procids
 $TESTBED plugstack "fabric=oversub:4" "domains=$MOE_TESTBED/etc/topology.conf" "topology=$MOE_TESTBED/topo/%n.xml" nvml=off
 run_client srun $FABRIC_JOB "$REPORT"
 is "$rc" 0 "fabric=oversub:4: the job runs"
-ok "fabric=oversub:4: every task's MOE_RANK is its SLURM_PROCID (Slurm's order is faster here)" ranks_are_procids 10
+ok "fabric=oversub:4: every task's MOE_RANK is its SLURM_PROCID (Slurm's order is faster here)" ranks_are_procids 14
 ok "fabric=oversub:4: the slurmd log names the oversubscription planned for" \
-	grep -q "moe-topology: step .*: planned 10 ranks on 4 nodes for spine oversubscription 4" "$MOE_TESTBED"/log/slurmd-*.log
+	grep -q "moe-topology: step .*: planned 14 ranks on 4 nodes for spine oversubscription 4" "$MOE_TESTBED"/log/slurmd-*.log
 $TESTBED plugstack "fabric=oversub:0.5"
 run_client srun -N1 --moe-topology=auto true
 ok "fabric=oversub:0.5 is refused, naming the valid form" grep -q "fabric=oversub:0.5: .*oversub:N (N >= 1)" <<<"$err"
