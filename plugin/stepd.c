@@ -299,11 +299,13 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		snprintf(st.local_err, sizeof st.local_err, "%s", err);
 	}
 	/* the version tells the admin reading slurmd's log which plugin build planned the step */
-	char fab[64] = "";
+	char note[96] = ""; /* one %s in the line: its format is what tests/packaging/version.sh finds in the .so */
 	if (c->fabric.oversub >= 1)
-		snprintf(fab, sizeof fab, " for spine oversubscription %g", c->fabric.oversub);
-	mtp_info("step %u.%u: planned %d ranks on %d nodes%s%s (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
-		 st.facts.step_id, st.plan->world, st.plan->n_nodes, fab, st.local_failed ? ", this node unbound" : "");
+		snprintf(note, sizeof note, " for spine oversubscription %g", c->fabric.oversub);
+	if (st.local_failed)
+		snprintf(note + strlen(note), sizeof note - strlen(note), ", this node unbound");
+	mtp_info("step %u.%u: planned %d ranks on %d nodes%s (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
+		 st.facts.step_id, st.plan->world, st.plan->n_nodes, note);
 	goto out;
 failed:
 	fail("%s", err);
