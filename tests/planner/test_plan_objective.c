@@ -6,7 +6,8 @@
  *   2. it keeps the most NVLink-local groups (those of the plan made without the fabric) whenever that
  *      costs nothing: fewer local groups only with a strictly faster slowest group;
  *   3. the ranks do not depend on the node models (the plugin plans from job-wide facts only);
- *   4. ranks are a permutation, local ranks follow rank order and local rank i sits on rail i.
+ *   4. ranks are a permutation, a domain's ranks are contiguous in each EP group (its routing group), local
+ *      ranks follow rank order and local rank i sits on rail i.
  * And the fabric grammar (plugstack.conf fabric=): valid forms and one-line errors.
  */
 #include <stdlib.h>
@@ -42,7 +43,8 @@ static void grammar(void)
 	}
 }
 
-/* ranks a permutation, local ranks in rank order on each node, local rank i on rail i */
+/* ranks a permutation, each domain's ranks contiguous in an EP group, local ranks in rank order on each
+ * node, local rank i on rail i */
 static int valid(const struct mt_job *job, const struct mt_plan *p)
 {
 	char *seen = calloc((size_t)(p->world > 0 ? p->world : 1), 1);
@@ -53,6 +55,12 @@ static int valid(const struct mt_job *job, const struct mt_plan *p)
 			ok = 0;
 	}
 	free(seen);
+	for (int g = 0; g < p->n_groups; g++) /* each domain's ranks contiguous in its group: routing groups */
+		for (int k = 0; k < p->groups[g].n_domains; k++) {
+			int d, lo, hi;
+			if (mt_plan_routing_group(p, g, k, &d, &lo, &hi))
+				ok = 0;
+		}
 	for (int i = 0, first = 0; i < job->n_nodes; i++) {
 		int prev = -1;
 		for (int t = 0; t < job->tasks[i]; t++) {
@@ -207,7 +215,8 @@ static void objective(void)
 	tap_ok(traded >= 10 && faster_than_blind >= traded,
 	       "some allocations do trade local groups for a faster slowest group (%d), none for nothing", traded);
 	tap_ok(ok3, "the ranks are the same without node models (the plugin's job-wide planning)");
-	tap_ok(ok4, "every plan is valid: ranks a permutation, local ranks in rank order, local rank i on rail i");
+	tap_ok(ok4, "every plan is valid: ranks a permutation, routing groups contiguous, local ranks in rank order, "
+	       "local rank i on rail i");
 	mt_node_free(gb);
 	mt_node_free(dgx);
 }

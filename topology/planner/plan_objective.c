@@ -23,12 +23,30 @@
 
 #define NCHAIN 3
 
+struct unit {
+	int dom, pos, slot;
+};
+
+static int by_dom_pos(const void *a, const void *b)
+{
+	const struct unit *x = a, *y = b;
+	if (x->dom != y->dom)
+		return (x->dom > y->dom) - (x->dom < y->dom);
+	return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
 /* Slurm's layout as a unit sequence: the slot of every T-th procid, when each TP unit is T consecutive
- * slots of one node starting at a multiple of T; NULL (rc 0) when not. */
-static int *default_seq(const struct mt_job *job, const int *first, const int *slot_of, int W, int T, int *rc)
+ * slots of one node starting at a multiple of T; NULL (rc 0) when not.  Inside each EP block the units are
+ * then ordered by domain (stable), so each domain's EP ranks are contiguous as every plan keeps them (its
+ * routing group); the groups' members, hence the model's price, are Slurm's. */
+static int *default_seq(const struct mt_job *job, const int *node_domain, const int *first, const int *slot_of,
+			int W, int T, int E, int *rc)
 {
 	int *seq = malloc(sizeof(int) * (size_t)(W / T + 1));
-	if (!seq) {
+	struct unit *u = malloc(sizeof(*u) * (size_t)(W / T + 1));
+	if (!seq || !u) {
+		free(seq);
+		free(u);
 		*rc = MT_ENOMEM;
 		return NULL;
 	}
@@ -48,24 +66,28 @@ static int *default_seq(const struct mt_job *job, const int *first, const int *s
 			ok = slot_of[r + t] == s + t;
 		if (!ok) {
 			free(seq);
+			free(u);
 			return NULL;
 		}
-		seq[r / T] = s;
+		u[r / T] = (struct unit){node_domain[node], r / T, s};
 	}
+	for (int b = 0; b < W / T; b += E)
+		qsort(u + b, (size_t)E, sizeof(*u), by_dom_pos);
+	for (int k = 0; k < W / T; k++)
+		seq[k] = u[k].slot;
+	free(u);
 	return seq;
 }
 
 /* The model's price of a unit sequence (units of T slots in rank order, Megatron groups). */
-static int price(const struct mt_job *job, const int *node_domain, int nd, const int *first, const int *snode,
-		 const int *seq, int W, int T, int E, const struct mt_sim_params *sp, struct mt_sim_result *res,
-		 char *err, size_t errlen)
+static int price(const int *node_domain, int nd, const int *first, const int *snode, const int *seq, int W, int T,
+		 int E, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err, size_t errlen)
 {
 	struct mt_layout L;
 	int *node, *dom, *rail;
 	int *lay = mt_layout_megatron(&L, W, E, T, nd, &node, &dom, &rail);
 	if (!lay)
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory pricing layouts");
-	(void)job;
 	for (int u = 0; u < W / T; u++)
 		for (int t = 0; t < T; t++) {
 			int r = u * T + t, slot = seq[u] + t, n = snode[slot];
@@ -109,7 +131,7 @@ int *mt_plan_objective(const struct mt_job *job, const int *node_domain, int nd,
 	for (int i = 0; i < job->n_nodes; i++)
 		for (int t = 0; t < job->tasks[i]; t++)
 			snode[first[i] + t] = i;
-	if ((*rc = price(job, node_domain, nd, first, snode, seq, W, T, E, &sp, &best, err, errlen)))
+	if ((*rc = price(node_domain, nd, first, snode, seq, W, T, E, &sp, &best, err, errlen)))
 		goto fail;
 	/* the domains with the largest tails (ties: lower index), the chains' starts */
 	int ntop = 0;
@@ -128,14 +150,14 @@ int *mt_plan_objective(const struct mt_job *job, const int *node_domain, int nd,
 		top[k] = d;
 	}
 	for (int c = -1; c < ntop; c++) {
-		int *cand = c < 0 ? default_seq(job, first, slot_of, W, T, rc)
+		int *cand = c < 0 ? default_seq(job, node_domain, first, slot_of, W, T, E, rc)
 				  : mt_plan_pack(job, node_domain, nd, dunits, first, T, E, top[c], rc, err, errlen);
 		if (!cand) {
 			if (*rc)
 				goto fail;
 			continue; /* no such layout for this job */
 		}
-		if ((*rc = price(job, node_domain, nd, first, snode, cand, W, T, E, &sp, &r, err, errlen))) {
+		if ((*rc = price(node_domain, nd, first, snode, cand, W, T, E, &sp, &r, err, errlen))) {
 			free(cand);
 			goto fail;
 		}
