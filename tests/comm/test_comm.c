@@ -297,13 +297,14 @@ static unsigned char key_pat(int src, int key, size_t i)
 	return (unsigned char)(src * 13 + key * 101 + i * 3);
 }
 
-/* A combine row's float d from src to dst, the i-th row of key: magnitudes 2^-12 .. 2^12 of both signs,
- * so the order of the additions shows in the bits. */
+/* A combine row's float d from src to dst, the i-th row of key: full mantissas, magnitudes 2^-12 .. 2^12
+ * of both signs, so the order of the additions shows in the bits. */
 static float sum_val(int src, int dst, int key, int i, int d)
 {
-	int e = (src * 7 + dst * 3 + key * 5 + i * 11 + d) % 25 - 12;
-	float v = ldexpf(1.0f + (float)((src + key + d) % 7) / 8.0f, e);
-	return (src + d) % 3 ? v : -v;
+	uint32_t h = (uint32_t)(src * 73856093 ^ dst * 19349663 ^ key * 83492791 ^ i * 2654435761u ^ d * 40503);
+	h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
+	float v = ldexpf(1.0f + (float)(h & 0x7fffff) / 8388608.0f, (int)(h >> 23) % 25 - 12);
+	return h & 0x40000000u ? v : -v;
 }
 
 /* tr_alltoallv_sum_f32, the combine, on the keyed layout (rows back to where the keyed rows came

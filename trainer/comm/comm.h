@@ -60,6 +60,9 @@ int tr_alltoallv_keyed(struct tr_comm *c, const void *send, const size_t *send_b
 int tr_alltoallv_sum_f32(struct tr_comm *c, const float *send, const size_t *send_bytes, const size_t *send_off,
 			 float *sum, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
 			 const int *key, int nkeys);
+int tr_alltoallv_sum_f64(struct tr_comm *c, const double *send, const size_t *send_bytes, const size_t *send_off,
+			 double *sum, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+			 const int *key, int nkeys);
 /* Fixed all-to-all: `bytes` bytes to every rank (counts, metadata). */
 int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes);
 /* In-place sum over ranks; the result is bit-identical on every rank and independent of timing

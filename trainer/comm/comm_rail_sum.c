@@ -1,4 +1,4 @@
-/* comm_rail_sum.c - tr_alltoallv_sum_f32, the combine: rows travel back as tr_alltoallv would move
+/* comm_rail_sum.c - tr_alltoallv_sum_f32 / _f64, the combine: rows travel back as tr_alltoallv would move
  * them, and each receiver adds the rows of one key (token) into one sum row.
  *
  * The order of the additions is part of the contract, so every mode gives the same bits: the rows from
@@ -43,39 +43,48 @@ static size_t number_keys(const struct seg *sg, int nseg, int *seen, int stamp, 
 	return uniq;
 }
 
-/* the one addition every mode uses: dst = src for the first row of a sum, dst += src for the others */
-static void fold(float *dst, const float *src, size_t nf, bool first)
+/* the one addition every mode uses: dst = src for the first row of a sum, dst += src for the others
+ * (rows of float, or of double when esz is 8) */
+static void fold(char *dst, const char *src, size_t row, size_t esz, bool first)
 {
 	if (first) {
-		memcpy(dst, src, nf * sizeof(float));
+		memcpy(dst, src, row);
 		return;
 	}
-	for (size_t d = 0; d < nf; d++)
-		dst[d] += src[d];
+	if (esz == sizeof(double)) {
+		double *y = (double *)(void *)dst;
+		const double *x = (const double *)(const void *)src;
+		for (size_t d = 0; d < row / esz; d++)
+			y[d] += x[d];
+		return;
+	}
+	float *y = (float *)(void *)dst;
+	const float *x = (const float *)(const void *)src;
+	for (size_t d = 0; d < row / esz; d++)
+		y[d] += x[d];
 }
 
 /* A node's per-key sums: P row u = the rows q with uidx[q] == u, in order.  have: uniq bytes scratch. */
 static void node_sums(char *P, unsigned char *have, const struct seg *sg, int nseg, const uint32_t *uidx,
-		      size_t uniq, size_t row)
+		      size_t uniq, size_t row, size_t esz)
 {
 	memset(have, 0, uniq);
 	size_t q = 0;
 	for (int s = 0; s < nseg; s++)
 		for (size_t i = 0; i < sg[s].rows; i++, q++) {
 			uint32_t u = uidx[q];
-			fold((float *)(void *)(P + (size_t)u * row), (const float *)(const void *)(sg[s].at + i * row),
-			     row / sizeof(float), !have[u]);
+			fold(P + (size_t)u * row, sg[s].at + i * row, row, esz, !have[u]);
 			have[u] = 1;
 		}
 }
 
 /* adds a node's sums into the result, in node order (haveK: the keys some earlier node gave) */
-static void add_node(float *sum, unsigned char *haveK, const char *P, size_t uniq, const int *ukey, size_t row)
+static void add_node(char *sum, unsigned char *haveK, const char *P, size_t uniq, const int *ukey, size_t row,
+		     size_t esz)
 {
-	size_t nf = row / sizeof(float);
 	for (size_t u = 0; u < uniq; u++) {
 		int k = ukey[u];
-		fold(sum + (size_t)k * nf, (const float *)(const void *)(P + u * row), nf, !haveK[k]);
+		fold(sum + (size_t)k * row, P + u * row, row, esz, !haveK[k]);
 		haveK[k] = 1;
 	}
 }
@@ -111,8 +120,8 @@ static int work_new(struct work *w, size_t rows, size_t maxnode_rows, int nkeys,
 	return -1;
 }
 
-static int sum_direct(struct tr_comm *c, struct tr_rail *r, const float *send, const size_t *sb, const size_t *so,
-		      float *sum, const size_t *rb, const size_t *ro, size_t row, int nkeys, const int *key)
+static int sum_direct(struct tr_comm *c, struct tr_rail *r, const void *send, const size_t *sb, const size_t *so,
+		      char *sum, const size_t *rb, const size_t *ro, size_t row, size_t esz, int nkeys, const int *key)
 {
 	int P = tr_comm_size(c);
 	size_t rt = 0, rows = 0, maxn = 0;
@@ -139,8 +148,8 @@ static int sum_direct(struct tr_comm *c, struct tr_rail *r, const float *send, c
 			if (r->node[p] == n)
 				w.sg[ns++] = (struct seg){ buf + ro[p], key + ro[p] / row, rb[p] / row };
 		size_t uniq = number_keys(w.sg, ns, w.seen, n + 1, w.uidx, w.ukey);
-		node_sums(w.P, w.have, w.sg, ns, w.uidx, uniq, row);
-		add_node(sum, w.haveK, w.P, uniq, w.ukey, row);
+		node_sums(w.P, w.have, w.sg, ns, w.uidx, uniq, row, esz);
+		add_node(sum, w.haveK, w.P, uniq, w.ukey, row, esz);
 	}
 	rc = 0;
 out:
@@ -148,11 +157,12 @@ out:
 	return rc;
 }
 
-int tr_rail_sum_f32(struct tr_comm *c, struct tr_rail *r, bool rail, const float *send, const size_t *sb,
-		    const size_t *so, float *sum, const size_t *rb, const size_t *ro, size_t row, const int *key, int nkeys)
+int tr_rail_sum(struct tr_comm *c, struct tr_rail *r, bool rail, size_t esz, const void *send, const size_t *sb,
+		const size_t *so, void *sumv, const size_t *rb, const size_t *ro, size_t row, const int *key, int nkeys)
 {
+	char *sum = sumv;
 	if (!rail)
-		return sum_direct(c, r, send, sb, so, sum, rb, ro, row, nkeys, key);
+		return sum_direct(c, r, send, sb, so, sum, rb, ro, row, esz, nkeys, key);
 	if (tr_rail_subs(c, r))
 		return -1;
 	int me = tr_comm_rank(c), L = r->local_size, N = r->nodes, mynode = r->node[me], mine = r->lrank[me];
@@ -308,7 +318,7 @@ int tr_rail_sum_f32(struct tr_comm *c, struct tr_rail *r, bool rail, const float
 						  (unsigned long long)rmeta[M * a + L]);
 				goto out;
 			}
-		node_sums(blk + po[a], w.have, w.sg, L, ui, rmeta[M * a + L], row);
+		node_sums(blk + po[a], w.have, w.sg, L, ui, rmeta[M * a + L], row, esz);
 	}
 	if (tr_alltoallv(r->rail, blk, pb, po, rp, rpb, rpo)) {
 		free(blk);
@@ -330,7 +340,7 @@ int tr_rail_sum_f32(struct tr_comm *c, struct tr_rail *r, bool rail, const float
 	memset(sum, 0, (size_t)nkeys * row);
 	for (int n = 0; n < N; n++) {
 		if (n != mynode && meta[M * n + L] != RAW) {
-			add_node(sum, w.haveK, rp + rpo[n], uniq[n], w.ukey + first[n], row);
+			add_node(sum, w.haveK, rp + rpo[n], uniq[n], w.ukey + first[n], row, esz);
 			continue;
 		}
 		for (size_t j = 0, o = 0; j < (size_t)L; j++) {
@@ -344,8 +354,8 @@ int tr_rail_sum_f32(struct tr_comm *c, struct tr_rail *r, bool rail, const float
 				o += nr * row;
 			}
 		}
-		node_sums(w.P, w.have, w.sg, L, w.uidx + first[n], uniq[n], row);
-		add_node(sum, w.haveK, w.P, uniq[n], w.ukey + first[n], row);
+		node_sums(w.P, w.have, w.sg, L, w.uidx + first[n], uniq[n], row, esz);
+		add_node(sum, w.haveK, w.P, uniq[n], w.ukey + first[n], row, esz);
 	}
 	free(blk);
 	rc = 0;

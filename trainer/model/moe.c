@@ -129,6 +129,15 @@ static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, c
 	return 0;
 }
 
+/* tr_alltoallv_sum_f32 (or _f64 where tr_real is double) on host memory */
+static int sum_a2a(struct tr_comm *c, const void *send, const size_t *sb, const size_t *so, void *sum,
+		   const size_t *rb, const size_t *ro, size_t row, const int *keys, int n_keys)
+{
+	if (sizeof(tr_real) == sizeof(double))
+		return tr_alltoallv_sum_f64(c, send, sb, so, sum, rb, ro, row, keys, n_keys);
+	return tr_alltoallv_sum_f32(c, send, sb, so, sum, rb, ro, row, keys, n_keys);
+}
+
 /* tr_alltoallv_sum_f32 over the EP group on backend memory (the combine): the rows sent back are summed
  * per token into sum [n_keys][D].  On device memory staged through host memory, at EP size 1 too, so
  * the sums have the transport's one order everywhere. */
@@ -139,7 +148,7 @@ static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, co
 	int P = m->ep_size;
 	size_t row = sizeof(tr_real) * m->cfg.d_model;
 	if (!be->device_mem)
-		return tr_alltoallv_sum_f32(m->par.ep, send, sb, so, sum, rb, ro, row, keys, n_keys);
+		return sum_a2a(m->par.ep, send, sb, so, sum, rb, ro, row, keys, n_keys);
 	size_t st = so[P - 1] + sb[P - 1], rt = ro[P - 1] + rb[P - 1], kt = sizeof(int) * (rt / row);
 	size_t out = row * (size_t)n_keys;
 	char *h = tr_model_stage(m, st + out + kt);
@@ -148,8 +157,7 @@ static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, co
 	int *hk = (int *)(void *)(h + st + out);
 	be->download(h, send, st);
 	be->download(hk, keys, kt);
-	if (tr_alltoallv_sum_f32(m->par.ep, (const float *)(void *)h, sb, so, (float *)(void *)(h + st), rb, ro, row,
-				 hk, n_keys))
+	if (sum_a2a(m->par.ep, h, sb, so, h + st, rb, ro, row, hk, n_keys))
 		return -1;
 	be->upload(sum, h + st, out);
 	return 0;
