@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "comm.h"
 #include "model_impl.h"
 
@@ -101,8 +102,8 @@ static int grow_rows(struct tr_moe_act *a, int R, int D, int De)
 /* tr_alltoallv over the EP group on backend memory, keyed by token (tr_alltoallv_keyed) when keys is
  * given: as is on host memory; a device copy when the group is this rank alone; otherwise staged
  * through pinned host memory, keys too (device transports: another issue) */
-static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
-		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+static int exchange_rows(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
+			 const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
 	const struct tr_backend *be = m->be;
 	int P = m->ep_size;
@@ -129,6 +130,35 @@ static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, c
 	return 0;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* after an exchange: its time, and its bytes counted by the destination's NVLink domain (tr_moe_stats) */
+static int account(struct tr_model *m, int rc, double t0, const size_t *sb)
+{
+	m->a2a_s += now_s() - t0;
+	for (int p = 0; rc == 0 && p < m->ep_size; p++)
+		if (p != m->ep_rank) {
+			if (m->ep_dom[p] == m->ep_dom[m->ep_rank])
+				m->a2a_dom_bytes += sb[p];
+			else
+				m->a2a_xdom_bytes += sb[p];
+		}
+	return rc;
+}
+
+/* exchange_rows, timed and counted */
+static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
+		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+{
+	double t0 = now_s();
+	return account(m, exchange_rows(m, send, sb, so, recv, rb, ro, keys, n_keys), t0, sb);
+}
+
 /* tr_alltoallv_sum_f32 (or _f64 where tr_real is double) on host memory */
 static int sum_a2a(struct tr_comm *c, const void *send, const size_t *sb, const size_t *so, void *sum,
 		   const size_t *rb, const size_t *ro, size_t row, const int *keys, int n_keys)
@@ -141,8 +171,8 @@ static int sum_a2a(struct tr_comm *c, const void *send, const size_t *sb, const 
 /* tr_alltoallv_sum_f32 over the EP group on backend memory (the combine): the rows sent back are summed
  * per token into sum [n_keys][D].  On device memory staged through host memory, at EP size 1 too, so
  * the sums have the transport's one order everywhere. */
-static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
-		   const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+static int combine_rows(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
+			const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
 	const struct tr_backend *be = m->be;
 	int P = m->ep_size;
@@ -161,6 +191,14 @@ static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, co
 		return -1;
 	be->upload(sum, h + st, out);
 	return 0;
+}
+
+/* combine_rows, timed and counted */
+static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
+		   const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+{
+	double t0 = now_s();
+	return account(m, combine_rows(m, send, sb, so, sum, rb, ro, keys, n_keys), t0, sb);
 }
 
 /* the same exchange for one float per row (gates, gate gradients): sizes are the rows' divided by D */
@@ -221,8 +259,10 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 			m->load_local[(size_t)l * E + e] += a->send_cnt[e];
 
 	/* experts are contiguous per EP rank, so send_cnt is already [dest][local expert] */
+	double t0 = now_s();
 	if (tr_alltoall(m->par.ep, a->send_cnt, a->recv_cnt, sizeof(int) * El))
 		return tr_model_fail(m, "expert dispatch counts: %s", tr_comm_error(m->par.ep));
+	m->a2a_s += now_s() - t0;
 	size_t sb[P], so[P], rb[P], ro[P];
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
 	xfer_sizes(m, a, &xf);
