@@ -71,11 +71,14 @@ is "$(awk '$1 == "M" && $7 != "stepd=slurmstepd"' <<<"$out" | head -3)" "" "the 
 measured=$(awk '$1 == "M" && $3 != "invalid"' <<<"$out" | wc -l)
 is "$measured" "$(( $(grep -c '^S [0-9]* \(valid\|impossible\)' <<<"$out") * 4 ))" "one measurement per node per step that ran"
 
-# slurmstepd: descriptors per node and kind identical in every step; RSS of the last tenth of the steps
-# against the first tenth (each step has its own slurmstepd: growth would come from state kept on the node)
-fds_growth=$(awk -v n="$STEPS" '$1 == "M" { split($9, f, "="); k = $5 " " $3; if ($2 <= n / 10 && f[2] > a[k]) a[k] = f[2]; if ($2 > n - n / 10 && f[2] > b[k]) b[k] = f[2] }
+# slurmstepd: each step has its own, so growth would come from state kept on the node (slurmd's, or files
+# the plugin reopens).  Its descriptors at the probe are 14 in most steps, 15-16 in some (Slurm's own
+# transient sockets: 84% / 16% over 1,000 steps), so the fewest per node are compared, last tenth of the
+# steps vs the first; RSS as the mean of the valid steps, same tenths.
+fds_growth=$(awk -v n="$STEPS" '$1 == "M" { split($9, f, "="); k = $5
+		if ($2 <= n / 10 && (!(k in a) || f[2] < a[k])) a[k] = f[2]; if ($2 > n - n / 10 && (!(k in b) || f[2] < b[k])) b[k] = f[2] }
 	END { for (k in b) if (b[k] > a[k]) print k ": " a[k] " -> " b[k] }' <<<"$out")
-is "$fds_growth" "" "slurmstepd's open descriptors do not grow (most in the last tenth of the steps vs the first)"
+is "$fds_growth" "" "slurmstepd's open descriptors do not grow (fewest per node in the last tenth of the steps vs the first)"
 rss_growth=$(awk -v n="$STEPS" '$1 == "M" && $3 == "valid" { split($8, r, "="); if ($2 <= n / 10) { a += r[2]; na++ } if ($2 > n - n / 10) { b += r[2]; nb++ } }
 	END { printf "%d %d %d", a / na, b / nb, b / nb - a / na }' <<<"$out")
 echo "# slurmstepd RSS (kB, mean over nodes): first tenth, last tenth, growth: $rss_growth"
