@@ -18,7 +18,8 @@ enum ml_rdv { ML_RDV_AUTO = 0, ML_RDV_TCP, ML_RDV_PMI2 };
 
 struct ml_opts {
 	int nproc;              /* > 0: standalone mode */
-	const char *spec;       /* --spec, else MOE_TOPOLOGY, else "auto" */
+	const char *spec;       /* --spec, else MOE_TOPOLOGY, else "auto"; under Slurm: the fallback's EP size */
+	const char *domains;    /* --domains: the domain map naming MOE_DOMAIN in Slurm's fallback layout */
 	const char *transport;  /* --transport: exported as MOE_TRANSPORT */
 	double timeout;         /* --timeout: MOE_COMM_TIMEOUT and the rendezvous */
 	bool timeout_set;

@@ -44,6 +44,11 @@ static void usage(FILE *f)
 		"Slurm (srun " ML_NAME " -- PROGRAM, one launcher per task):\n"
 		"  reads the moe_topology plugin's MOE_* contract (falls back to SLURM_* with a warning), runs the\n"
 		"  rendezvous on MOE_MASTER_ADDR:MOE_MASTER_PORT and execs PROGRAM\n"
+		"  -s, --spec SPEC        without the plugin's plan (--moe-topology=off): Slurm's own layout with\n"
+		"                         this spec's ep, experts, route-groups, export (rank = SLURM_PROCID, EP\n"
+		"                         groups of consecutive ranks), to compare it with the plan\n"
+		"      --domains FILE     without the plugin's plan: MOE_DOMAIN from this domain map (topology.conf\n"
+		"                         or \"node domain\" lines; default: each node its own domain)\n"
 		"      --rendezvous MODE  auto (pmi2 when PMI_FD is set, i.e. srun --mpi=pmi2), tcp or pmi2\n"
 		"      --master-addr HOST override MOE_MASTER_ADDR (rank 0's host)\n"
 		"      --master-port PORT override MOE_MASTER_PORT\n"
@@ -85,13 +90,14 @@ static int parse_num(const char *s, double min, double max, double *out)
 
 int main(int argc, char **argv)
 {
-	enum { O_GRACE = 256, O_DRY, O_RDV, O_MADDR, O_MPORT, O_TIMEOUT };
+	enum { O_GRACE = 256, O_DRY, O_RDV, O_MADDR, O_MPORT, O_TIMEOUT, O_DOMAINS };
 	static const struct option longs[] = {
 		{ "nproc", required_argument, NULL, 'n' },    { "spec", required_argument, NULL, 's' },
 		{ "transport", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "grace", required_argument, NULL, O_GRACE }, { "dry-run", no_argument, NULL, O_DRY },
 		{ "rendezvous", required_argument, NULL, O_RDV }, { "master-addr", required_argument, NULL, O_MADDR },
 		{ "master-port", required_argument, NULL, O_MPORT }, { "verbose", no_argument, NULL, 'v' },
+		{ "domains", required_argument, NULL, O_DOMAINS },
 		{ "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -139,6 +145,9 @@ int main(int argc, char **argv)
 		case O_MADDR:
 			o.master_addr = optarg;
 			break;
+		case O_DOMAINS:
+			o.domains = optarg;
+			break;
 		case O_MPORT:
 			if (parse_num(optarg, 1, 65535, &v) || v != (int)v)
 				return bad("--master-port '%s' is not a port number from 1 to 65535", optarg);
@@ -172,9 +181,10 @@ int main(int argc, char **argv)
 	 * neighbours (44x slower steps measured with 4 ranks x 2 threads on 2 cores).  A user's own
 	 * setting wins. */
 	setenv("OMP_WAIT_POLICY", "passive", 0);
-	if (o.nproc > 0)
+	if (o.nproc > 0) {
+		if (o.domains)
+			return bad("--domains is for Slurm mode without the plugin's plan; standalone is one node");
 		return ml_standalone(&o);
-	if (o.spec)
-		return bad("--spec is for standalone mode (--nproc N); under Slurm use srun --moe-topology=SPEC");
+	}
 	return ml_slurm(&o);
 }

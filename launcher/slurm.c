@@ -30,14 +30,39 @@ static int env_int(const char *name, int def)
 	return *end ? def : (int)x;
 }
 
+/* The fallback's layout from --spec: ep, experts, route-groups and export apply; tp/pp are the plan's. */
+static int fallback_spec(const char *text, struct mt_task *t, char *err, size_t errlen)
+{
+	struct mt_spec s;
+	mt_spec_default(&s);
+	if (!text)
+		return 0;
+	if (mt_spec_parse(text, &s, err, errlen))
+		return -1;
+	if (s.tp > 1 || s.pp > 1) {
+		snprintf(err, errlen, "--spec '%s': tp and pp need the plugin's plan; Slurm's layout takes ep, experts, "
+			 "route-groups and export", text);
+		return -1;
+	}
+	if (s.mode == MT_MODE_SPEC) {
+		t->slurm.ep = s.ep;
+		t->slurm.experts = s.experts;
+		t->slurm.route_groups = s.route_groups;
+	}
+	t->torch = s.export_ == MT_EXPORT_TORCH;
+	return 0;
+}
+
 /* The contract from SLURM_* when the plugin did not run: Slurm's own layout (mt_contract_env without a
- * plan: every rank one EP group, nodes as domains), with the plugin's port rule so both ends agree. */
-static int fallback_contract(struct mt_env *e, char *err, size_t errlen)
+ * plan: EP groups of consecutive ranks from --spec, else one group; nodes as domains unless --domains
+ * names them), with the plugin's port rule so both ends agree. */
+static int fallback_contract(const struct ml_opts *o, struct mt_env *e, char *err, size_t errlen)
 {
 	const char *nl = getenv("SLURM_STEP_NODELIST");
 	char **names = NULL;
 	int count = 0, *tasks = NULL, node = env_int("SLURM_NODEID", 0), rc = -1;
 	struct mt_task t = {.procid = env_int("SLURM_PROCID", -1)};
+	struct mt_domains *dm = NULL;
 
 	t.slurm.world = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", -1));
 	if (t.procid < 0 || t.slurm.world < 1 || t.procid >= t.slurm.world) {
@@ -45,6 +70,8 @@ static int fallback_contract(struct mt_env *e, char *err, size_t errlen)
 			 t.slurm.world);
 		return -1;
 	}
+	if (fallback_spec(o->spec, &t, err, errlen))
+		return -1;
 	if (!nl || !*nl)
 		nl = getenv("SLURM_NODELIST");
 	if (!nl) {
@@ -59,6 +86,17 @@ static int fallback_contract(struct mt_env *e, char *err, size_t errlen)
 	}
 	if (mt_tasks_per_node_parse(getenv("SLURM_STEP_TASKS_PER_NODE"), count, &tasks, err, errlen))
 		goto out;
+	if (o->domains) {
+		char why[ML_ERRLEN];
+		if (mt_domains_load(o->domains, &dm, why, sizeof(why))) {
+			snprintf(err, errlen, "--domains %s: %s", o->domains, why);
+			goto out;
+		}
+		if (!(t.slurm.domain = mt_domains_lookup(dm, names[node]))) {
+			snprintf(err, errlen, "--domains %s: node '%s' is in no domain of the map", o->domains, names[node]);
+			goto out;
+		}
+	}
 	t.slurm.local_rank = env_int("SLURM_LOCALID", 0);
 	t.slurm.local_size = tasks[node];
 	t.slurm.node_rank = node;
@@ -68,6 +106,7 @@ static int fallback_contract(struct mt_env *e, char *err, size_t errlen)
 					 (unsigned)env_int("SLURM_STEP_ID", 0));
 	rc = mt_contract_env(NULL, &t, e, err, errlen) ? -1 : 0;
 out:
+	mt_domains_free(dm);
 	free(tasks);
 	mt_hostlist_free(names, count);
 	return rc;
@@ -156,13 +195,22 @@ int ml_slurm(const struct ml_opts *o)
 	char err[ML_ERRLEN], maddr[256] = "";
 	int mport = 0, rank, world;
 	if (!(getenv("MOE_RANK") && getenv("MOE_WORLD_SIZE")) && getenv("SLURM_PROCID")) {
-		ml_warn("warning: no moe_topology contract in this task (MOE_RANK unset: plugin not loaded or "
-			"--moe-topology=off); using SLURM_PROCID/SLURM_NTASKS, no topology-aware layout is in effect");
-		if (fallback_contract(&e, err, sizeof(err)) != 0 || ml_env_apply(&e) != 0) {
+		if (fallback_contract(o, &e, err, sizeof(err)) != 0 || ml_env_apply(&e) != 0) {
 			ml_warn("%s", e.n ? "cannot set the environment" : err);
 			mt_env_free(&e);
 			return 2;
 		}
+		if (!o->spec)
+			ml_warn("warning: no moe_topology contract in this task (MOE_RANK unset: plugin not loaded or "
+				"--moe-topology=off); using SLURM_PROCID/SLURM_NTASKS, no topology-aware layout is in effect");
+		else if (o->verbose || env_int("SLURM_PROCID", -1) == 0)
+			ml_warn("no moe_topology plan in this task: Slurm's own layout (rank = SLURM_PROCID, EP groups of "
+				"%s consecutive ranks) from --spec %s", mt_env_get(&e, "MOE_EP_SIZE"), o->spec);
+	} else if ((o->spec || o->domains) && getenv("MOE_RANK")) {
+		ml_warn("--%s applies only without the plugin's plan, but this task has one (MOE_RANK=%s); "
+			"run with --moe-topology=off, or drop --%s and use srun --moe-topology=SPEC",
+			o->spec ? "spec" : "domains", getenv("MOE_RANK"), o->spec ? "spec" : "domains");
+		return 2;
 	} else if (!getenv("MOE_RANK") || !getenv("MOE_WORLD_SIZE")) {
 		ml_warn("not inside a Slurm step (no MOE_RANK, no SLURM_PROCID): start N local ranks with "
 			ML_NAME " --nproc N -- PROGRAM, or run it under srun (see " ML_NAME " --help)");

@@ -2,7 +2,8 @@
 # slurm.sh - moe-launch under a real Slurm cluster (the testbed: slurmctld + 4 slurmd in network
 # namespaces, fake GPUs, the freshly built plugin): srun starts one moe-launch per task, which runs the
 # TCP or PMI2 rendezvous across nodes and execs comm_peer; ranks on different nodes talk tcp, ranks on
-# one node shm (shm+tcp when both).  Also the fallback without the plugin, and a killed rank seen by the others.
+# one node shm (shm+tcp when both).  Also the fallback without the plugin (with --spec: Slurm's layout in
+# EP groups, block and cyclic), and a killed rank seen by the others.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
@@ -36,6 +37,23 @@ ok "moe-launch used PMI2" grep -q "rendezvous (pmi2) done" <<<"$err"
 run_client srun -N2 --ntasks-per-node=1 --moe-topology=off moe-launch -- "$PEER"
 is "$rc:$(count tcp 3)" "0:2" "--moe-topology=off: fallback to SLURM_* works $(grep -v warning <<<"$err" | head -c 300)"
 is "$(grep -c 'no topology-aware layout is in effect' <<<"$err")" 2 "and each task warns"
+
+# --moe-topology=off + moe-launch --spec: Slurm's own layout, EP groups of consecutive ranks (block and cyclic)
+run_client srun -N2 --ntasks-per-node=2 --moe-topology=off moe-launch --spec ep=2,experts=4 -- "$PEER"
+is "$rc:$(count 'shm+tcp' 10)" "0:4" "--moe-topology=off with --spec ep=2: 4 ranks run $(head -c 300 <<<"$err")"
+is "$(grep -o 'ep [0-3]/[0-9]' <<<"$out" | sort | tr '\n' ' ')" "ep 0/2 ep 0/2 ep 1/2 ep 1/2 " "two EP groups of 2"
+ok "no missing-plan warning; rank 0 names Slurm's layout" \
+	test "$(grep -c 'no topology-aware' <<<"$err"):$(grep -c "Slurm's own layout" <<<"$err")" = 0:1
+show='echo R $MOE_RANK $MOE_EP_GROUP $MOE_EP_RANK $MOE_EXPERTS $(hostname)'
+run_client srun -N2 --ntasks-per-node=2 --moe-topology=off moe-launch --spec ep=2,experts=4 -- sh -c "$show"
+is "$(sort <<<"$out" | tr '\n' ' ')" "R 0 0 0 4 gpu-r1-n1 R 1 0 1 4 gpu-r1-n1 R 2 1 0 4 gpu-r1-n2 R 3 1 1 4 gpu-r1-n2 " \
+	"block: rank = SLURM_PROCID, each EP group on one node"
+run_client srun -N2 --ntasks-per-node=2 -m cyclic --moe-topology=off moe-launch --spec ep=2,experts=4 -- sh -c "$show"
+is "$(sort <<<"$out" | tr '\n' ' ')" "R 0 0 0 4 gpu-r1-n1 R 1 0 1 4 gpu-r1-n2 R 2 1 0 4 gpu-r1-n1 R 3 1 1 4 gpu-r1-n2 " \
+	"srun -m cyclic: consecutive ranks alternate nodes, so each EP group spans both"
+run_client srun -N2 --ntasks-per-node=2 --moe-topology=ep=4 moe-launch --spec ep=2 -- "$PEER"
+ok "--spec where the plugin planned the step: refused ($(head -1 <<<"$err" | head -c 200))" \
+	grep -q -- "--spec applies only without the plugin's plan" <<<"$err"
 
 # a rank killed by SIGKILL: the other ranks fail with an error naming it and its node, no hang
 # (each task's stderr goes to a file: srun stops forwarding output once a task was killed)

@@ -1,6 +1,6 @@
 # lib.sh - shared setup for the slurm tests: one testbed at a time, always torn down.
 #
-# Source after tap.sh.  tb_start brings the cluster up (4 nodes) under a lock, so that test scripts the
+# Source after tap.sh.  tb_start [N [UP-ARGS...]] brings the cluster up (4 nodes) under a lock, so that test scripts the
 # harness runs in parallel take turns; the EXIT trap prints the logs on failure and tears it all down.
 # run_client CMD... sets $out (stdout), $err (stderr) and $rc.  MOE_SLURM_VERSION (22.05, the default, or
 # 24.11) picks the Slurm the testbed runs: every test of the suite runs on either.
@@ -34,7 +34,7 @@ tb_start() {
 	exec 9>"${MOE_TESTBED}.lock"
 	flock 9
 	trap tb_cleanup EXIT
-	$TESTBED up "${1:-4}" --slurm "$MOE_SLURM_VERSION" >/dev/null ||
+	$TESTBED up "${1:-4}" "${@:2}" --slurm "$MOE_SLURM_VERSION" >/dev/null ||
 		{ echo "Bail out! Slurm $MOE_SLURM_VERSION testbed did not come up"; exit 1; }
 }
 

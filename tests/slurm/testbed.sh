@@ -3,6 +3,8 @@
 #
 #   testbed.sh up [N] [--slurm 22.05|24.11]   install packages if missing, start munged, slurmctld and
 #                            N slurmd (default 4) of that Slurm (default 22.05, or $MOE_SLURM_VERSION)
+#   testbed.sh up N --racks R --spine-mbit X [--rack-mbit Y] [--rack-order interleaved|block]
+#                            an emulated rack fabric (22.05 only): below
 #   testbed.sh run CMD...    run a client command (srun, sbatch, salloc, sinfo...) against the cluster
 #   testbed.sh plugstack [ARGS...]   rewrite the plugin's plugstack.conf line (no restart needed)
 #   testbed.sh down          stop every daemon and step, delete the namespaces and the state folder
@@ -10,12 +12,21 @@
 #   testbed.sh node-kill I   node I (1..N) dies: its network goes down, then its slurmd, steps and tasks get SIGKILL
 #   testbed.sh node-start I  node I comes back: network up, slurmd started again; waits until all nodes are idle
 #   testbed.sh slurmd-restart I   stop node I's slurmd (SIGTERM; running steps stay) and start it again
+#   testbed.sh node-exec I CMD...  run CMD in node I's network namespace (0 = the head node)
 #
 # Each node runs in its own network namespace (addresses 127.1.0.0/24 on a bridge with no uplink), with
 # its own hostname, four fake GPUs (character devices + gres.conf) and a different real captured
 # topology, handed to the plugin through `topology=` (one hwloc XML per node name).  Node names are
 # rack-like, gpu-r<R>-n<K> with two nodes per rack, and a topology.conf maps racks to NVLink domains, so
 # domain-local grouping shows in the plans.  Runs as root.
+#
+# Rack fabric (--racks R): nodes gpu-n1..gpu-nN, node i in rack ((i-1) mod R)+1 (interleaved, as a
+# fragmented allocation; --rack-order block: consecutive nodes share a rack).  Each rack's nodes hang on
+# the rack's own bridge; every rack bridge reaches one spine bridge (where the head sits) over a veth
+# uplink shaped with tc tbf to X Mbit/s in each direction, so traffic between racks shares X.  With
+# --rack-mbit Y each node's own link is shaped to Y in each direction as well; without it traffic inside
+# a rack is not shaped.  topology.conf names the racks (BlockName=rack1 Nodes=gpu-n1,gpu-n3): one
+# NVLink domain per rack.  $TB/fabric records the shape (racks=, spine_mbit=, rack_mbit=, order=).
 #
 # Environment:
 #   MOE_TESTBED     state folder (default /run/moetopo-testbed; short, because it holds a unix socket);
@@ -68,7 +79,15 @@ slurm_version() {  # slurm_version SUBCOMMAND ARGS...
 	case " $SLURM_VERSIONS " in *" $v "*) echo "$v" ;; *) die "unknown Slurm version '$v' (valid: $SLURM_VERSIONS)" ;; esac
 }
 
-node_name() { echo "gpu-r$(( ($1 - 1) / 2 + 1 ))-n$(( ($1 - 1) % 2 + 1 ))"; }
+# Fabric of the testbed being brought up (from `up`'s flags) or of the one that is up ($TB/fabric).
+RACKS=0 SPINE_MBIT=0 RACK_MBIT=0 RACK_ORDER=interleaved
+[ "${1:-}" != up ] && [ -f "$TB/fabric" ] && . "$TB/fabric"
+node_name() {
+	if [ "$RACKS" -gt 0 ]; then echo "gpu-n$1"; else echo "gpu-r$(( ($1 - 1) / 2 + 1 ))-n$(( ($1 - 1) % 2 + 1 ))"; fi
+}
+rack_of() {  # rack_of I N: the rack (1..RACKS) of node I of N
+	if [ "$RACK_ORDER" = block ]; then echo $(( ($1 - 1) * RACKS / $2 + 1 )); else echo $(( ($1 - 1) % RACKS + 1 )); fi
+}
 node_count() { cat "$TB/nodes" 2>/dev/null || echo 0; }
 
 ensure_packages() {
@@ -169,9 +188,18 @@ EOF
 	done
 	echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >> "$E/slurm.conf"
 	# two nodes per rack, one NVLink domain per rack (topology/block syntax; the plugin also reads tree syntax)
-	for ((i = 1; i <= n; i += 2)); do
+	for ((i = 1; RACKS == 0 && i <= n; i += 2)); do
 		local r=$(( (i - 1) / 2 + 1 )) last=$(( i + 1 > n ? 1 : 2 ))
 		echo "BlockName=r$r Nodes=gpu-r$r-n[1-$last]" >> "$E/topology.conf"
+	done
+	# the fabric's racks, each one NVLink domain
+	local members r
+	for ((r = 1; r <= RACKS; r++)); do
+		members=""
+		for ((i = 1; i <= n; i++)); do
+			[ "$(rack_of $i $n)" = $r ] && members="$members${members:+,}$(node_name $i)"
+		done
+		[ -n "$members" ] && echo "BlockName=rack$r Nodes=$members" >> "$E/topology.conf"
 	done
 	{
 		echo "AutoDetect=off"
@@ -194,11 +222,11 @@ start_munge() {
 		--seed-file="$TB/munge/munged.seed"
 }
 
-netns_attach() {  # netns_attach NS ADDR: a namespace with one leg on the bridge, loopback-range address
+netns_attach() {  # netns_attach NS ADDR [BRIDGE]: a namespace with one leg on the bridge (br0), loopback-range address
 	ip netns add "$1"
 	ip link add "v-$1" type veth peer name eth0 netns "$1"
 	ip link set "v-$1" netns $NS-sw
-	ip -n $NS-sw link set "v-$1" master br0 up
+	ip -n $NS-sw link set "v-$1" master "${3:-br0}" up
 	# an address in 127.1.0.0/24 on eth0 needs route_localnet, and lo must shrink to 127.0.0.1/32
 	ip netns exec "$1" sysctl -qw net.ipv4.conf.all.route_localnet=1 \
 		net.ipv4.conf.default.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1
@@ -291,9 +319,61 @@ do_slurmd_restart() {
 	die "slurmd of node $1 did not start again within 30 s"
 }
 
+# tbf on the egress of one veth end: RATE Mbit/s.  The bucket holds at least one 64 KiB GSO packet (veth
+# hands the bridge unsegmented super-packets) and 2 ms at the rate; the queue holds 50 ms of it.
+shape() {  # shape NS DEV MBIT
+	local burst=$(( $3 * 1000000 / 8 / 500 ))
+	[ $burst -lt 65536 ] && burst=65536
+	ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "${3}mbit" burst $burst latency 50ms
+}
+
+# The rack bridges and their shaped uplinks to the spine bridge, inside the switch namespace.
+fabric_up() {
+	local r
+	ip -n $NS-sw link add brsp type bridge
+	ip -n $NS-sw link set brsp up
+	for ((r = 1; r <= RACKS; r++)); do
+		ip -n $NS-sw link add br$r type bridge
+		ip -n $NS-sw link set br$r up
+		ip -n $NS-sw link add up$r type veth peer name sp$r
+		ip -n $NS-sw link set up$r master br$r up
+		ip -n $NS-sw link set sp$r master brsp up
+		shape $NS-sw up$r "$SPINE_MBIT"   # rack -> spine
+		shape $NS-sw sp$r "$SPINE_MBIT"   # spine -> rack
+	done
+}
+
+parse_fabric() {  # parse_fabric UP-ARGS...: sets RACKS SPINE_MBIT RACK_MBIT RACK_ORDER, or dies
+	local num='^[1-9][0-9]*$'
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--racks|--spine-mbit|--rack-mbit|--rack-order)
+			[ $# -gt 1 ] || die "$1 needs a value"
+			case $1 in
+			--racks) [[ $2 =~ $num ]] || die "--racks must be a whole number >= 1, got '$2'"; RACKS=$2 ;;
+			--spine-mbit) [[ $2 =~ $num ]] || die "--spine-mbit must be a whole number of Mbit/s >= 1, got '$2'"; SPINE_MBIT=$2 ;;
+			--rack-mbit) [[ $2 =~ $num ]] || die "--rack-mbit must be a whole number of Mbit/s >= 1, got '$2'"; RACK_MBIT=$2 ;;
+			--rack-order) case $2 in interleaved|block) RACK_ORDER=$2 ;; *) die "--rack-order must be interleaved or block, got '$2'" ;; esac ;;
+			esac
+			shift 2 ;;
+		--slurm) shift $(( $# > 1 ? 2 : 1 )) ;;
+		--slurm=*|[0-9]*) shift ;;
+		*) die "unknown option '$1' for up (valid: N --slurm V --racks R --spine-mbit X --rack-mbit Y --rack-order interleaved|block)" ;;
+		esac
+	done
+	if [ "$RACKS" -gt 0 ]; then
+		[ "$SPINE_MBIT" -gt 0 ] || die "--racks needs --spine-mbit X (the shaped spine's Mbit/s)"
+		[ "$SLURM_VERSION" = 22.05 ] || die "--racks runs on Slurm 22.05 only (24.11's topology/block has its own block sizes)"
+	else
+		[ "$SPINE_MBIT$RACK_MBIT" = 00 ] && [ "$RACK_ORDER" = interleaved ] ||
+			die "--spine-mbit, --rack-mbit and --rack-order need --racks R"
+	fi
+}
+
 do_up() {
 	local n=${1:-4} i
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 8 ] || die "node count must be 1..8, got '$n'"
+	[ "$RACKS" -le "$n" ] || die "--racks $RACKS is more racks than the $n nodes"
 	check_nodes "$n"
 	[ "$(id -u)" = 0 ] || die "must run as root (namespaces, mknod, daemons)"
 	for i in "${FIXTURES[@]}"; do
@@ -306,15 +386,27 @@ do_up() {
 	prepare_up
 	plugin_path >/dev/null || exit 1
 	write_configs "$n"
+	[ "$RACKS" -gt 0 ] && printf 'RACKS=%s SPINE_MBIT=%s RACK_MBIT=%s RACK_ORDER=%s\n' \
+		"$RACKS" "$SPINE_MBIT" "$RACK_MBIT" "$RACK_ORDER" > "$TB/fabric"
 	rm -rf "$TB/var/ctld"/*
 	start_munge
 	ip netns add $NS-sw
 	ip -n $NS-sw link add br0 type bridge
 	ip -n $NS-sw link set br0 up
-	netns_attach $NS-head 127.1.0.1
+	local hbr=br0
+	[ "$RACKS" -gt 0 ] && { fabric_up; hbr=brsp; }
+	netns_attach $NS-head 127.1.0.1 $hbr
 	in_node head $NS-head slurmctld -f "$SLURM_CONF"
 	for ((i = 1; i <= n; i++)); do
-		netns_attach $NS-n$i 127.1.0.$((10 + i))
+		if [ "$RACKS" -gt 0 ]; then
+			netns_attach $NS-n$i 127.1.0.$((10 + i)) br$(rack_of $i $n)
+			if [ "$RACK_MBIT" -gt 0 ]; then
+				shape $NS-sw v-$NS-n$i "$RACK_MBIT"   # into the node
+				shape $NS-n$i eth0 "$RACK_MBIT"       # out of it
+			fi
+		else
+			netns_attach $NS-n$i 127.1.0.$((10 + i))
+		fi
 		start_slurmd $i
 	done
 	wait_idle
@@ -347,8 +439,16 @@ do_down() {
 SLURM_VERSION=$(slurm_version "$@")
 [ "$SLURM_VERSION" = 22.05 ] || . "$here/testbed${SLURM_VERSION%%.*}.sh"
 
+do_node_exec() {  # do_node_exec I CMD...
+	local ns=$NS-head
+	[ "${1:-}" = 0 ] || { node_index "${1:-}"; ns=$NS-n$1; }
+	shift
+	[ $# -gt 0 ] || die "usage: testbed.sh node-exec I CMD..."
+	ip netns exec "$ns" "$@"
+}
+
 case "${1:-}" in
-up) shift; n=4; [ $# -gt 0 ] && [ "${1#--}" = "$1" ] && n=$1; do_up "$n" ;;
+up) shift; n=4; [ $# -gt 0 ] && [ "${1#--}" = "$1" ] && n=$1; parse_fabric "$@"; do_up "$n" ;;
 down) do_down ;;
 run) shift; [ $# -gt 0 ] || die "usage: testbed.sh run CMD..."; client "$@" ;;
 plugstack) shift; write_plugstack "$@" ;;
@@ -356,6 +456,8 @@ status) client sinfo -N -o '%N %T %G' ;;
 node-kill) do_node_kill "${2:-}" ;;
 node-start) do_node_start "${2:-}" ;;
 slurmd-restart) do_slurmd_restart "${2:-}" ;;
-*) echo "usage: testbed.sh up [N] [--slurm 22.05|24.11] | run CMD... | plugstack [ARGS...] | status |" \
-	"node-kill I | node-start I | slurmd-restart I | down" >&2; exit 2 ;;
+node-exec) shift; do_node_exec "$@" ;;
+*) echo "usage: testbed.sh up [N] [--slurm 22.05|24.11] [--racks R --spine-mbit X [--rack-mbit Y]" \
+	"[--rack-order interleaved|block]] | run CMD... | plugstack [ARGS...] | status |" \
+	"node-kill I | node-start I | slurmd-restart I | node-exec I CMD... | down" >&2; exit 2 ;;
 esac

@@ -136,25 +136,35 @@ static int torch_vars(struct mt_env *e, int rank, int local_rank, int world, int
 	       add(e, "MASTER_PORT", true, "%u", mport);
 }
 
-/* Without a plan: Slurm's own layout, one EP group of the whole world, each node its own domain. */
+/* Without a plan: Slurm's own layout.  Rank = SLURM_PROCID, EP groups of consecutive ranks (the whole
+ * world with ep 0), each node its own domain unless a domain map named it. */
 static int slurm_layout(const struct mt_task *t, struct mt_env *e, char *err, size_t errlen)
 {
 	const struct mt_slurm_task *s = &t->slurm;
-	int rc = 0;
+	int rc = 0, E = s->ep > 0 ? s->ep : s->world;
 
 	if (s->world < 1 || t->procid < 0 || t->procid >= s->world || s->local_rank < 0 ||
 	    s->local_rank >= s->local_size || !s->node_name || !t->master_addr)
 		return mt_seterr(err, errlen, MT_EINVAL, "task %d of %d (local %d of %d) is not a task of the step",
 				 t->procid, s->world, s->local_rank, s->local_size);
+	if (s->ep < 0 || s->world % E)
+		return mt_seterr(err, errlen, MT_EINVAL, "ep=%d does not divide the step's %d tasks", s->ep, s->world);
+	if (s->ep > 0 && s->experts % E)
+		return mt_seterr(err, errlen, MT_EINVAL, "experts=%d is not divisible by ep=%d", s->experts, E);
 	if (!t->torch_only)
 		rc = add(e, "MOE_RANK", true, "%d", t->procid) | add(e, "MOE_WORLD_SIZE", true, "%d", s->world) |
 		     add(e, "MOE_LOCAL_RANK", true, "%d", s->local_rank) |
 		     add(e, "MOE_LOCAL_SIZE", true, "%d", s->local_size) |
-		     add(e, "MOE_NODE_RANK", true, "%d", s->node_rank) | add(e, "MOE_EP_SIZE", true, "%d", s->world) |
-		     add(e, "MOE_EP_RANK", true, "%d", t->procid) | add(e, "MOE_EP_GROUP", true, "0") |
-		     add(e, "MOE_DP_RANK", true, "0") | add(e, "MOE_DOMAIN", true, "%s", s->node_name) |
+		     add(e, "MOE_NODE_RANK", true, "%d", s->node_rank) | add(e, "MOE_EP_SIZE", true, "%d", E) |
+		     add(e, "MOE_EP_RANK", true, "%d", t->procid % E) |
+		     add(e, "MOE_EP_GROUP", true, "%d", t->procid / E) |
+		     add(e, "MOE_DP_RANK", true, "%d", t->procid / E) |
+		     add(e, "MOE_DOMAIN", true, "%s", s->domain ? s->domain : s->node_name) |
 		     add(e, "MOE_MASTER_ADDR", true, "%s", t->master_addr) |
 		     add(e, "MOE_MASTER_PORT", true, "%u", t->master_port);
+	if (!t->torch_only && s->ep > 0)
+		rc |= add(e, "MOE_EXPERTS", true, "%d", s->experts) |
+		      add(e, "MOE_ROUTE_GROUPS", true, "%d", s->route_groups);
 	if (t->torch_only || t->torch)
 		rc |= torch_vars(e, t->procid, s->local_rank, s->world, s->local_size, s->node_rank, t->master_addr,
 				 t->master_port);

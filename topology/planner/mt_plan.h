@@ -171,10 +171,14 @@ struct mt_env {
 	int n;
 	struct mt_env_var *v;
 };
-/* Slurm's own layout of a task, for the contract without a plan. */
+/* Slurm's own layout of a task, for the contract without a plan: rank = SLURM_PROCID, EP groups of ep
+ * consecutive ranks (ep 0: one group of the whole world), as mt_sim_default models it. */
 struct mt_slurm_task {
 	int world, local_rank, local_size, node_rank;
-	const char *node_name;      /* MOE_DOMAIN: each node its own domain */
+	const char *node_name;      /* MOE_DOMAIN when domain is NULL: each node its own domain */
+	const char *domain;         /* the node's NVLink domain from a domain map, or NULL */
+	int ep;                     /* EP group size, dividing world; 0 = the whole world */
+	int experts, route_groups;  /* MOE_EXPERTS, MOE_ROUTE_GROUPS when ep > 0 (0 = unset / unlimited) */
 };
 struct mt_task {
 	int procid;                 /* SLURM_PROCID (standalone: the task's slot) */

@@ -18,6 +18,9 @@ struct tr_step_report {
 	uint64_t a2a_cross_bytes;    /* of the all-to-all traffic, bytes that crossed nodes */
 	double a2a_rail_fraction;    /* share of those that stayed on their rail; NaN when none crossed */
 	uint64_t a2a_dedup_bytes;    /* bytes deduplication kept off the network */
+	double a2a_ms;               /* time a rank spent in the MoE all-to-alls this step, mean over ranks */
+	uint64_t a2a_domain_bytes;   /* of a2a_bytes: sent to ranks in the sender's NVLink domain (MOE_DOMAIN) */
+	uint64_t a2a_xdomain_bytes;  /* of a2a_bytes: sent to ranks in other domains (a2a_bytes = the two) */
 	uint64_t tokens;             /* global tokens in this step */
 	const char *device, *dtype;  /* backend ("cpu", "cuda") and GEMM precision ("fp32", "bf16") */
 	double flops_per_token;      /* model FLOPs per trained token */

@@ -314,6 +314,8 @@ static int run_steps(struct tr_run *r)
 	uint64_t a2a_prev = tr_comm_alltoall_bytes(r->ep);
 	struct tr_a2a_stats xprev, xnow;
 	tr_comm_a2a_stats(r->ep, &xprev);
+	struct tr_moe_stats mprev, mnow;
+	tr_model_stats(r->m, &mprev);
 	long first_step = r->step;
 	double first_loss = NAN, last_loss = NAN, first_load = NAN, last_load = NAN, tsum = 0, tok_sum = 0;
 	uint64_t a2a_total = 0;
@@ -346,13 +348,18 @@ static int run_steps(struct tr_run *r)
 		}
 		uint64_t a2a_now = tr_comm_alltoall_bytes(r->ep);
 		tr_comm_a2a_stats(r->ep, &xnow);
-		/* cross-node, on-rail and deduplicated bytes of this step, summed over ranks */
-		double red[6] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0,
+		tr_model_stats(r->m, &mnow);
+		/* cross-node, on-rail and deduplicated bytes of this step, seconds in the all-to-alls and bytes
+		 * inside / across NVLink domains, summed over ranks */
+		double red[9] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0,
 				 (double)(xnow.cross_bytes - xprev.cross_bytes), (double)(xnow.rail_bytes - xprev.rail_bytes),
-				 (double)(xnow.dedup_bytes - xprev.dedup_bytes)};
+				 (double)(xnow.dedup_bytes - xprev.dedup_bytes), mnow.a2a_seconds - mprev.a2a_seconds,
+				 (double)(mnow.a2a_domain_bytes - mprev.a2a_domain_bytes),
+				 (double)(mnow.a2a_xdomain_bytes - mprev.a2a_xdomain_bytes)};
 		a2a_prev = a2a_now;
 		xprev = xnow;
-		if (tr_allreduce_f64(r->world, red, 6) != 0) {
+		mprev = mnow;
+		if (tr_allreduce_f64(r->world, red, 9) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_comm_error(r->world));
 			rc = 1;
 			break;
@@ -367,7 +374,8 @@ static int run_steps(struct tr_run *r)
 			.ms = dt * 1e3, .tokens = (uint64_t)o->global_batch * (uint64_t)T,
 			.max_load_over_mean = st.n_moe_layers > 0 ? st.max_over_mean : 1.0, .a2a_bytes = (uint64_t)red[1],
 			.a2a_cross_bytes = (uint64_t)red[3], .a2a_rail_fraction = red[3] > 0 ? red[4] / red[3] : NAN,
-			.a2a_dedup_bytes = (uint64_t)red[5],
+			.a2a_dedup_bytes = (uint64_t)red[5], .a2a_ms = red[6] * 1e3 / r->nranks,
+			.a2a_domain_bytes = (uint64_t)red[7], .a2a_xdomain_bytes = (uint64_t)red[8],
 			.device = r->be->name, .dtype = tr_opts_dtype(o), .flops_per_token = r->flops_per_token};
 		rep.tokens_per_s = (double)rep.tokens / dt;
 		rep.mfu = tr_metrics_mfu(rep.tokens_per_s, r->flops_per_token, r->peak_tflops, r->nranks);

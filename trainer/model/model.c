@@ -188,16 +188,21 @@ static int make_groups(struct tr_model *m, char *err, size_t errlen)
 {
 	const struct tr_config *c = &m->cfg;
 	int E = c->n_experts, P = m->ep_size;
+	/* every EP rank's domain: the routing groups below and the a2a byte counts by domain (moe.c) */
+	int *dom = m->ep_dom = malloc(sizeof(int) * (size_t)P), mine = m->par.domain;
+	if (!dom) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (tr_allgather(m->par.ep, &mine, dom, sizeof(int))) {
+		snprintf(err, errlen, "allgather of NVLink domains over the EP group: %s", tr_comm_error(m->par.ep));
+		return -1;
+	}
 	if (c->n_groups > 0) {
 		m->G = c->n_groups;
 		for (int e = 0; e < E; e++)
 			m->group_of[e] = e / (E / c->n_groups);
 		return 0;
-	}
-	int dom[P], mine = m->par.domain;
-	if (tr_allgather(m->par.ep, &mine, dom, sizeof(int))) {
-		snprintf(err, errlen, "allgather of NVLink domains over the EP group: %s", tr_comm_error(m->par.ep));
-		return -1;
 	}
 	/* group of EP rank r = index of its domain among the group's distinct domains, ascending */
 	int gid[P];
@@ -386,6 +391,7 @@ void tr_model_free(struct tr_model *m)
 	if (be->device_mem)
 		be->free(m->dbias), be->free(m->dgroup_of);
 	free(m->lw), free(m->lg), free(m->group_of), free(m->bias), free(m->load_local), free(m->load_global);
+	free(m->ep_dom);
 	be->free(m->rope_cs), be->free(m->scratch), be->host_free(m->stage);
 	free(m);
 }
@@ -661,6 +667,9 @@ void tr_model_stats(const struct tr_model *m, struct tr_moe_stats *st)
 {
 	*st = m->stats;
 	st->rows_sent = m->rows_sent;
+	st->a2a_seconds = m->a2a_s;
+	st->a2a_domain_bytes = m->a2a_dom_bytes;
+	st->a2a_xdomain_bytes = m->a2a_xdom_bytes;
 }
 
 const struct tr_config *tr_model_config(const struct tr_model *m)

@@ -140,6 +140,11 @@ struct tr_moe_stats {
 	double max_over_mean;   /* max over layers of max_e load / mean load (1 = perfectly balanced) */
 	double tokens_routed;   /* token-expert assignments in the last step, world total, all MoE layers */
 	uint64_t rows_sent;     /* token rows this rank sent to other EP ranks since create (dispatch+combine, fwd+bwd) */
+	/* this rank's MoE all-to-alls since create: wall seconds inside them (counts and rows, waiting for
+	 * peers included), and the row bytes it handed them for other EP ranks inside its NVLink domain
+	 * (tr_par.domain) and for ranks in other domains: the two add up to tr_comm_alltoall_bytes of ep */
+	double a2a_seconds;
+	uint64_t a2a_domain_bytes, a2a_xdomain_bytes;
 };
 void tr_model_stats(const struct tr_model *m, struct tr_moe_stats *st);
 

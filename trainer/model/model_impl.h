@@ -69,6 +69,9 @@ struct tr_model {
 	void *stage;                /* host (pinned), grows: all-to-all and all-reduce staging of a device backend */
 	size_t stage_n;
 	uint64_t rows_sent;
+	int *ep_dom;                /* host [ep_size]: MOE_DOMAIN id of each EP rank (tr_par.domain) */
+	double a2a_s;               /* seconds in the MoE all-to-alls (counts and rows) since create */
+	uint64_t a2a_dom_bytes, a2a_xdom_bytes; /* row bytes to other EP ranks of this rank's / other domains */
 	char err[256];
 };
 

@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "comm.h"
 #include "model_impl.h"
 
@@ -92,8 +93,8 @@ static int grow_rows(struct tr_moe_act *a, int R, int D, int De)
 /* tr_alltoallv over the EP group on backend memory, keyed by token (tr_alltoallv_keyed) when keys is
  * given: as is on host memory; a device copy when the group is this rank alone; otherwise staged
  * through pinned host memory, keys too (device transports: another issue) */
-static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
-		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+static int exchange_rows(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
+			 const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
 	const struct tr_backend *be = m->be;
 	int P = m->ep_size;
@@ -118,6 +119,30 @@ static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, c
 		return -1;
 	be->upload(recv, h + st, rt);
 	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* exchange_rows, timed, its bytes counted by the destination's NVLink domain (tr_moe_stats) */
+static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
+		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+{
+	double t0 = now_s();
+	int rc = exchange_rows(m, send, sb, so, recv, rb, ro, keys, n_keys);
+	m->a2a_s += now_s() - t0;
+	for (int p = 0; rc == 0 && p < m->ep_size; p++)
+		if (p != m->ep_rank) {
+			if (m->ep_dom[p] == m->ep_dom[m->ep_rank])
+				m->a2a_dom_bytes += sb[p];
+			else
+				m->a2a_xdom_bytes += sb[p];
+		}
+	return rc;
 }
 
 /* byte counts and offsets of both directions from the per-expert row counts */
@@ -167,8 +192,10 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 			m->load_local[(size_t)l * E + e] += a->send_cnt[e];
 
 	/* experts are contiguous per EP rank, so send_cnt is already [dest][local expert] */
+	double t0 = now_s();
 	if (tr_alltoall(m->par.ep, a->send_cnt, a->recv_cnt, sizeof(int) * El))
 		return tr_model_fail(m, "expert dispatch counts: %s", tr_comm_error(m->par.ep));
+	m->a2a_s += now_s() - t0;
 	size_t sb[P], so[P], rb[P], ro[P];
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
 	xfer_sizes(m, a, &xf);
