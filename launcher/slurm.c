@@ -87,9 +87,9 @@ static int fallback_contract(const struct ml_opts *o, struct mt_env *e, char *er
 	if (mt_tasks_per_node_parse(getenv("SLURM_STEP_TASKS_PER_NODE"), count, &tasks, err, errlen))
 		goto out;
 	if (o->domains) {
-		char why[ML_ERRLEN];
+		char why[ML_ERRLEN / 2];
 		if (mt_domains_load(o->domains, &dm, why, sizeof(why))) {
-			snprintf(err, errlen, "--domains %s: %s", o->domains, why);
+			snprintf(err, errlen, "--domains %.200s: %s", o->domains, why);
 			goto out;
 		}
 		if (!(t.slurm.domain = mt_domains_lookup(dm, names[node]))) {

@@ -3,7 +3,8 @@
  * an MoE dispatch of TOKENS tokens per rank, each routed to top-K distinct experts of E spread evenly
  * over the ranks, rows of DIM floats.  Prints the time of rail mode (rows keyed by token, so
  * deduplicated, and unkeyed) as a ratio to direct mode, and the bytes that crossed nodes per token in
- * each.  On one machine "crossing" is loopback TCP, so the time ratio measures the cost of the extra
+ * each; then the same for the combine back (keyed runs: tr_alltoallv_sum_f32, summed per token and
+ * node on the rail peer; unkeyed: every row back with tr_alltoallv).  On one machine "crossing" is loopback TCP, so the time ratio measures the cost of the extra
  * hop and the saving of deduplication, not a real network's.  Best of 3 interleaved rounds.
  * Usage: rail_a2a [NODES [PER_NODE [TOPK [TOKENS [DIM [ITERS]]]]]]
  */
@@ -25,6 +26,7 @@ static int res_pipe[2];
 struct result {
 	double seconds;
 	double cross_per_token, dedup_per_token;
+	double c_seconds, c_cross_per_token, c_dedup_per_token; /* the combine back */
 };
 
 static uint64_t rng(uint64_t *s)
@@ -107,7 +109,8 @@ static int run(const char *mode, int keyed, struct result *out)
 		for (int p = 0; p < n; p++)
 			rb[p] = rc[p] * row, ro[p] = rt, rt += rb[p];
 		char *recv = malloc(rt + 1);
-		struct tr_a2a_stats a, b;
+		float *sum = malloc(row * tokens);
+		struct tr_a2a_stats a, b, ca, cb;
 		int bad = 0;
 #define A2A() (keyed ? tr_alltoallv_keyed(c, send, sb, so, recv, rb, ro, row, key, tokens) \
 		     : tr_alltoallv(c, send, sb, so, recv, rb, ro))
@@ -124,9 +127,26 @@ static int run(const char *mode, int keyed, struct result *out)
 			fprintf(stderr, "rail_a2a: %s\n", tr_comm_error(c));
 			_exit(1);
 		}
-		double fig[3] = { t, (double)(b.cross_bytes - a.cross_bytes) / iters / tokens,
-				(double)(b.dedup_bytes - a.dedup_bytes) / iters / tokens };
-		tr_allreduce_f64(c, fig, 3);
+#define COMBINE() (keyed ? tr_alltoallv_sum_f32(c, (const float *)recv, rb, ro, sum, sb, so, row, key, tokens) \
+			 : tr_alltoallv(c, recv, rb, ro, send, sb, so))
+		bad |= COMBINE();
+		tr_comm_a2a_stats(c, &ca);
+		tr_barrier(c);
+		t0 = tr_now();
+		for (int i = 0; i < iters && !bad; i++)
+			bad |= COMBINE();
+		tr_barrier(c);
+		double tc = tr_now() - t0;
+		tr_comm_a2a_stats(c, &cb);
+		if (bad) {
+			fprintf(stderr, "rail_a2a: %s\n", tr_comm_error(c));
+			_exit(1);
+		}
+		double fig[6] = { t, (double)(b.cross_bytes - a.cross_bytes) / iters / tokens,
+				(double)(b.dedup_bytes - a.dedup_bytes) / iters / tokens, tc,
+				(double)(cb.cross_bytes - ca.cross_bytes) / iters / tokens,
+				(double)(cb.dedup_bytes - ca.dedup_bytes) / iters / tokens };
+		tr_allreduce_f64(c, fig, 6);
 		if (r == 0 && write(res_pipe[1], fig, sizeof(fig)) != sizeof(fig))
 			_exit(3);
 		tr_comm_free(c);
@@ -134,7 +154,7 @@ static int run(const char *mode, int keyed, struct result *out)
 	}
 	for (int r = 0; r < n; r++)
 		close(lfd[r]);
-	double v[3];
+	double v[6];
 	int got = read(res_pipe[0], v, sizeof(v)) == sizeof(v), failed = 0;
 	for (int r = 0; r < n; r++) {
 		int st;
@@ -147,6 +167,9 @@ static int run(const char *mode, int keyed, struct result *out)
 	out->seconds = v[0] / n;
 	out->cross_per_token = v[1] / n;
 	out->dedup_per_token = v[2] / n;
+	out->c_seconds = v[3] / n;
+	out->c_cross_per_token = v[4] / n;
+	out->c_dedup_per_token = v[5] / n;
 	return 0;
 }
 
@@ -184,5 +207,12 @@ int main(int argc, char **argv)
 	printf("  rail + dedup    %8.2f ms/a2a  cross-node %8.0f B/token  time %.2f x direct, bytes %.2f x direct "
 	       "(dedup saved %.0f B/token)\n", rk.seconds / iters * 1e3, rk.cross_per_token, rk.seconds / d.seconds,
 	       rk.cross_per_token / d.cross_per_token, rk.dedup_per_token);
+	printf("combine (direct: every row back, summed by the receiver; rail: summed per node on the rail peer)\n");
+	printf("  direct          %8.2f ms/a2a  cross-node %8.0f B/token\n", d.c_seconds / iters * 1e3, d.c_cross_per_token);
+	printf("  rail, unsummed  %8.2f ms/a2a  cross-node %8.0f B/token  time %.2f x direct\n", rp.c_seconds / iters * 1e3,
+	       rp.c_cross_per_token, rp.c_seconds / d.c_seconds);
+	printf("  rail + sums     %8.2f ms/a2a  cross-node %8.0f B/token  time %.2f x direct, bytes %.2f x direct "
+	       "(sums saved %.0f B/token)\n", rk.c_seconds / iters * 1e3, rk.c_cross_per_token, rk.c_seconds / d.c_seconds,
+	       rk.c_cross_per_token / d.c_cross_per_token, rk.c_dedup_per_token);
 	return 0;
 }

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -296,6 +297,92 @@ static unsigned char key_pat(int src, int key, size_t i)
 	return (unsigned char)(src * 13 + key * 101 + i * 3);
 }
 
+/* A combine row's float d from src to dst, the i-th row of key: full mantissas, magnitudes 2^-12 .. 2^12
+ * of both signs, so the order of the additions shows in the bits. */
+static float sum_val(int src, int dst, int key, int i, int d)
+{
+	uint32_t h = (uint32_t)(src * 73856093 ^ dst * 19349663 ^ key * 83492791 ^ i * 2654435761u ^ d * 40503);
+	h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
+	float v = ldexpf(1.0f + (float)(h & 0x7fffff) / 8388608.0f, (int)(h >> 23) % 25 - 12);
+	return h & 0x40000000u ? v : -v;
+}
+
+/* tr_alltoallv_sum_f32, the combine, on the keyed layout (rows back to where the keyed rows came
+ * from): the sums against the order written in comm.h computed here by hand, and the bytes.  Per other
+ * node a receiver's 2L + 1 rows there hold 3 keys: in rail mode the rail peer sends 3 sums (48 bytes)
+ * for the receiver's (L + 1)-word metadata and 4-byte row indexes. */
+static void sum_case(struct tr_comm *c, int rail, int L)
+{
+	enum { F = 4, ROW = F * sizeof(float) };
+	int me = tr_comm_rank(c), n = tr_comm_size(c), N = n / L, k[3], keys[64], nk = 0;
+	size_t sb[16], so[16], rb[16], ro[16], st = 0, rt = 0;
+	float snd[64 * F], sum[4 * F], want[4 * F], flat[4 * F];
+	for (int p = 0; p < n; p++) {
+		int m = rail_keys(p, me, L, k); /* what I send p: the rows p sent me, keyed by p */
+		sb[p] = (size_t)m * ROW, so[p] = st;
+		for (int i = 0; i < m; i++)
+			for (int d = 0; d < F; d++)
+				snd[st / sizeof(float) + (size_t)i * F + d] = sum_val(me, p, k[i], i, d);
+		st += sb[p];
+		m = rail_keys(me, p, L, k); /* what p sends me, on my keys */
+		rb[p] = (size_t)m * ROW, ro[p] = rt, rt += rb[p];
+		for (int i = 0; i < m; i++)
+			keys[nk++] = k[i];
+	}
+	/* by hand: per node the rows in rank and row order, first one copied; then the nodes in order */
+	unsigned char got[4] = { 0 }, gotn[4], gotf[4] = { 0 };
+	float part[4 * F];
+	for (int nd = 0; nd < N; nd++) {
+		memset(gotn, 0, sizeof(gotn));
+		for (int p = nd * L; p < (nd + 1) * L; p++) {
+			int m = rail_keys(me, p, L, k);
+			for (int i = 0; i < m; i++)
+				for (int d = 0; d < F; d++) {
+					float v = sum_val(p, me, k[i], i, d);
+					part[k[i] * F + d] = gotn[k[i]] ? part[k[i] * F + d] + v : v;
+					flat[k[i] * F + d] = gotf[k[i]] ? flat[k[i] * F + d] + v : v;
+					if (d == F - 1)
+						gotn[k[i]] = gotf[k[i]] = 1;
+				}
+		}
+		for (int q = 0; q < 4; q++)
+			for (int d = 0; d < F && gotn[q]; d++)
+				want[q * F + d] = got[q] ? want[q * F + d] + part[q * F + d] : part[q * F + d];
+		for (int q = 0; q < 4; q++)
+			got[q] |= gotn[q];
+	}
+	for (int q = 0; q < 4; q++)
+		if (!got[q])
+			memset(want + q * F, 0, ROW);
+	check(memcmp(want, flat, sizeof(want)) != 0, "combine case: a flat order would give other bits", "");
+	struct tr_a2a_stats before, st2;
+	tr_comm_a2a_stats(c, &before);
+	memset(sum, 0xee, sizeof(sum));
+	int rc = tr_alltoallv_sum_f32(c, snd, sb, so, sum, rb, ro, ROW, keys, 4);
+	check(rc == 0 && !memcmp(sum, want, sizeof(sum)), "combine: per-key sums, node by node, bit for bit",
+	      "rc %d (%s), key 0: %a want %a", rc, tr_comm_error(c), sum[0], want[0]);
+	tr_comm_a2a_stats(c, &st2);
+	uint64_t saved = st2.dedup_bytes - before.dedup_bytes, crossed = st2.cross_bytes - before.cross_bytes;
+	uint64_t rows = 2 * (uint64_t)L + 1; /* per other node: 3 from its local rank 0, 2 from each other */
+	uint64_t want_saved = rail ? (uint64_t)(N - 1) * (rows * ROW - 3 * ROW - rows * 4) : 0;
+	uint64_t want_cross = rail ? (uint64_t)(N - 1) * ((L + 1) * 8 + rows * 4 + 3 * ROW)
+				   : (uint64_t)(N - 1) * L * (me % L ? 2 : 3) * ROW;
+	check(saved == want_saved && crossed == want_cross, "combine: the hand-computed bytes saved and sent",
+	      "saved %llu want %llu, crossed %llu want %llu", (unsigned long long)saved, (unsigned long long)want_saved,
+	      (unsigned long long)crossed, (unsigned long long)want_cross);
+	/* a key out of range is refused before anything moves (on a world of one: c stays usable) */
+	struct tr_comm *solo = NULL;
+	char err[256];
+	size_t one = ROW, zero = 0;
+	keys[0] = 7;
+	rc = tr_comm_init("self", &solo, err, sizeof(err));
+	if (rc == 0)
+		rc = tr_alltoallv_sum_f32(solo, snd, &one, &zero, sum, &one, &zero, ROW, keys, 4);
+	check(rc != 0 && solo && strstr(tr_comm_error(solo), "key 7"), "combine: a key out of range is refused", "%s",
+	      solo ? tr_comm_error(solo) : err);
+	tr_comm_free(solo);
+}
+
 /* Rail mode on pretend nodes of L ranks each (rank r on node r / L): where every cross-node byte went,
  * and deduplication of keyed rows against hand-computed figures.  want_mode: what MOE_A2A gives. */
 static void rail_case(struct tr_comm *c, const char *want_mode, int L)
@@ -389,6 +476,7 @@ static void rail_case(struct tr_comm *c, const char *want_mode, int L)
 	check(saved == want_saved && crossed == want_cross, "deduplication: the hand-computed bytes saved and sent",
 	      "saved %llu want %llu, crossed %llu want %llu", (unsigned long long)saved, (unsigned long long)want_saved,
 	      (unsigned long long)crossed, (unsigned long long)want_cross);
+	sum_case(c, rail, L);
 	/* a key out of range is refused before anything moves */
 	keys[0] = 99;
 	rc = tr_alltoallv_keyed(c, ks, sb, so, kr, rb, ro, ROW, keys, 4);
@@ -696,6 +784,12 @@ cases:
 	fake_nodes = "AABB";
 	want_override = "shm+verbs";
 	run_case("verbs-nodes-AABB", "shm+verbs", 4, M_SUITE, NULL, 0, "60");
+	/* rail mode over shm+verbs: the per-rank counters, the dispatch's and the combine's bytes */
+	rail_local = 2;
+	run_case("verbs-rail-AABB", "shm+verbs", 4, M_RAIL, "rail", 0, "60");
+	setenv("MOE_A2A", "direct", 1);
+	run_case("verbs-rail-AABB-direct", "shm+verbs", 4, M_RAIL, "direct", 0, "60");
+	unsetenv("MOE_A2A");
 	setenv("MOE_NET_DEVICES", getenv("MOE_IB_DEVICE") ? getenv("MOE_IB_DEVICE") : "rxe0:1", 1);
 	fake_nodes = "AAB";
 	run_case("verbs-nodes-AAB-auto", "auto", 3, M_SUITE, NULL, 0, "60"); /* auto: the rail is RDMA */

@@ -7,6 +7,8 @@
 #   - setup and teardown 200 times in one process leaves no verbs resource behind;
 #   - EP equivalence: moe-launch --nproc 2|4 --spec ep=2|4 --transport verbs gives the loss and the
 #     routing of the same run over shm;
+#   - rail mode over shm+verbs on pretend nodes (test_comm's verbs-rail cases: every cross-node byte
+#     went local rank i -> local rank i, per rank; the trainer: rail and direct give the same loss bits);
 #   - a bad device, port or MOE_IB_GID_INDEX: one line on every rank, non-zero exit.
 # Skips (with the reason) where the rig cannot run: not root, no qemu, no way to fetch the kernel.
 . "$top_srcdir/tests/tap.sh"
@@ -112,5 +114,24 @@ for run in "2 ep=2" "4 ep=4"; do
 done
 a2a=$(field a2a_bytes "$tmp/4-verbs.jsonl" | head -1)
 ok "EP=4 over verbs moved expert rows between ranks (step 1: $a2a bytes)" test "${a2a:-0}" -gt 0
+
+# rail mode over shm+verbs: 4 ranks on two pretend nodes (2 each; rendezvous with the pretend names),
+# rail and direct give the same loss bits; in rail mode every cross-node byte stayed on its rail and
+# deduplication (dispatch) and per-node sums (combine) kept bytes off the network.  test_comm's
+# verbs-rail cases above checked the same per rank, byte for byte.
+pretend='unset MOE_COMM_PEERS MOE_COMM_FD; MOE_COMM_HOST=node$((MOE_RANK / 2)) exec "$0" "$@"'
+for mode in rail direct; do
+	MOE_A2A=$mode "$ML" --nproc 4 --spec ep=4,experts=8 --transport shm+verbs -- sh -c "$pretend" "$TRAIN" \
+		"${args[@]}" --top-k 4 --metrics "$tmp/rail-$mode.jsonl" > "$tmp/rail-$mode.out" 2>&1
+	rc=$?
+	is "$rc $(wc -l < "$tmp/rail-$mode.jsonl")" "0 4" "MOE_A2A=$mode over shm+verbs on 2 pretend nodes: 4 steps"
+	[ $rc -eq 0 ] || sed 's/^/# /' "$tmp/rail-$mode.out" | tail -5
+	ok "MOE_A2A=$mode: transport shm+verbs, a2a $mode" grep -q "transport shm+verbs), .*a2a $mode" "$tmp/rail-$mode.out"
+done
+is "$(field loss "$tmp/rail-rail.jsonl" | md5sum)" "$(field loss "$tmp/rail-direct.jsonl" | md5sum)" \
+	"shm+verbs: rail and direct give the same loss bits at all 4 steps"
+is "$(field a2a_rail_fraction "$tmp/rail-rail.jsonl" | sort -u)" "1.000000" "shm+verbs rail: every cross-node byte on its rail"
+ok "shm+verbs rail: deduplication kept bytes off the network at every step" \
+	awk '{ if ($1 <= 0) bad++ } END { exit bad > 0 || NR != 4 }' <(field a2a_dedup_bytes "$tmp/rail-rail.jsonl")
 is "$(res)" "$base" "no verbs resource left once every process exited"
 done_testing

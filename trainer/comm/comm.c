@@ -463,6 +463,51 @@ int tr_alltoallv_keyed(struct tr_comm *c, const void *send, const size_t *send_b
 	return alltoallv(c, send, send_bytes, send_off, recv, recv_bytes, recv_off, row_bytes, key, nkeys);
 }
 
+static int alltoallv_sum(struct tr_comm *c, size_t esz, const void *send, const size_t *send_bytes,
+			 const size_t *send_off, void *sum, const size_t *recv_bytes, const size_t *recv_off,
+			 size_t row_bytes, const int *key, int nkeys)
+{
+	if (usable(c))
+		return -1;
+	if (row_bytes == 0 || row_bytes % esz || nkeys < 0 || !key)
+		return fail(c, "alltoallv_sum: rows of %zu bytes (whole %zu-byte numbers) and %d keys", row_bytes, esz,
+			    nkeys);
+	for (int p = 0; p < c->size; p++) {
+		if (send_bytes[p] % row_bytes || send_off[p] % row_bytes || recv_bytes[p] % row_bytes ||
+		    recv_off[p] % row_bytes)
+			return fail(c, "alltoallv_sum: the bytes for or from rank %d are not rows of %zu bytes", p, row_bytes);
+		for (size_t i = recv_off[p] / row_bytes; i < (recv_off[p] + recv_bytes[p]) / row_bytes; i++)
+			if (key[i] < 0 || key[i] >= nkeys)
+				return fail(c, "alltoallv_sum: row %zu has key %d, outside 0..%d", i, key[i], nkeys - 1);
+	}
+	if (send_bytes[c->rank] != recv_bytes[c->rank])
+		return fail(c, "alltoallv: rank %d sends itself %zu bytes but expects %zu", c->rank,
+			    send_bytes[c->rank], recv_bytes[c->rank]);
+	bool rail = rail_on(c);
+	int rc = tr_rail_sum(c, c->rail, rail, esz, send, send_bytes, send_off, sum, recv_bytes, recv_off, row_bytes,
+			     key, nkeys);
+	if (rc == 0 && rail) /* direct mode counted them in tr_alltoallv */
+		for (int p = 0; p < c->size; p++)
+			c->a2a_bytes += p == c->rank ? 0 : send_bytes[p];
+	return rc;
+}
+
+int tr_alltoallv_sum_f32(struct tr_comm *c, const float *send, const size_t *send_bytes, const size_t *send_off,
+			 float *sum, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+			 const int *key, int nkeys)
+{
+	return alltoallv_sum(c, sizeof(float), send, send_bytes, send_off, sum, recv_bytes, recv_off, row_bytes, key,
+			     nkeys);
+}
+
+int tr_alltoallv_sum_f64(struct tr_comm *c, const double *send, const size_t *send_bytes, const size_t *send_off,
+			 double *sum, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+			 const int *key, int nkeys)
+{
+	return alltoallv_sum(c, sizeof(double), send, send_bytes, send_off, sum, recv_bytes, recv_off, row_bytes, key,
+			     nkeys);
+}
+
 int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes)
 {
 	if (usable(c))

@@ -51,6 +51,18 @@ int tr_alltoallv(struct tr_comm *c, const void *send, const size_t *send_bytes, 
 int tr_alltoallv_keyed(struct tr_comm *c, const void *send, const size_t *send_bytes, const size_t *send_off,
 		       void *recv, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
 		       const int *key, int nkeys);
+/* The mirror of tr_alltoallv_keyed (the combine): rows of row_bytes bytes of floats move as
+ * tr_alltoallv would move them (recv_bytes/recv_off: where they would land here), and instead of landing
+ * every received row i of that layout is added into sum + key[i] * row_bytes (nkeys rows; keys no row
+ * names are zero).  The additions have one fixed order, the same bits in every mode: per key, the rows
+ * from each node (its ranks in order, their rows in order) summed first, then those node sums in node
+ * order.  In rail mode a node's sums are formed on the rail peer there and only they cross. */
+int tr_alltoallv_sum_f32(struct tr_comm *c, const float *send, const size_t *send_bytes, const size_t *send_off,
+			 float *sum, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+			 const int *key, int nkeys);
+int tr_alltoallv_sum_f64(struct tr_comm *c, const double *send, const size_t *send_bytes, const size_t *send_off,
+			 double *sum, const size_t *recv_bytes, const size_t *recv_off, size_t row_bytes,
+			 const int *key, int nkeys);
 /* Fixed all-to-all: `bytes` bytes to every rank (counts, metadata). */
 int tr_alltoall(struct tr_comm *c, const void *send, void *recv, size_t bytes);
 /* In-place sum over ranks; the result is bit-identical on every rank and independent of timing
@@ -72,7 +84,8 @@ const char *tr_comm_a2a_mode(const struct tr_comm *c);
 struct tr_a2a_stats {
 	uint64_t cross_bytes;  /* bytes sent to ranks on other nodes (rows, and rail mode's row counts) */
 	uint64_t rail_bytes;   /* of those, bytes sent to the same local rank (the rail): all in rail mode */
-	uint64_t dedup_bytes;  /* bytes keyed rows did not send across nodes thanks to deduplication */
+	uint64_t dedup_bytes;  /* cross-node bytes deduplication saved: keyed rows not sent again (counted by
+				  their sender) and summed rows not sent one by one (counted by their receiver) */
 	int nodes, local_rank, local_size; /* nodes of c; this rank's index on its node; most ranks on a node */
 };
 void tr_comm_a2a_stats(const struct tr_comm *c, struct tr_a2a_stats *st);

@@ -91,6 +91,9 @@ void tr_rail_count_direct(struct tr_rail *r, int me, const size_t *send_bytes, i
 /* key: NULL, or the key of every send row of `row` bytes (0 <= key < nkeys); checked by the caller */
 int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *send, const size_t *sb, const size_t *so,
 		      void *recv, const size_t *rb, const size_t *ro, size_t row, const int *key, int nkeys);
+/* comm_rail_sum.c: tr_alltoallv_sum_f32/_f64 (esz 4 or 8) after the checks, in rail (true) or direct mode */
+int tr_rail_sum(struct tr_comm *c, struct tr_rail *r, bool rail, size_t esz, const void *send, const size_t *sb,
+		const size_t *so, void *sum, const size_t *rb, const size_t *ro, size_t row, const int *key, int nkeys);
 void tr_rail_stats(const struct tr_rail *r, int me, struct tr_a2a_stats *st);
 uint64_t tr_rail_to_local(const struct tr_rail *r, int lr);
 

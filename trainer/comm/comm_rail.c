@@ -14,19 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm_internal.h"
-
-struct tr_rail {
-	int nodes, local_size;     /* nodes; ranks per node (0 when nodes differ) */
-	int max_local;             /* most ranks of this communicator on one node */
-	int *node, *lrank;         /* [size] node index (first appearance) and index inside the node */
-	int *rank_of;              /* [nodes][local_size] member rank, when the layout is even */
-	struct tr_comm *rail, *intra; /* sub-communicators, made at the first rail all-to-all */
-	uint64_t *to_local;        /* [max_local] bytes sent across nodes to each destination local rank */
-	uint64_t cross, on_rail, dedup;
-	char *buf[3];              /* grown scratch: stage-1 send, stage-1 receive, stage-2 send/receive */
-	size_t cap[3];
-};
+#include "comm_rail.h"
 
 int tr_a2a_mode_parse(const char *v, enum tr_a2a_mode *m, char *err, size_t errlen)
 {
@@ -90,7 +78,7 @@ void tr_rail_free(struct tr_rail *r)
 		return;
 	tr_comm_free(r->intra);
 	tr_comm_free(r->rail);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < TR_RAIL_BUFS; i++)
 		free(r->buf[i]);
 	free(r->node), free(r->lrank), free(r->rank_of), free(r->to_local);
 	free(r);
@@ -127,7 +115,7 @@ void tr_rail_count_direct(struct tr_rail *r, int me, const size_t *send_bytes, i
 	}
 }
 
-static char *grow(struct tr_rail *r, int i, size_t len)
+char *tr_rail_grow(struct tr_rail *r, int i, size_t len)
 {
 	if (r->cap[i] < len || !r->buf[i]) {
 		char *p = realloc(r->buf[i], len + 1);
@@ -137,6 +125,18 @@ static char *grow(struct tr_rail *r, int i, size_t len)
 		r->cap[i] = len;
 	}
 	return r->buf[i];
+}
+/* collective: every member gets here in the same call */
+int tr_rail_subs(struct tr_comm *c, struct tr_rail *r)
+{
+	int me = tr_comm_rank(c);
+	if (r->rail)
+		return 0;
+	if (tr_comm_split(c, r->lrank[me], r->node[me], &r->rail) || tr_comm_split(c, r->node[me], r->lrank[me], &r->intra))
+		return -1;
+	tr_comm_set_direct(r->rail);
+	tr_comm_set_direct(r->intra);
+	return 0;
 }
 
 /* Stage-1 metadata per (source, destination node): the bytes for each local rank there, or with
@@ -202,13 +202,8 @@ int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *sendv, c
 	const char *send = sendv;
 	char *recv = recvv;
 	int me = tr_comm_rank(c), L = r->local_size, N = r->nodes, mynode = r->node[me], mine = r->lrank[me];
-	if (!r->rail) {
-		/* collective: every member gets here in the same call */
-		if (tr_comm_split(c, mine, mynode, &r->rail) || tr_comm_split(c, mynode, mine, &r->intra))
-			return -1;
-		tr_comm_set_direct(r->rail);
-		tr_comm_set_direct(r->intra);
-	}
+	if (tr_rail_subs(c, r))
+		return -1;
 	size_t M = (size_t)L + 1; /* metadata words per node */
 	uint64_t *meta = calloc(2 * M * N + 2 * (size_t)L * N, sizeof(uint64_t)), *rmeta = meta + M * N;
 	uint64_t *cnt = rmeta + M * N, *rcnt = cnt + (size_t)L * N;
@@ -237,7 +232,7 @@ int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *sendv, c
 		s1o[n] = tot;
 		tot += s1b[n];
 	}
-	char *s1 = grow(r, 0, tot);
+	char *s1 = tr_rail_grow(r, 0, tot);
 	if (!s1) {
 		rc = tr_comm_fail(c, "out of memory for the rail all-to-all");
 		goto out;
@@ -264,7 +259,7 @@ int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *sendv, c
 		r1o[n] = rtot;
 		rtot += b;
 	}
-	char *r1 = grow(r, 1, rtot);
+	char *r1 = tr_rail_grow(r, 1, rtot);
 	if (!r1) {
 		rc = tr_comm_fail(c, "out of memory for the rail all-to-all");
 		goto out;
@@ -316,7 +311,7 @@ int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *sendv, c
 				goto out;
 			}
 		}
-	char *s2 = grow(r, 2, tot + rt2);
+	char *s2 = tr_rail_grow(r, 2, tot + rt2);
 	if (!s2) {
 		rc = tr_comm_fail(c, "out of memory for the rail all-to-all");
 		goto out;

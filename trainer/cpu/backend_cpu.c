@@ -58,7 +58,7 @@ const struct tr_backend tr_backend_cpu = {
 	tr_attention_forward, tr_attention_backward,
 	tr_swiglu_forward, tr_swiglu_backward,
 	tr_router_forward, tr_router_backward,
-	tr_permute_forward, tr_permute_backward,
+	tr_permute_forward, tr_permute_backward, tr_permute_scatter,
 	tr_unpermute_forward, tr_unpermute_backward,
 	tr_crossentropy_forward, tr_crossentropy_backward,
 	tr_route_plan, tr_expert_matmul_forward, tr_expert_matmul_backward,

@@ -11,6 +11,13 @@ void tr_permute_forward(tr_real *out, const tr_real *in, const int *src, int n, 
 		memcpy(out + (size_t)p * D, in + (size_t)src[p] * D, sizeof(tr_real) * D);
 }
 
+void tr_permute_scatter(tr_real *out, const tr_real *in, const int *dst, int n, int D)
+{
+#pragma omp parallel for
+	for (int p = 0; p < n; p++)
+		memcpy(out + (size_t)dst[p] * D, in + (size_t)p * D, sizeof(tr_real) * D);
+}
+
 void tr_permute_backward(tr_real *din, const tr_real *dout, const int *pos, int N, int k, int D)
 {
 #pragma omp parallel for

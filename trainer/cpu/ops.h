@@ -62,6 +62,8 @@ void tr_router_backward(tr_real *dlogits, const tr_real *dgates, const tr_real *
  * inverse map pos[t][s] (no scatter races): din[t] += sum_s dout[pos[t*k+s]]. */
 void tr_permute_forward(tr_real *out, const tr_real *in, const int *src, int n, int D);
 void tr_permute_backward(tr_real *din, const tr_real *dout, const int *pos, int N, int k, int D);
+/* scatter: out[dst[p]] = in[p] for p < n (rows of D; dst one-to-one) */
+void tr_permute_scatter(tr_real *out, const tr_real *in, const int *dst, int n, int D);
 /* combine: y[t] += sum_s gates[t][s] * rows[pos[t][s]] */
 void tr_unpermute_forward(tr_real *y, const tr_real *rows, const int *pos, const tr_real *gates, int N, int k, int D);
 /* drows[pos[t][s]] = gates[t][s] * dy[t] (=);  dgates[t][s] = <dy[t], rows[pos[t][s]]> (=) */

@@ -258,7 +258,7 @@ extern "C" const struct tr_backend tr_backend_cuda = {
 	tr_cuda_attention_forward, tr_cuda_attention_backward,
 	tr_cuda_swiglu_forward, tr_cuda_swiglu_backward,
 	tr_cuda_router_forward, tr_cuda_router_backward,
-	tr_cuda_permute_forward, tr_cuda_permute_backward,
+	tr_cuda_permute_forward, tr_cuda_permute_backward, tr_cuda_permute_scatter,
 	tr_cuda_unpermute_forward, tr_cuda_unpermute_backward,
 	tr_cuda_crossentropy_forward, tr_cuda_crossentropy_backward,
 	tr_cuda_route_plan, tr_cuda_expert_matmul_forward, tr_cuda_expert_matmul_backward,

@@ -32,6 +32,7 @@ void tr_cuda_router_backward(tr_real *dlogits, const tr_real *dgates, const tr_r
 	int E, int k, float route_scale);
 void tr_cuda_permute_forward(tr_real *out, const tr_real *in, const int *src, int n, int D);
 void tr_cuda_permute_backward(tr_real *din, const tr_real *dout, const int *pos, int N, int k, int D);
+void tr_cuda_permute_scatter(tr_real *out, const tr_real *in, const int *dst, int n, int D);
 void tr_cuda_unpermute_forward(tr_real *y, const tr_real *rows, const int *pos, const tr_real *gates, int N, int k,
 	int D);
 void tr_cuda_unpermute_backward(tr_real *drows, tr_real *dgates, const tr_real *dy, const tr_real *rows, const int

@@ -189,6 +189,12 @@ __global__ void k_gather(float *out, const float *in, const int *src, int n, int
 		out[i] = in[(size_t)src[i / D] * D + i % D];
 }
 
+__global__ void k_scatter(float *out, const float *in, const int *dst, int n, int D)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * D; i += (size_t)gridDim.x * blockDim.x)
+		out[(size_t)dst[i / D] * D + i % D] = in[i];
+}
+
 __global__ void k_gather_sum(float *din, const float *dout, const int *pos, int N, int k, int D)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)N * D; i += (size_t)gridDim.x * blockDim.x) {
@@ -239,6 +245,14 @@ extern "C" void tr_cuda_permute_forward(float *out, const float *in, const int *
 		return;
 	k_gather<<<grid((size_t)n * D), TPB, 0, tr_cu.stream>>>(out, in, src, n, D);
 	TR_CU_LAUNCHED("permute_forward");
+}
+
+extern "C" void tr_cuda_permute_scatter(float *out, const float *in, const int *dst, int n, int D)
+{
+	if (n <= 0)
+		return;
+	k_scatter<<<grid((size_t)n * D), TPB, 0, tr_cu.stream>>>(out, in, dst, n, D);
+	TR_CU_LAUNCHED("permute_scatter");
 }
 
 extern "C" void tr_cuda_permute_backward(float *din, const float *dout, const int *pos, int N, int k, int D)

@@ -67,6 +67,7 @@ struct tr_backend {
 				int N, int E, int k, float route_scale);
 	void (*permute_forward)(tr_real *out, const tr_real *in, const int *src, int n, int D);
 	void (*permute_backward)(tr_real *din, const tr_real *dout, const int *pos, int N, int k, int D);
+	void (*permute_scatter)(tr_real *out, const tr_real *in, const int *dst, int n, int D);
 	void (*unpermute_forward)(tr_real *y, const tr_real *rows, const int *pos, const tr_real *gates, int N, int k,
 				  int D);
 	void (*unpermute_backward)(tr_real *drows, tr_real *dgates, const tr_real *dy, const tr_real *rows,

@@ -26,7 +26,9 @@ struct tr_moe_act {
 	int *em_src, *em_inv;       /* [R] expert-major row -> received row, and back */
 	int *em_host;               /* host [2][capR] staging of em_src | em_inv */
 	tr_real *xe, *h1e, *h3e, *ge; /* [R][D], [R][De] x3: expert inputs and hidden, expert-major */
-	tr_real *back;              /* [N*k][D] expert outputs returned to this rank, send order */
+	tr_real *yrow;              /* [R][D] expert outputs (before the gate), received-row order */
+	tr_real *grecv;             /* [R] the gate of each received row (it came with the row) */
+	int *ident;                 /* [capR] 0, 1, ...: the per-row ops as k = 1 over rows in order */
 	tr_real *sh_h1, *sh_h3, *sh_g; /* shared expert hidden [N][F] */
 	const struct tr_backend *be;   /* where the above live */
 };

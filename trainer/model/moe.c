@@ -1,12 +1,15 @@
 /* moe.c - the MoE FFN layer: shared expert + routed experts, expert-parallel over the ep communicator.
  *
  * forward:  router -> sort token-expert pairs by expert (permute) -> exchange counts, then token rows
- *           (dispatch, tr_alltoallv) -> regroup received rows expert-major -> expert SwiGLU ->
- *           back to source order -> reverse exchange (combine) -> gate-weighted sum per token (unpermute).
- * The dispatch names each row's token (tr_alltoallv_keyed), so the transport may send a token once per
- * node however many of its experts are there.
- * backward: the same exchanges in reverse with the gradients of the rows.
- * Gates stay on the token's rank, so the gate gradient <dy, expert output> is computed where the token is.
+ *           (dispatch, tr_alltoallv_keyed) and their gates -> regroup received rows expert-major ->
+ *           expert SwiGLU -> back to received order, times the gate -> reverse exchange summed per token
+ *           (combine, tr_alltoallv_sum_f32).
+ * The dispatch names each row's token, so the transport may send a token once per node however many
+ * of its experts are there; the combine sums a token's weighted expert outputs per node before they
+ * cross back (rail mode), in one fixed order that every mode and EP layout on one node shares.
+ * backward: dy of each token goes to its experts keyed the same way; each expert row computes its gate's
+ * gradient <dy, output> and gate * dy there, the gate gradients travel back, and the input gradients
+ * return summed per token like the forward's outputs.
  * Rows of one expert are processed in (source rank, token) order, which is the global token order when
  * the global batch is split over ranks in rank order: the expert computes the same sums at any EP size.
  */
@@ -32,13 +35,12 @@ struct tr_moe_act *tr_moe_act_new(const struct tr_model *m, int N)
 	a->send_cnt = malloc(sizeof(int) * c->n_experts);
 	a->recv_cnt = malloc(sizeof(int) * c->n_experts); /* ep * E_local == E */
 	a->rows = malloc(sizeof(int) * c->n_experts);
-	a->back = be->alloc(sizeof(tr_real) * nk * c->d_model);
 	a->sh_h1 = be->alloc(sizeof(tr_real) * nf);
 	a->sh_h3 = be->alloc(sizeof(tr_real) * nf);
 	a->sh_g = be->alloc(sizeof(tr_real) * nf);
 	a->be = be;
 	if (!a->scores || !a->gates || !a->idx || !a->pos || !a->src_tok || !a->send_cnt || !a->recv_cnt ||
-	    !a->rows || !a->back || !a->sh_h1 || !a->sh_h3 || !a->sh_g) {
+	    !a->rows || !a->sh_h1 || !a->sh_h3 || !a->sh_g) {
 		tr_moe_act_free(a);
 		return NULL;
 	}
@@ -49,10 +51,10 @@ static void free_rows(struct tr_moe_act *a)
 {
 	const struct tr_backend *be = a->be;
 	be->free(a->em_src), be->free(a->em_inv), be->free(a->xe), be->free(a->h1e), be->free(a->h3e);
-	be->free(a->ge);
+	be->free(a->ge), be->free(a->yrow), be->free(a->grecv), be->free(a->ident);
 	free(a->em_host);
-	a->em_src = a->em_inv = a->em_host = NULL;
-	a->xe = a->h1e = a->h3e = a->ge = NULL;
+	a->em_src = a->em_inv = a->em_host = a->ident = NULL;
+	a->xe = a->h1e = a->h3e = a->ge = a->yrow = a->grecv = NULL;
 	a->capR = 0;
 }
 
@@ -64,7 +66,7 @@ void tr_moe_act_free(struct tr_moe_act *a)
 	free_rows(a);
 	be->free(a->scores), be->free(a->gates), be->free(a->idx), be->free(a->pos), be->free(a->src_tok);
 	free(a->send_cnt), free(a->recv_cnt), free(a->rows);
-	be->free(a->back), be->free(a->sh_h1), be->free(a->sh_h3), be->free(a->sh_g);
+	be->free(a->sh_h1), be->free(a->sh_h3), be->free(a->sh_g);
 	free(a);
 }
 
@@ -82,10 +84,17 @@ static int grow_rows(struct tr_moe_act *a, int R, int D, int De)
 	a->h1e = be->alloc(sizeof(tr_real) * cap * De);
 	a->h3e = be->alloc(sizeof(tr_real) * cap * De);
 	a->ge = be->alloc(sizeof(tr_real) * cap * De);
-	if (!a->em_src || !a->em_inv || !a->em_host || !a->xe || !a->h1e || !a->h3e || !a->ge) {
+	a->yrow = be->alloc(sizeof(tr_real) * cap * D);
+	a->grecv = be->alloc(sizeof(tr_real) * cap);
+	a->ident = be->alloc(sizeof(int) * cap);
+	if (!a->em_src || !a->em_inv || !a->em_host || !a->xe || !a->h1e || !a->h3e || !a->ge || !a->yrow ||
+	    !a->grecv || !a->ident) {
 		free_rows(a);
 		return -1;
 	}
+	for (size_t i = 0; i < cap; i++)
+		a->em_host[i] = (int)i;
+	be->upload(a->ident, a->em_host, sizeof(int) * cap);
 	a->capR = (int)cap;
 	return 0;
 }
@@ -128,12 +137,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* exchange_rows, timed, its bytes counted by the destination's NVLink domain (tr_moe_stats) */
-static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
-		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+/* after an exchange: its time, and its bytes counted by the destination's NVLink domain (tr_moe_stats) */
+static int account(struct tr_model *m, int rc, double t0, const size_t *sb)
 {
-	double t0 = now_s();
-	int rc = exchange_rows(m, send, sb, so, recv, rb, ro, keys, n_keys);
 	m->a2a_s += now_s() - t0;
 	for (int p = 0; rc == 0 && p < m->ep_size; p++)
 		if (p != m->ep_rank) {
@@ -143,6 +149,67 @@ static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, c
 				m->a2a_xdom_bytes += sb[p];
 		}
 	return rc;
+}
+
+/* exchange_rows, timed and counted */
+static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
+		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+{
+	double t0 = now_s();
+	return account(m, exchange_rows(m, send, sb, so, recv, rb, ro, keys, n_keys), t0, sb);
+}
+
+/* tr_alltoallv_sum_f32 (or _f64 where tr_real is double) on host memory */
+static int sum_a2a(struct tr_comm *c, const void *send, const size_t *sb, const size_t *so, void *sum,
+		   const size_t *rb, const size_t *ro, size_t row, const int *keys, int n_keys)
+{
+	if (sizeof(tr_real) == sizeof(double))
+		return tr_alltoallv_sum_f64(c, send, sb, so, sum, rb, ro, row, keys, n_keys);
+	return tr_alltoallv_sum_f32(c, send, sb, so, sum, rb, ro, row, keys, n_keys);
+}
+
+/* tr_alltoallv_sum_f32 over the EP group on backend memory (the combine): the rows sent back are summed
+ * per token into sum [n_keys][D].  On device memory staged through host memory, at EP size 1 too, so
+ * the sums have the transport's one order everywhere. */
+static int combine_rows(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
+			const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+{
+	const struct tr_backend *be = m->be;
+	int P = m->ep_size;
+	size_t row = sizeof(tr_real) * m->cfg.d_model;
+	if (!be->device_mem)
+		return sum_a2a(m->par.ep, send, sb, so, sum, rb, ro, row, keys, n_keys);
+	size_t st = so[P - 1] + sb[P - 1], rt = ro[P - 1] + rb[P - 1], kt = sizeof(int) * (rt / row);
+	size_t out = row * (size_t)n_keys;
+	char *h = tr_model_stage(m, st + out + kt);
+	if (!h)
+		return -1;
+	int *hk = (int *)(void *)(h + st + out);
+	be->download(h, send, st);
+	be->download(hk, keys, kt);
+	if (sum_a2a(m->par.ep, h, sb, so, h + st, rb, ro, row, hk, n_keys))
+		return -1;
+	be->upload(sum, h + st, out);
+	return 0;
+}
+
+/* combine_rows, timed and counted */
+static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
+		   const size_t *rb, const size_t *ro, const int *keys, int n_keys)
+{
+	double t0 = now_s();
+	return account(m, combine_rows(m, send, sb, so, sum, rb, ro, keys, n_keys), t0, sb);
+}
+
+/* the same exchange for one float per row (gates, gate gradients): sizes are the rows' divided by D */
+static int exchange_scalars(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so,
+			    tr_real *recv, const size_t *rb, const size_t *ro)
+{
+	int P = m->ep_size;
+	size_t D = (size_t)m->cfg.d_model, gsb[P], gso[P], grb[P], gro[P];
+	for (int p = 0; p < P; p++)
+		gsb[p] = sb[p] / D, gso[p] = so[p] / D, grb[p] = rb[p] / D, gro[p] = ro[p] / D;
+	return exchange(m, send, gsb, gso, recv, grb, gro, NULL, 0);
 }
 
 /* byte counts and offsets of both directions from the per-expert row counts */
@@ -209,15 +276,20 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	a->R = R;
 	if (grow_rows(a, R, D, De))
 		return tr_model_fail(m, "out of memory for %d expert rows", R);
-	tr_real *xsend = tr_model_scratch(m, ((size_t)Nk + 2 * (size_t)R) * D);
+	tr_real *xsend = tr_model_scratch(m, ((size_t)Nk + 2 * (size_t)R + (size_t)N) * D + (size_t)Nk);
 	if (!xsend)
 		return tr_model_fail(m, "out of memory for the expert exchange");
-	tr_real *xrecv = xsend + (size_t)Nk * D, *ye = xrecv + (size_t)R * D;
+	tr_real *xrecv = xsend + (size_t)Nk * D, *ye = xrecv + (size_t)R * D, *ysum = ye + (size_t)R * D;
+	tr_real *gsend = ysum + (size_t)N * D;
 
 	be->permute_forward(xsend, x, a->src_tok, Nk, D);
 	/* the rows of one token are equal: keyed by token, they cross to a node once (rail mode) */
 	if (exchange(m, xsend, sb, so, xrecv, rb, ro, a->src_tok, N))
 		return tr_model_fail(m, "expert dispatch: %s", tr_comm_error(m->par.ep));
+	/* each row's gate goes with it: the expert side weights its output before the sums */
+	be->permute_scatter(gsend, a->gates, a->pos, Nk, 1);
+	if (exchange_scalars(m, gsend, sb, so, a->grecv, rb, ro))
+		return tr_model_fail(m, "expert gates: %s", tr_comm_error(m->par.ep));
 
 	/* received rows are [source][local expert]; the experts want [local expert][source] */
 	int srcstart[P];
@@ -243,11 +315,14 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	tr_ffn_forward(be, ye, a->h1e, a->h3e, a->ge, a->xe, ew, ew + (size_t)De * D, ew + 2 * (size_t)De * D,
 		       m->expert_elems, a->rows, El, D, De);
 
-	be->permute_forward(xrecv, ye, a->em_inv, R, D);
-	if (exchange(m, xrecv, rb, ro, a->back, sb, so, NULL, 0))
+	/* outputs in received order (kept for the backward), times their gates, summed per token */
+	be->permute_forward(a->yrow, ye, a->em_inv, R, D);
+	be->zero(xrecv, sizeof(tr_real) * (size_t)R * D);
+	be->unpermute_forward(xrecv, a->yrow, a->ident, a->grecv, R, 1, D);
+	if (combine(m, xrecv, rb, ro, ysum, sb, so, a->src_tok, N))
 		return tr_model_fail(m, "expert combine: %s", tr_comm_error(m->par.ep));
 	m->rows_sent += xf.rows_out + xf.rows_back;
-	be->unpermute_forward(y, a->back, a->pos, a->gates, N, k, D);
+	be->add(y, y, ysum, (size_t)N * D);
 	return 0;
 }
 
@@ -261,15 +336,16 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	int E = c->n_experts, k = c->top_k, D = c->d_model, De = c->d_expert, El = m->n_local, P = m->ep_size;
 	int Nk = N * k, R = a->R, one = N;
 
-	size_t nd = (size_t)Nk * D + 2 * (size_t)R * D + (size_t)Nk + (size_t)N * E;
+	size_t nd = (size_t)Nk * D + 3 * (size_t)R * D + 2 * (size_t)Nk + (size_t)R + (size_t)N * E;
 	size_t nffn = 3 * (size_t)R * De;
 	if (3 * (size_t)N * c->d_ff > nffn)
 		nffn = 3 * (size_t)N * c->d_ff;
-	tr_real *dback = tr_model_scratch(m, nd + nffn);
-	if (!dback)
+	tr_real *dsend = tr_model_scratch(m, nd + nffn);
+	if (!dsend)
 		return tr_model_fail(m, "out of memory for the expert exchange");
-	tr_real *drecv = dback + (size_t)Nk * D, *dye = drecv + (size_t)R * D, *dgates = dye + (size_t)R * D;
-	tr_real *dlogits = dgates + Nk, *fscr = dlogits + (size_t)N * E;
+	tr_real *drecv = dsend + (size_t)Nk * D, *dyr = drecv + (size_t)R * D, *dye = dyr + (size_t)R * D;
+	tr_real *dgates = dye + (size_t)R * D, *dgs = dgates + Nk, *dgr = dgs + Nk, *dlogits = dgr + R;
+	tr_real *fscr = dlogits + (size_t)N * E;
 
 	tr_ffn_backward(be, dx, g->w1, g->w3, g->w2, dy, x, a->sh_h1, a->sh_h3, a->sh_g, w->w1, w->w3, w->w2, 0, &one,
 			1, D, c->d_ff, fscr);
@@ -277,10 +353,16 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	size_t sb[P], so[P], rb[P], ro[P];
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
 	xfer_sizes(m, a, &xf);
-	be->unpermute_backward(dback, dgates, dy, a->back, a->pos, a->gates, N, k, D);
-	if (exchange(m, dback, sb, so, drecv, rb, ro, NULL, 0))
+	/* dy of each token to its experts, keyed like the dispatch */
+	be->permute_forward(dsend, dy, a->src_tok, Nk, D);
+	if (exchange(m, dsend, sb, so, drecv, rb, ro, a->src_tok, N))
 		return tr_model_fail(m, "expert dispatch (backward): %s", tr_comm_error(m->par.ep));
-	be->permute_forward(dye, drecv, a->em_src, R, D);
+	/* per received row: d(output) = gate * dy, d(gate) = <dy, output>; the gate gradients go home */
+	be->unpermute_backward(dyr, dgr, drecv, a->yrow, a->ident, a->grecv, R, 1, D);
+	if (exchange_scalars(m, dgr, rb, ro, dgs, sb, so))
+		return tr_model_fail(m, "expert gate gradients: %s", tr_comm_error(m->par.ep));
+	be->permute_forward(dgates, dgs, a->pos, Nk, 1);
+	be->permute_forward(dye, dyr, a->em_src, R, D);
 
 	tr_real *dxe = drecv; /* the received rows are consumed */
 	be->zero(dxe, sizeof(tr_real) * (size_t)R * D);
@@ -289,11 +371,12 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	tr_real *eg = m->grads[TR_SEG_EXPERT] + (size_t)l * m->moe_expert_elems;
 	tr_ffn_backward(be, dxe, eg, eg + o1, eg + 2 * o1, dye, a->xe, a->h1e, a->h3e, a->ge, ew, ew + o1, ew + 2 * o1,
 			m->expert_elems, a->rows, El, D, De, fscr);
-	be->permute_forward(dye, dxe, a->em_inv, R, D);
-	if (exchange(m, dye, rb, ro, dback, sb, so, NULL, 0))
+	be->permute_forward(dyr, dxe, a->em_inv, R, D);
+	tr_real *dxsum = dsend; /* consumed by the dispatch */
+	if (combine(m, dyr, rb, ro, dxsum, sb, so, a->src_tok, N))
 		return tr_model_fail(m, "expert combine (backward): %s", tr_comm_error(m->par.ep));
 	m->rows_sent += xf.rows_out + xf.rows_back;
-	be->permute_backward(dx, dback, a->pos, N, k, D);
+	be->add(dx, dx, dxsum, (size_t)N * D);
 
 	be->router_backward(dlogits, dgates, a->scores, a->idx, N, E, k, c->route_scale);
 	be->matmul_backward(dx, g->wr, dlogits, x, w->wr, N, D, E);
