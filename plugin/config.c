@@ -1,6 +1,7 @@
 /* config.c - the strict parser of the plugin's plugstack.conf arguments.
  *
- *   required moe_topology.so default=SPEC domains=PATH topology=PATH nvml=auto|off strict=yes|no
+ *   required moe_topology.so default=SPEC domains=PATH topology=PATH nvml=auto|off strict=yes|no \
+ *            fabric=oversub:N[,nic:GBS][,nvlink:GBS]
  *
  * Every argument is key=value; an unknown key, a repeated key or a bad value is a configuration error:
  * it is logged with the valid choices and the plugin stays inactive rather than guess.  Files named here
@@ -17,7 +18,8 @@
 
 #include "plugin.h"
 
-#define VALID_KEYS "default=SPEC, domains=PATH|slurm, topology=PATH (%n = node name), nvml=auto|off, strict=yes|no"
+#define VALID_KEYS "default=SPEC, domains=PATH|slurm, topology=PATH (%n = node name), nvml=auto|off, strict=yes|no, " \
+	"fabric=oversub:N[,nic:GBS][,nvlink:GBS]"
 
 static int set_once(char **slot, const char *key, const char *val, struct mtp_config *c)
 {
@@ -73,6 +75,19 @@ static int parse_one(const char *arg, struct mtp_config *c, unsigned *seen)
 	}
 	if (KEY("topology"))
 		return set_once(&c->topology, "topology", val, c);
+	if (KEY("fabric")) {
+		/* a site fact, the same line on every node: every node plans the same ranks with it */
+		if (*seen & 4u) {
+			snprintf(c->error, sizeof c->error, "plugstack.conf: fabric= given twice");
+			return -1;
+		}
+		*seen |= 4u;
+		if (mt_fabric_parse(val, &c->fabric, err, sizeof err)) {
+			snprintf(c->error, sizeof c->error, "plugstack.conf: fabric=%.100s: %.380s", val, err);
+			return -1;
+		}
+		return 0;
+	}
 	if (KEY("nvml") || KEY("strict")) {
 		unsigned bit = KEY("nvml") ? 1u : 2u;
 		if (*seen & bit) {
@@ -128,6 +143,7 @@ void mtp_config_refuse(struct mtp_config *c, const char *why)
 	mtp_config_free(c);
 	c->nvml = MTP_NVML_AUTO;
 	c->strict = false;
+	c->fabric = (struct mt_fabric){0, 0, 0};
 	snprintf(c->error, sizeof c->error, "%s", msg);
 }
 

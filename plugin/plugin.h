@@ -34,6 +34,7 @@ struct mtp_config {
 	char *topology;        /* topology=PATH with %n for the node name; NULL = live hwloc */
 	enum mtp_nvml nvml;
 	bool strict;
+	struct mt_fabric fabric; /* fabric=oversub:N[,nic:X][,nvlink:Y]; zero when absent (the planner then keeps the most local groups) */
 	char error[MT_ERRLEN]; /* first configuration error, "" when the line was valid */
 };
 int mtp_config_parse(int ac, char **av, struct mtp_config *c);

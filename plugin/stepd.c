@@ -208,8 +208,9 @@ static int load_domains(const struct mtp_config *c, char *err, size_t errlen)
 	return 0;
 }
 
-/* The ranks, from the job-wide facts alone: no node model at all. */
-static int plan_ranks(char *err, size_t errlen)
+/* The ranks, from the job-wide facts alone: no node model at all (the fabric is plugstack.conf's, the
+ * same line on every node). */
+static int plan_ranks(const struct mtp_config *c, char *err, size_t errlen)
 {
 	const struct mtp_facts *f = &st.facts;
 	struct mt_job job = {0};
@@ -220,6 +221,7 @@ static int plan_ranks(char *err, size_t errlen)
 	job.procids = (const int *const *)f->procids;
 	job.domains = st.domains;
 	job.spec = st.spec;
+	job.fabric = c->fabric;
 	return mt_plan_build(&job, &st.plan, err, errlen);
 }
 
@@ -326,7 +328,7 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		goto failed;
 	if (!st.domains)
 		st.domains = fabric_domains(c);
-	if (plan_ranks(err, sizeof err))
+	if (plan_ranks(c, err, sizeof err))
 		goto failed;
 	st.planned = true;
 	/* this node only */
@@ -335,8 +337,13 @@ int mtp_stepd_user_init(spank_t sp, const struct mtp_config *c)
 		snprintf(st.local_err, sizeof st.local_err, "%s", err);
 	}
 	/* the version tells the admin reading slurmd's log which plugin build planned the step */
+	char note[96] = ""; /* one %s in the line: its format is what tests/packaging/version.sh finds in the .so */
+	if (c->fabric.oversub >= 1)
+		snprintf(note, sizeof note, " for spine oversubscription %g", c->fabric.oversub);
+	if (st.local_failed)
+		snprintf(note + strlen(note), sizeof note - strlen(note), ", this node unbound");
 	mtp_info("step %u.%u: planned %d ranks on %d nodes%s (moetopo " PACKAGE_VERSION ")", st.facts.job_id,
-		 st.facts.step_id, st.plan->world, st.plan->n_nodes, st.local_failed ? ", this node unbound" : "");
+		 st.facts.step_id, st.plan->world, st.plan->n_nodes, note);
 	goto out;
 failed:
 	fail("%s", err);

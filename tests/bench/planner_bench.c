@@ -5,7 +5,8 @@
  * step's hostlist, and building Slurm's default layout (rank = procid, consecutive EP groups).
  * Best of several runs on one core.  Traffic: `simulate`'s model on the same allocations, with
  * Slurm's order following the racks and with node names that interleave racks, at spine
- * oversubscription 1, 2 and 4 (the shared rack uplinks are what oversubscription limits).
+ * oversubscription 1, 2 and 4 (the shared rack uplinks are what oversubscription limits), the plan
+ * made with that fabric known (plugstack fabric=) and, beside it, the plan made without.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,7 +191,7 @@ static void speed(const struct mt_node *m, int gpus, double target_ms)
 	struct job j;
 	job_from(&j, &a, m, 64);
 	int reps = gpus > 20000 ? 3 : 10;
-	double best_plan = 1e9, best_hl = 1e9, best_def = 1e9;
+	double best_plan = 1e9, best_hl = 1e9, best_def = 1e9, best_fab = 1e9;
 	char err[MT_ERRLEN];
 	for (int r = 0; r < reps; r++) {
 		char **names;
@@ -217,11 +218,25 @@ static void speed(const struct mt_node *m, int gpus, double target_ms)
 		mt_plan_free(p);
 		if (t1 - t0 < best_plan)
 			best_plan = t1 - t0;
+		/* the fabric known (plugstack fabric=oversub:4): candidate layouts priced by simulate's model */
+		j.job.fabric = (struct mt_fabric){4, 100, 900};
+		t0 = now();
+		if (mt_plan_build(&j.job, &p, err, sizeof(err))) {
+			fprintf(stderr, "bench: %s\n", err);
+			exit(1);
+		}
+		t1 = now();
+		j.job.fabric = (struct mt_fabric){0, 0, 0};
+		mt_plan_free(p);
+		if (t1 - t0 < best_fab)
+			best_fab = t1 - t0;
 	}
 	printf("  %d GPUs: plan %.2f ms (target <= %.0f ms: %.2fx of target), hostlist expansion %.2f ms "
 	       "(plan/expand %.1fx), default layout %.3f ms (plan/default %.0fx)\n",
 	       gpus, best_plan * 1e3, target_ms, best_plan * 1e3 / target_ms, best_hl * 1e3, best_plan / best_hl,
 	       best_def * 1e3, best_plan / best_def);
+	printf("  %d GPUs, fabric known (oversub 4): plan %.2f ms (%.2fx of the plan without it; plan/expand %.1fx)\n",
+	       gpus, best_fab * 1e3, best_fab / best_plan, best_fab / best_hl);
 	job_free(&j);
 	mt_domains_free(a.domains);
 	free(a.hostlist);
@@ -283,7 +298,12 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	job_from(&j, &a, m, ep);
 	j.job.spec.route_groups = rg; /* the spec says how the trainer routes; the plan may use it */
 	char err[MT_ERRLEN];
-	struct mt_plan *p;
+	struct mt_plan *p, *blind;
+	if (mt_plan_build(&j.job, &blind, err, sizeof(err))) {
+		fprintf(stderr, "bench: %s\n", err);
+		exit(1);
+	}
+	j.job.fabric = (struct mt_fabric){oversub, 100, 900}; /* the site says: plugstack fabric= */
 	if (mt_plan_build(&j.job, &p, err, sizeof(err))) {
 		fprintf(stderr, "bench: %s\n", err);
 		exit(1);
@@ -295,8 +315,10 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	sp.nic_gbs = 100;
 	sp.oversub = oversub;
 	sp.route_groups = rg;
+	struct mt_sim_result z;
 	mt_sim_plan(p, &sp, &x, err, sizeof(err));
 	mt_sim_default(&j.job, p, &sp, &y, err, sizeof(err));
+	mt_sim_plan(blind, &sp, &z, err, sizeof(err));
 	printf("  %d GB300, %s order, ep=%d, oversub %.0f, %s:\n"
 	       "    plan    local %d/%d, widest group %2d racks, NVLink bytes %3.0f%%: slowest group %5.0f us, mean group %5.0f us"
 	       ", spine-bound groups %3d\n"
@@ -309,7 +331,12 @@ static void traffic(const struct mt_node *m, int gpus, int ep, int interleave, d
 	       y.summary.ep_groups_local, y.summary.ep_groups, y.summary.max_domains_per_group,
 	       100 * y.summary.nvlink_local_fraction, y.total_us, y.mean_group_us, y.spine_bound_groups,
 	       y.total_us / x.total_us, y.mean_group_us / x.mean_group_us);
+	printf("    plan without fabric= (most local groups): local %d/%d, slowest group %5.0f us, mean group %5.0f us; "
+	       "default/that plan: slowest %.2fx, mean %.2fx\n",
+	       z.summary.ep_groups_local, z.summary.ep_groups, z.total_us, z.mean_group_us, y.total_us / z.total_us,
+	       y.mean_group_us / z.mean_group_us);
 	mt_plan_free(p);
+	mt_plan_free(blind);
 	job_free(&j);
 	mt_domains_free(a.domains);
 	free(a.hostlist);

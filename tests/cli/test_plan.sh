@@ -141,4 +141,39 @@ assert isinstance(b["default"]["spine_bound_groups"], int)
 assert abs(b["speedup"] - 2 * a["speedup"]) < 1e-3
 PY
 fi
+# The fabric known (plan --oversub, as plugstack fabric=oversub:N): 12 racks of 18 GB300 trays in Slurm's
+# order and a last rack of 8 trays (32 GPUs), ep=64.  The most-local plan (12 local groups) puts the last
+# rack's 32 GPUs with small tails of the others, all their tokens over their rack's uplinks: at oversub 4 its
+# slowest group is 0.44x as fast as Slurm's layout.  Told the fabric, the plan gives up 3 local groups to
+# pair that rack with a large chunk of another, and ties the default's slowest group with 9 local groups.
+: >"$T/racks.map"
+for r in 01 02 03 04 05 06 07 08 09 10 11 12; do echo "gb-r$r-n[01-18] rack$r" >>"$T/racks.map"; done
+echo "gb-r13-n[01-08] rack13" >>"$T/racks.map"
+for f in "" --fabric-unknown; do
+	"$M" simulate --nodes 'gb-r[01-12]-n[01-18],gb-r13-n[01-08]' --preset gb300-nvl72-tray --domains "$T/racks.map" \
+		--spec ep=64 --oversub 4 $f --json >"$T/fab${f:+-blind}.json" 2>"$T/fab.err"
+	is "$?" 0 "simulate --oversub 4 ${f:-(fabric known)} runs"
+done
+if [ -z "${skip_py:-}" ]; then
+	ok "fabric known: the slowest group ties the default (1.00x, 9 local groups); unknown: 0.44x with 12" \
+		python3 - "$T/fab.json" "$T/fab-blind.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["plan"]["total_us"] <= a["default"]["total_us"] * (1 + 1e-9), a
+assert a["plan"]["ep_groups_local"] == 9 and b["plan"]["ep_groups_local"] == 12, (a["plan"], b["plan"])
+assert abs(b["speedup"] - 0.4375) < 0.01, b["speedup"]
+assert a["plan"]["mean_group_us"] < a["default"]["mean_group_us"]
+PY
+fi
+"$M" plan --nodes 'gb-r[01-12]-n[01-18],gb-r13-n[01-08]' --preset gb300-nvl72-tray --domains "$T/racks.map" \
+	--spec ep=64 --oversub 4 --json >"$T/fab-plan.json"
+is "$?" 0 "plan --oversub 4 runs without --simulate"
+"$M" plan --nodes 'gb-r[01-12]-n[01-18],gb-r13-n[01-08]' --preset gb300-nvl72-tray --domains "$T/racks.map" \
+	--spec ep=64 --json >"$T/nofab-plan.json"
+ok "plan --oversub 4 gives other ranks than the plan without it" sh -c "! cmp -s '$T/fab-plan.json' '$T/nofab-plan.json'"
+"$M" plan --nodes 'n[1-4]' --preset gb300-nvl72-tray --nic-gbs 50 >/dev/null 2>"$T/nic.err"
+is "$?" 2 "plan --nic-gbs without --oversub is bad input"
+ok "one line naming --oversub" sh -c "[ \$(wc -l <'$T/nic.err') -eq 1 ] && grep -q -- '--oversub' '$T/nic.err'"
+"$M" plan --nodes 'n[1-4]' --preset gb300-nvl72-tray --oversub 0.5 >/dev/null 2>"$T/ov.err"
+is "$?" 2 "plan --oversub 0.5 is bad input (valid: >= 1)"
 done_testing

@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_options.sh - --moe-topology at submit time on the real testbed: srun, sbatch and salloc accept it,
 # sbatch's value reaches every step and srun overrides it, MOE_TOPOLOGY is a default below the flag,
-# a bad SPEC is refused before any allocation, and an unknown plugstack key is reported.
+# a bad SPEC is refused before any allocation, an unknown plugstack key is reported, and plugstack
+# fabric=oversub:N gives the plan its objective (the same ranks on every node).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/slurm/lib.sh"
@@ -70,6 +71,35 @@ ok "srun: MOE_TOPOLOGY with a newline is refused at submit" fails_with 'moe-topo
 is "$(grep -c '^FORGED' <<<"$err")" 0 "the newline in it does not start an unprefixed line"
 after=$(job_id)
 is "$after" "$((before + 1))" "no job was allocated for any invalid SPEC"
+
+# fabric=: the site's spine oversubscription, for the planner's objective.  srun -N4 -n14 -c2 -m cyclic puts
+# 4,4,4,2 tasks on gpu-r1-n1, gpu-r1-n2, gpu-r2-n1, gpu-r2-n2 (8 CPUs a node, 2 per task): 8 in rack r1, 6 in
+# r2; ep=7.  The most-local plan has one group inside r1 and one of r1's eighth task with r2's six (that lone
+# task receives from all six: the slowest group).  With fabric=oversub:4 Slurm's own cyclic order (both
+# groups split 4 + 3 over the racks) has the faster slowest group under simulate's model, so the plan takes
+# Slurm's groups (each domain's ranks made contiguous inside a group), on every node alike.
+slurm_groups() {  # slurm_groups N: N report lines, each task in EP group SLURM_PROCID / 7 (Slurm's consecutive ranks)
+	local n bad
+	n=$(grep -c '^T ' <<<"$out")
+	bad=$(awk '$1 == "T" { v = "<unset>"; for (i = 3; i <= NF; i++) if (index($i, "MOE_EP_GROUP=") == 1) v = substr($i, 14)
+		if (v != int($2 / 7)) print $2 "->" v }' <<<"$out")
+	[ "$n" = "$1" ] && [ -z "$bad" ] || { echo "# $n lines, tasks outside Slurm's group: $bad"; return 1; }
+}
+FABRIC_JOB="-N4 -n14 -c2 -m cyclic --gpus-per-node=4 --moe-topology=ep=7"
+run_client srun $FABRIC_JOB "$REPORT"
+is "$rc" 0 "fabric unknown: the job runs"
+not_slurm_groups() { ! slurm_groups 14 >/dev/null; }
+ok "fabric unknown: the most-local plan's EP groups are not Slurm's" not_slurm_groups
+$TESTBED plugstack "fabric=oversub:4" "domains=$MOE_TESTBED/etc/topology.conf" "topology=$MOE_TESTBED/topo/%n.xml" nvml=off
+run_client srun $FABRIC_JOB "$REPORT"
+is "$rc" 0 "fabric=oversub:4: the job runs"
+ok "fabric=oversub:4: every task is in Slurm's EP group (procids 0-6, 7-13: faster here)" slurm_groups 14
+ok "fabric=oversub:4: the slurmd log names the oversubscription planned for" \
+	grep -q "moe-topology: step .*: planned 14 ranks on 4 nodes for spine oversubscription 4" "$MOE_TESTBED"/log/slurmd-*.log
+$TESTBED plugstack "fabric=oversub:0.5"
+run_client srun -N1 --moe-topology=auto true
+ok "fabric=oversub:0.5 is refused, naming the valid form" grep -q "fabric=oversub:0.5: .*oversub:N (N >= 1)" <<<"$err"
+$TESTBED plugstack
 
 # Strict plugstack parsing: an unknown key is an error in the log, the plugin stays out of the way.
 $TESTBED plugstack bogus=1 "topology=$MOE_TESTBED/topo/%n.xml"

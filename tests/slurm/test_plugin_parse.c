@@ -67,6 +67,22 @@ static void test_config(void)
 	mtp_config_free(&c);
 	TAP_INT(parse(&c, "default=off", NULL, NULL), 0, "default=off is fine");
 	mtp_config_free(&c);
+	/* fabric=: the site's spine oversubscription (and bandwidths) for the planner's objective */
+	tap_ok(parse(&c, NULL, NULL, NULL) == 0 && c.fabric.oversub == 0, "no fabric=: the fabric is unknown");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "fabric=oversub:4,nic:100,nvlink:900", "strict=yes", NULL), 0, "fabric= with bandwidths");
+	tap_ok(c.fabric.oversub == 4 && c.fabric.nic_gbs == 100 && c.fabric.nvlink_gbs == 900, "fabric= read");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "fabric=oversub:0.5", NULL, NULL), -1, "fabric oversubscription below 1 is refused");
+	tap_ok(strstr(c.error, "plugstack.conf: fabric=oversub:0.5") && strstr(c.error, "oversub:N (N >= 1)"),
+	       "naming the value and the valid form: %s", c.error);
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "fabric=oversub:2", "fabric=oversub:4", NULL), -1, "fabric= given twice");
+	mtp_config_free(&c);
+	TAP_INT(parse(&c, "fabric=oversub:4", "bogus=1", NULL), -1, "an error after fabric=");
+	tap_ok(c.fabric.oversub == 0 && strstr(c.error, "fabric=oversub:N"), "leaves no fabric applied; the keys "
+	       "listed name fabric=");
+	mtp_config_free(&c);
 }
 
 /* 0 when mtp_open_trusted accepts PATH (the descriptor is closed again), else its return value. */

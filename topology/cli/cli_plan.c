@@ -93,7 +93,7 @@ static int load_models(struct cli_job *c, const char *cmd, const char *xml)
 }
 
 enum { O_NODES = 256, O_TPN, O_XML, O_PRESET, O_DOMAINS, O_CPUS, O_SPEC, O_JSON, O_SIM, O_HELP,
-       O_TOKENS, O_HIDDEN, O_TOPK, O_BYTES, O_NVL, O_NIC, O_OVERSUB, O_ROUTING, O_RG, O_DIST };
+       O_TOKENS, O_HIDDEN, O_TOPK, O_BYTES, O_NVL, O_NIC, O_OVERSUB, O_ROUTING, O_RG, O_DIST, O_NOFAB };
 
 static const struct option opts[] = {
 	{"nodes", required_argument, 0, O_NODES},       {"tasks-per-node", required_argument, 0, O_TPN},
@@ -106,13 +106,14 @@ static const struct option opts[] = {
 	{"nvlink-gbs", required_argument, 0, O_NVL},    {"nic-gbs", required_argument, 0, O_NIC},
 	{"oversub", required_argument, 0, O_OVERSUB},   {"routing", required_argument, 0, O_ROUTING},
 	{"route-groups", required_argument, 0, O_RG},   {"distribution", required_argument, 0, O_DIST},
+	{"fabric-unknown", no_argument, 0, O_NOFAB},
 	{0, 0, 0, 0},
 };
 
 static const char plan_usage[] =
 	"usage: moetopo plan --nodes HOSTLIST (--node-xml FILE|PATTERN | --preset NAME) [--tasks-per-node N]\n"
 	"                    [--domains FILE] [--cpus LIST] [--spec SPEC] [--distribution block|cyclic]\n"
-	"                    [--json] [--simulate [SIM OPTIONS]]\n"
+	"                    [--oversub N [--nic-gbs X] [--nvlink-gbs X]] [--json] [--simulate [SIM OPTIONS]]\n"
 	"\n"
 	"Prints which rank each Slurm task (SLURM_PROCID) becomes and what it is bound\n"
 	"to: GPU, NICs and rail, CPU set, EP group/rank, DP rank, NVLink domain; then a summary.  This is\n"
@@ -131,6 +132,12 @@ static const char plan_usage[] =
 	"  --cpus LIST            CPUs the step may use on every node (e.g. 0-63); default all\n"
 	"  --spec SPEC            the planner spec (default auto); --spec help prints the grammar\n"
 	"  --distribution D       how Slurm placed the tasks: block (default) or cyclic (srun -m cyclic)\n"
+	"  --oversub N            the fabric's spine oversubscription (N >= 1), as plugstack.conf fabric=oversub:N\n"
+	"                         gives it to the plugin: the plan then minimises its slowest EP group's modelled\n"
+	"                         all-to-all time, giving up an NVLink-local group only when that makes it faster;\n"
+	"                         without it the plan keeps the most local groups\n"
+	"  --nic-gbs X            with --oversub: the fabric's NIC GB/s per rail (fabric=...,nic:X; default 50)\n"
+	"  --nvlink-gbs X         with --oversub: NVLink GB/s per GPU (fabric=...,nvlink:X; default 450)\n"
 	"  --json                 JSON output (schema in doc/json-schema.md)\n"
 	"  --simulate             also print `moetopo simulate` for this plan\n"
 	"\n"
@@ -155,6 +162,9 @@ static const char sim_usage[] =
 	"                    NIC bandwidth / X, shared by all EP groups; bytes that must change rails go X times slower\n"
 	"  --routing R       uniform (default), or group: group-limited routing to M NVLink domains\n"
 	"  --route-groups M  M for --routing group (default: the spec's route-groups)\n"
+	"  --fabric-unknown  plan as without plugstack fabric= (the most local groups), still simulating at\n"
+	"                    --oversub; by default the plan knows --oversub, --nic-gbs and --nvlink-gbs\n"
+	"                    (NIC and NVLink as given, else 50 and 450), as with fabric=oversub:N,nic:X,nvlink:Y\n"
 	"\n"
 	"Model assumptions (doc/planner.md): every token picks top-k experts of its EP group uniformly and\n"
 	"experts stay balanced (group: a token reaches M of the group's domains on average, each in\n"
@@ -196,7 +206,7 @@ static int parse_int(const char *v)
 struct args {
 	const char *nodes, *xml, *preset, *dfile, *cpus, *spec, *routing;
 	int tpn, rg;
-	bool json, sim, sim_opt;
+	bool json, sim, sim_opt, oversub_set, fabric_unknown;
 	enum mt_dist dist;
 	struct mt_sim_params sp;
 	double nvl, nic;
@@ -240,9 +250,11 @@ static int parse_args(int argc, char **argv, const char *cmd, bool simulate_cmd,
 		case O_HIDDEN: if ((rc = parse_num(cmd, "--hidden", optarg, 1, &a->sp.hidden))) return rc; a->sim_opt = true; break;
 		case O_TOPK: if ((rc = parse_num(cmd, "--topk", optarg, 1, &a->sp.topk))) return rc; a->sim_opt = true; break;
 		case O_BYTES: if ((rc = parse_num(cmd, "--bytes", optarg, 0.125, &a->sp.bytes))) return rc; a->sim_opt = true; break;
-		case O_NVL: if ((rc = parse_num(cmd, "--nvlink-gbs", optarg, 0.001, &a->nvl))) return rc; a->sim_opt = true; break;
-		case O_NIC: if ((rc = parse_num(cmd, "--nic-gbs", optarg, 0.001, &a->nic))) return rc; a->sim_opt = true; break;
-		case O_OVERSUB: if ((rc = parse_num(cmd, "--oversub", optarg, 1, &a->sp.oversub))) return rc; a->sim_opt = true; break;
+		/* the fabric: the plan's (like plugstack fabric=) and the simulation's */
+		case O_NVL: if ((rc = parse_num(cmd, "--nvlink-gbs", optarg, 0.001, &a->nvl))) return rc; break;
+		case O_NIC: if ((rc = parse_num(cmd, "--nic-gbs", optarg, 0.001, &a->nic))) return rc; break;
+		case O_OVERSUB: if ((rc = parse_num(cmd, "--oversub", optarg, 1, &a->sp.oversub))) return rc; a->oversub_set = true; break;
+		case O_NOFAB: a->fabric_unknown = true; a->sim_opt = true; break;
 		case O_ROUTING:
 			if (strcmp(optarg, "uniform") && strcmp(optarg, "group"))
 				return bad(cmd, "bad value --routing=%s (valid: uniform, group)", optarg);
@@ -264,6 +276,8 @@ static int parse_args(int argc, char **argv, const char *cmd, bool simulate_cmd,
 		return bad(cmd, "unexpected argument '%s' (options only; see --help)", argv[optind]);
 	if (a->sim_opt && !a->sim)
 		return bad(cmd, "%s", "simulation options need --simulate (or use moetopo simulate)");
+	if ((a->nic > 0 || a->nvl > 0) && !a->oversub_set && !a->sim)
+		return bad(cmd, "%s", "--nic-gbs and --nvlink-gbs describe the fabric with --oversub N (or simulate with --simulate)");
 	return -1;
 }
 
@@ -317,6 +331,8 @@ static int build_job(const char *cmd, const struct args *a, const struct mt_spec
 	cj->job.domains = cj->domains;
 	cj->job.allowed_cpus = cj->allowed;
 	cj->job.spec = *s;
+	if (a->oversub_set && !a->fabric_unknown) /* what plugstack fabric=oversub:N,nic:X,nvlink:Y gives the plugin */
+		cj->job.fabric = (struct mt_fabric){a->sp.oversub, a->nic, a->nvl};
 	return 0;
 }
 

@@ -68,6 +68,18 @@ const char *mt_preset_names(void); /* "dgx-h100, gb300-nvl72-tray, ..." */
 const char *mt_preset_describe(const char *name); /* one line of the preset's facts, NULL if unknown */
 int mt_preset_domain_size(const char *name); /* nodes per NVLink domain for the preset (1 = node) */
 
+/* ---- the fabric: a site fact, the same on every node (plugstack.conf fabric=, moetopo plan --oversub).
+ * Unknown (oversub 0): the plan keeps the most NVLink-local groups.  Known: the plan minimises the
+ * slowest EP group's all-to-all time under simulate's model at these figures, then keeps the most
+ * local groups, then minimises the mean (doc/planner.md). */
+struct mt_fabric {
+	double oversub;     /* spine oversubscription >= 1; 0 = unknown */
+	double nic_gbs;     /* NIC GB/s per rail per direction; 0 = 50 */
+	double nvlink_gbs;  /* NVLink GB/s per GPU per direction; 0 = 450 */
+};
+/* "oversub:N[,nic:GBS][,nvlink:GBS]" (keys in any order, each once); one line naming the problem otherwise. */
+int mt_fabric_parse(const char *text, struct mt_fabric *f, char *err, size_t errlen);
+
 /* ---- the job */
 struct mt_job {
 	int n_nodes;
@@ -81,6 +93,7 @@ struct mt_job {
 	const struct mt_domains *domains;   /* NULL: NVML fabric cliques if every model has them, else node = domain */
 	const char *const *allowed_cpus;    /* per node cpu list the step may use; NULL or NULL entry = all */
 	struct mt_spec spec;
+	struct mt_fabric fabric;            /* zero: unknown */
 };
 
 struct mt_rank {

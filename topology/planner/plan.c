@@ -146,6 +146,12 @@ static int check_job(const struct mt_job *job, int *world, char *err, size_t err
 				   job->spec.mode == MT_MODE_OFF ? "off" : "help");
 	if (job->n_nodes < 1 || !job->nodes || !job->tasks)
 		return mt_seterr(err, errlen, MT_EINVAL, "job has no nodes");
+	const struct mt_fabric *f = &job->fabric;
+	if ((f->oversub != 0 && !(f->oversub >= 1)) || !(f->nic_gbs >= 0) || !(f->nvlink_gbs >= 0))
+		return mt_seterr(err, errlen, MT_EINVAL,
+				   "fabric oversub %g, nic %g GB/s, nvlink %g GB/s (valid: oversub 0 = unknown or >= 1; "
+				   "bandwidths 0 = default or > 0)",
+				   f->oversub, f->nic_gbs, f->nvlink_gbs);
 	struct mt_strmap seen;
 	if (mt_strmap_init(&seen, (size_t)job->n_nodes))
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
@@ -321,7 +327,11 @@ int mt_plan_build(const struct mt_job *job, struct mt_plan **out, char *err, siz
 	if (!slot_of)
 		goto fail_tmp;
 	/* seq: global slot of the first task of each unit, in rank order */
-	seq = mt_plan_pack(job, p->node_domain, p->n_domains, dunits, first, T, E, &rc, err, errlen);
+	rc = 0;
+	seq = mt_plan_pack(job, p->node_domain, p->n_domains, dunits, first, T, E, -1, &rc, err, errlen);
+	if (seq && job->fabric.oversub >= 1)
+		seq = mt_plan_objective(job, p->node_domain, p->n_domains, dunits, first, slot_of, T, E, seq, &rc, err,
+					errlen);
 	if (!seq)
 		goto fail_tmp;
 	rc = mt_plan_fill(job, p, seq, first, slot_of, T, E, D, err, errlen);

@@ -394,23 +394,22 @@ int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, co
 	/* EP groups: block b holds the T groups b*T..b*T+T-1, members strided by T */
 	p->n_groups = W / E;
 	p->groups = calloc((size_t)p->n_groups, sizeof(*p->groups));
-	lay = malloc(sizeof(int) * (size_t)W * 5);
+	struct mt_layout L;
+	int *ln, *ld, *lr;
+	lay = mt_layout_megatron(&L, W, E, T, p->n_domains, &ln, &ld, &lr);
 	if (!p->groups || !lay)
 		goto out;
-	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
 	for (int g = 0; g < p->n_groups; g++) {
 		struct mt_ep_group *G = &p->groups[g];
-		int b = g / T, tp = g % T;
 		G->size = E;
 		G->members = malloc(sizeof(int) * (size_t)E);
 		G->domains = malloc(sizeof(int) * (size_t)E);
 		if (!G->members || !G->domains)
 			goto out;
 		for (int e = 0; e < E; e++) {
-			int r = (b * E + e) * T + tp;
+			int r = L.members[(size_t)g * E + e];
 			G->members[e] = r;
 			G->domains[e] = p->ranks[p->by_rank[r]].domain;
-			lm[g * E + e] = r;
 		}
 		qsort(G->domains, (size_t)E, sizeof(int), int_cmp);
 		int nd = 0;
@@ -421,12 +420,10 @@ int mt_plan_fill(const struct mt_job *job, struct mt_plan *p, const int *seq, co
 	}
 	for (int r = 0; r < W; r++) {
 		const struct mt_rank *R = &p->ranks[p->by_rank[r]];
-		lg[r] = R->ep_group;
 		ln[r] = R->node;
 		ld[r] = R->domain;
 		lr[r] = R->rail;
 	}
-	struct mt_layout L = {W, E, p->n_groups, p->n_domains, lg, ln, ld, lr, lm};
 	mt_layout_summary(&L, &p->summary);
 	rc = 0;
 out:

@@ -76,3 +76,21 @@ void mt_layout_summary(const struct mt_layout *l, struct mt_summary *s)
 	free(mask);
 	free(touched);
 }
+
+int *mt_layout_megatron(struct mt_layout *l, int W, int E, int T, int n_domains, int **node, int **domain, int **rail)
+{
+	int *lay = malloc(sizeof(int) * (size_t)W * 5 + 1);
+	if (!lay)
+		return NULL;
+	int *lg = lay, *lm = lay + 4 * (size_t)W, G = W / E;
+	*node = lay + W;
+	*domain = lay + 2 * (size_t)W;
+	*rail = lay + 3 * (size_t)W;
+	for (int r = 0; r < W; r++)
+		lg[r] = (r / T) / E * T + r % T;
+	for (int g = 0; g < G; g++)
+		for (int e = 0; e < E; e++)
+			lm[(size_t)g * E + e] = ((g / T) * E + e) * T + g % T;
+	*l = (struct mt_layout){W, E, G, n_domains, lg, *node, *domain, *rail, lm};
+	return lay;
+}

@@ -327,7 +327,7 @@ static void block_load(struct cost_ws *ws, int c0, int c1, int T, int E, double 
 	if (M > 0 && M < nt)
 		x = mt_sim_draws(ws->ccnt + c0, nt, E, k, M);
 	for (int c = c0; c < c1; c++) {
-		ws->h[c] = ws->ccnt[c] >= E ? 1 : 1 - pow(1 - ws->ccnt[c] / (double)E, x);
+		ws->h[c] = mt_sim_hit(ws->ccnt[c], E, x);
 		H += ws->h[c];
 	}
 	for (int s = 0; s < NS; s++)
@@ -353,7 +353,7 @@ static void block_load(struct cost_ws *ws, int c0, int c1, int T, int E, double 
 				}
 			for (int s = 0; s < NS; s++) {
 				double send = al + un * sim_S[s];
-				double recv = h * (G[r] - own[r]) / own[r] + h * unal / ci * sim_S[s];
+				double recv = mt_sim_recv(h, G[r] - own[r], own[r], unal, ci, sim_S[s]);
 				double load = send > recv ? send : recv;
 				if (load > nic[s])
 					nic[s] = load;
@@ -621,8 +621,56 @@ static int emit_tails(struct alloc *a, int na_used, int *fill, const int *dlist,
 	return 0;
 }
 
+/* Longest chain tried: each link gives up one local group. */
+#define MAX_CHAIN 16
+
+/* The chain from domain P (plan_objective.c): P's tail a takes E - a units of the domain with the largest
+ * tail that still has a local group; that domain gives up the group, and its rest (a + its tail) goes on
+ * to the next, until a domain's own tail completes the block.  Links in *link (P first), released
+ * domains marked; the link count, 0 when there is no chain of 2 to MAX_CHAIN blocks, -1 out of memory. */
+static int build_chain(int nd, const int *dunits, int E, int P, int *order, int *rem, int *link, char *released)
+{
+	int acc = dunits[P] % E, k = 0;
+	if (!acc)
+		return 0;
+	for (int d = 0; d < nd; d++)
+		rem[d] = dunits[d] % E;
+	/* the other domains with a tail, largest tail first, ties by index: counting sort over tail sizes */
+	int n = 0, *at = calloc((size_t)E + 1, sizeof(int));
+	if (!at)
+		return -1;
+	for (int d = 0; d < nd; d++)
+		if (d != P && rem[d])
+			at[E - rem[d]]++;
+	for (int t = 0, acc_n = 0; t <= E; t++) {
+		int c = at[t];
+		at[t] = acc_n;
+		acc_n += c;
+	}
+	for (int d = 0; d < nd; d++)
+		if (d != P && rem[d]) {
+			order[at[E - rem[d]]++] = d;
+			n++;
+		}
+	free(at);
+	link[k++] = P;
+	for (int i = 0; i < n && k <= MAX_CHAIN; i++) {
+		int c = order[i];
+		if (rem[c] >= E - acc) { /* c's own tail completes the block */
+			link[k++] = c;
+			return k >= 3 ? k : 0; /* one link only: a packing of the tails already, nothing traded */
+		}
+		if (dunits[c] < E)
+			continue; /* no local group to give up */
+		released[c] = 1;
+		link[k++] = c;
+		acc += rem[c];
+	}
+	return 0;
+}
+
 int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, const int *dunits, const int *first,
-		  int T, int E, int *rc, char *err, size_t errlen)
+		  int T, int E, int chain, int *rc, char *err, size_t errlen)
 {
 	int U = 0, R = 0;
 	for (int d = 0; d < nd; d++) {
@@ -643,10 +691,16 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	struct alloc *a1 = malloc(sizeof(*a1) * na), *a2 = malloc(sizeof(*a2) * na), *a3 = NULL;
 	struct alloc *a4 = malloc(sizeof(*a4) * na), *a5 = malloc(sizeof(*a5) * na);
 	uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(E / 64 + 1));
-	int n = 0, opt_local = (U - R) / E;
+	int n = 0, opt_local = (U - R) / E, nlink = 0;
+	int *link = chain >= 0 ? malloc(sizeof(int) * (size_t)(nd + MAX_CHAIN + 1)) : NULL;
+	char *released = chain >= 0 ? calloc((size_t)nd, 1) : NULL;
 	if (!dstart || !fill || !dlist || !seq || !head || !next || !rem || !tmp || !heap || !cap || !a1 || !a2 || !a4 || !a5 ||
-	    !bits) {
+	    !bits || (chain >= 0 && (!link || !released))) {
 		*rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups");
+		goto fail;
+	}
+	if (chain >= 0 && (nlink = build_chain(nd, dunits, E, chain, tmp, rem, link, released)) <= 0) {
+		*rc = nlink ? mt_seterr(err, errlen, MT_ENOMEM, "out of memory packing EP groups") : 0; /* 0: no chain */
 		goto fail;
 	}
 	/* counting sort of units by domain, keeping Slurm's node order inside a domain */
@@ -661,18 +715,32 @@ int *mt_plan_pack(const struct mt_job *job, const int *node_domain, int nd, cons
 	}
 	/* whole blocks inside each domain; fill[d] becomes the start of d's tail */
 	for (int d = 0; d < nd; d++) {
-		int whole = dunits[d] / E * E;
+		int whole = (dunits[d] / E - (released && released[d])) * E;
 		memcpy(seq + n, dlist + dstart[d], sizeof(int) * (size_t)whole);
 		n += whole;
 		fill[d] = dstart[d] + whole;
 		rem[d] = dunits[d] - whole;
 	}
+	/* the chain's blocks: link i-1's rest, then the front of link i's units up to a whole block */
+	for (int i = 1; i < nlink; i++) {
+		int a = link[i - 1], b = link[i], take = rem[a], give = E - take;
+		int lo = a < b ? a : b, hi = a < b ? b : a, cnt[2] = {a < b ? take : give, a < b ? give : take};
+		int dd[2] = {lo, hi};
+		for (int j = 0; j < 2; j++) { /* by domain inside the block, as the tails' blocks */
+			memcpy(seq + n, dlist + fill[dd[j]], sizeof(int) * (size_t)cnt[j]);
+			n += cnt[j];
+			fill[dd[j]] += cnt[j];
+			rem[dd[j]] -= cnt[j];
+		}
+	}
+	if (nlink)
+		L--;
 	if (L > 0) {
 		int cn[4];
 		struct alloc *ca[4] = {a1, a2, NULL, a4};
 		cn[0] = pack_exact(nd, rem, E, L, head, next, tmp, a1);
 		cn[1] = pack_spread(nd, rem, E, L, head, next, heap, cap, a2);
-		cn[2] = pack_default(job, node_domain, nd, first, T, E, opt_local, L, &a3);
+		cn[2] = nlink ? -1 : pack_default(job, node_domain, nd, first, T, E, opt_local, L, &a3);
 		ca[2] = a3;
 		struct buckets bk = {head, next, bits};
 		cn[3] = pack_floor_best(nd, rem, E, L, &bk, tmp, &a4, &a5);
@@ -711,5 +779,7 @@ out:
 	free(a4);
 	free(a5);
 	free(bits);
+	free(link);
+	free(released);
 	return seq;
 }

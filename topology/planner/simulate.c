@@ -43,6 +43,16 @@ static int rail_slot(int r)
 	return r >= 0 && r < 64 ? r : 64;
 }
 
+double mt_sim_hit(double c, double E, double x)
+{
+	return c >= E ? 1 : 1 - pow(1 - c / E, x);
+}
+
+double mt_sim_recv(double h, double rail_senders, double rail_own, double unaligned, double members, double oversub)
+{
+	return (rail_own > 0 ? h * rail_senders / rail_own : 0) + h * unaligned / members * oversub;
+}
+
 /* Group-limited routing: a token reaches M of the group's domains on average, and a domain's chance
  * grows with its share of the experts as under uniform routing, only with fewer draws: the x <= k
  * for which the expected number of domains, sum_j 1 - (1 - c_j/E)^x, is M (bisection; x = k when
@@ -53,7 +63,7 @@ double mt_sim_draws(const int *cnt, int nt, double E, double k, int M)
 	for (int it = 0; it < 60; it++) {
 		double x = (lo + hi) / 2, s = 0;
 		for (int j = 0; j < nt; j++)
-			s += 1 - pow(1 - cnt[j] / E, x);
+			s += mt_sim_hit(cnt[j], E, x);
 		if (s > M)
 			hi = x;
 		else
@@ -62,8 +72,8 @@ double mt_sim_draws(const int *cnt, int nt, double E, double k, int M)
 	return lo;
 }
 
-static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
-		      size_t errlen)
+int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
+		  size_t errlen)
 {
 	memset(res, 0, sizeof(*res));
 	if (!(sp->tokens > 0 && sp->hidden > 0 && sp->topk >= 1 && sp->bytes > 0 && sp->nvlink_gbs > 0 &&
@@ -129,7 +139,7 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 			double c = cnt[j];
 			/* hit: probability a token needs domain j; cpt: copies for j when it does (experts
 			 * stay balanced, so j gets k c/E copies per token on average either way) */
-			hit[j] = c >= E ? 1 : 1 - pow(1 - c / E, x);
+			hit[j] = mt_sim_hit(c, E, x);
 			cpt[j] = k * c / E / hit[j];
 			H += hit[j];
 			unal[j] = 0;
@@ -156,8 +166,8 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 					send += hit[j] * (s < 64 && nr[(size_t)j * NSLOT + s] ? 1 : sp->oversub);
 			/* receive: the senders outside i on this rail share i's members on this rail; senders
 			 * whose rail i lacks share all of i's members (over the spine) */
-			double rtok = (s < 64 ? hit[i] * (G[s] - own) / own : 0) + hit[i] * unal[i] / ci;
-			recv = (s < 64 ? hit[i] * (G[s] - own) / own : 0) + hit[i] * unal[i] / ci * sp->oversub;
+			double rtok = mt_sim_recv(hit[i], s < 64 ? G[s] - own : 0, s < 64 ? own : 0, unal[i], ci, 1);
+			recv = mt_sim_recv(hit[i], s < 64 ? G[s] - own : 0, s < 64 ? own : 0, unal[i], ci, sp->oversub);
 			/* NVLink: this rank's own copies for its domain, plus the copies it forwards for the
 			 * tokens it received (those not for itself) */
 			fwd = rtok * cpt[i] * (ci - 1) / ci;
@@ -223,22 +233,18 @@ static int sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp,
 int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,
 		size_t errlen)
 {
-	int W = p->world, E = p->spec.ep;
-	int *lay = malloc(sizeof(int) * (size_t)W * 5);
+	struct mt_layout L;
+	int *ln, *ld, *lr, T = p->spec.tp > 0 ? p->spec.tp : 1;
+	int *lay = mt_layout_megatron(&L, p->world, p->spec.ep, T, p->n_domains, &ln, &ld, &lr);
 	if (!lay)
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
-	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
-	for (int r = 0; r < W; r++) {
+	for (int r = 0; r < p->world; r++) {
 		const struct mt_rank *R = &p->ranks[p->by_rank[r]];
-		lg[r] = R->ep_group;
 		ln[r] = R->node;
 		ld[r] = R->domain;
 		lr[r] = R->rail;
 	}
-	for (int g = 0; g < p->n_groups; g++)
-		memcpy(lm + (size_t)g * E, p->groups[g].members, sizeof(int) * (size_t)E);
-	struct mt_layout L = {W, E, p->n_groups, p->n_domains, lg, ln, ld, lr, lm};
-	int rc = sim_layout(&L, sp, res, err, errlen);
+	int rc = mt_sim_layout(&L, sp, res, err, errlen);
 	free(lay);
 	return rc;
 }
@@ -246,11 +252,11 @@ int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct 
 int mt_sim_default(const struct mt_job *job, const struct mt_plan *p, const struct mt_sim_params *sp,
 		   struct mt_sim_result *res, char *err, size_t errlen)
 {
-	int W = p->world, E = p->spec.ep, T = p->spec.tp > 0 ? p->spec.tp : 1;
-	int *lay = malloc(sizeof(int) * (size_t)W * 5);
+	struct mt_layout L;
+	int *ln, *ld, *lr, T = p->spec.tp > 0 ? p->spec.tp : 1;
+	int *lay = mt_layout_megatron(&L, p->world, p->spec.ep, T, p->n_domains, &ln, &ld, &lr);
 	if (!lay)
 		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
-	int *lg = lay, *ln = lay + W, *ld = lay + 2 * W, *lr = lay + 3 * W, *lm = lay + 4 * W;
 	for (int i = 0, acc = 0; i < job->n_nodes; i++) {
 		const struct mt_node *m = job->models[i];
 		for (int t = 0; t < job->tasks[i]; t++) {
@@ -261,13 +267,7 @@ int mt_sim_default(const struct mt_job *job, const struct mt_plan *p, const stru
 		}
 		acc += job->tasks[i];
 	}
-	for (int r = 0; r < W; r++)
-		lg[r] = (r / T) / E * T + r % T;
-	for (int g = 0; g < p->n_groups; g++)
-		for (int e = 0; e < E; e++)
-			lm[(size_t)g * E + e] = ((g / T) * E + e) * T + g % T;
-	struct mt_layout L = {W, E, p->n_groups, p->n_domains, lg, ln, ld, lr, lm};
-	int rc = sim_layout(&L, sp, res, err, errlen);
+	int rc = mt_sim_layout(&L, sp, res, err, errlen);
 	free(lay);
 	return rc;
 }
