@@ -195,11 +195,20 @@ out:
 }
 
 /* The CPUs the step may use here: slurmstepd's own affinity, which is the step's cpuset under
- * task/cgroup (ConstrainCores=yes).  Tasks are bound later by task/affinity, so theirs would be too narrow. */
-static int gather_cpus(struct mtp_facts *f, char *err, size_t errlen)
+ * task/cgroup (ConstrainCores=yes); tasks are bound later by task/affinity, so theirs would be too narrow.
+ * And the cores Slurm allocated to the step here, which stepd.c maps to CPUs once it has the node's model:
+ * without ConstrainCores the affinity is the whole machine, shared with other jobs. */
+static int gather_cpus(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
+	char *cores = NULL;
+
 	if (!(f->allowed_cpus = mt_cpus_allowed())) {
 		snprintf(err, errlen, "cannot read the step's CPUs: %s", strerror(errno));
+		return -1;
+	}
+	if (spank_get_item(sp, S_STEP_ALLOC_CORES, &cores) == ESPANK_SUCCESS && cores &&
+	    !(f->alloc_cores = strdup(cores))) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -243,7 +252,7 @@ int mtp_facts_gather(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 
 int mtp_facts_local(spank_t sp, struct mtp_facts *f, char *err, size_t errlen)
 {
-	return gather_gpus(sp, f, err, errlen) || gather_cpus(f, err, errlen) ? -1 : 0;
+	return gather_gpus(sp, f, err, errlen) || gather_cpus(sp, f, err, errlen) ? -1 : 0;
 }
 
 void mtp_facts_free(struct mtp_facts *f)
@@ -259,5 +268,6 @@ void mtp_facts_free(struct mtp_facts *f)
 	free(f->gpu_index);
 	free(f->gpu_list);
 	free(f->allowed_cpus);
+	free(f->alloc_cores);
 	memset(f, 0, sizeof *f);
 }

@@ -1,5 +1,5 @@
 /* layout.c - the pure checks of what the step's environment says: which node names may become part of a
- * file name, and which GPU lists are usable.  No Slurm calls here, so the unit tests exercise them
+ * file name, which GPU lists are usable, which CPUs the step's cores leave to it.  No Slurm calls here, so the unit tests exercise them
  * directly (Slurm's tasks-per-node syntax and the task distributions are the library's: distribution.c).
  */
 #include <ctype.h>
@@ -76,4 +76,36 @@ int mtp_gpu_tokens_check(char *const *tokens, int n, char *err, size_t errlen)
 			}
 	}
 	return 0;
+}
+
+/* The CPUs a step's ranks are bound within: those of its allocated cores (ALLOC) that slurmstepd may use
+ * (AFFINITY), into *within (malloc'd, "" when none is), and how many of ALLOC's CPUs it may not use into
+ * *outside: where cgroups constrain the cores the two lists agree, elsewhere the affinity is wider. */
+int mtp_cpus_within(const char *alloc, const char *affinity, char **within, int *outside)
+{
+	unsigned char *a = calloc(2, MTP_MAXCPU), *b;
+	int rc = -1;
+
+	*within = NULL;
+	*outside = 0;
+	if (!a)
+		return -1;
+	b = a + MTP_MAXCPU;
+	if (mt_cpulist_parse(alloc, a, MTP_MAXCPU) < 0 || mt_cpulist_parse(affinity, b, MTP_MAXCPU) < 0)
+		goto out;
+	for (int i = 0; i < MTP_MAXCPU; i++) {
+		*outside += a[i] && !b[i];
+		a[i] &= b[i];
+	}
+	if (!(*within = malloc(MTP_MAXCPU * 6)))
+		goto out;
+	if (mt_cpulist_format(a, MTP_MAXCPU, *within, MTP_MAXCPU * 6) < 0) {
+		free(*within);
+		*within = NULL;
+		goto out;
+	}
+	rc = 0;
+out:
+	free(a);
+	return rc;
 }

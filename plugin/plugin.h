@@ -22,6 +22,7 @@
 #define MTP_OPTION "moe-topology"
 #define MTP_ENV_SPEC "MOE_TOPOLOGY"
 #define MTP_SPEC_MAX 1024      /* longer SPEC text is refused before parsing: it is untrusted input */
+#define MTP_MAXCPU 8192        /* CPU numbers the plugin reads, as the library's cpu lists */
 #define MTP_GPU_LIST_MAX 1023  /* longest CUDA_VISIBLE_DEVICES / SLURM_STEP_GPUS accepted (16 UUIDs: 655) */
 
 /* ---- plugstack.conf arguments (config.c) */
@@ -99,7 +100,8 @@ struct mtp_facts {
 	char **gpu_tokens;
 	int *gpu_index;
 	char *gpu_list;        /* the step-level CUDA_VISIBLE_DEVICES as Slurm set it, "" when none */
-	char *allowed_cpus;    /* CPUs the step may use on this node, list form */
+	char *allowed_cpus;    /* CPUs the step may use on this node, list form (stepd.c: allowed_cpus) */
+	char *alloc_cores;     /* S_STEP_ALLOC_CORES: the step's cores on this node ("0-3,8-11"), NULL when not given */
 	unsigned master_port;
 	char topo_addr[256];   /* SLURM_TOPOLOGY_ADDR and _PATTERN of this node, "" when unset */
 	char topo_pattern[64];
@@ -116,6 +118,9 @@ bool mtp_node_name_ok(const char *s);
 int mtp_gpu_indices(char *const *tokens, int n, int *index, char *err, size_t errlen);
 /* CUDA_VISIBLE_DEVICES tokens tasks will see: each a device index 0-1023 or a GPU/MIG UUID, none twice. */
 int mtp_gpu_tokens_check(char *const *tokens, int n, char *err, size_t errlen);
+/* ALLOC (the CPUs of the step's cores) within AFFINITY (slurmstepd's) into *within (malloc'd, "" when they
+ * share none); *outside = how many of ALLOC's CPUs AFFINITY lacks.  -1 on a bad list or no memory. */
+int mtp_cpus_within(const char *alloc, const char *affinity, char **within, int *outside);
 
 /* ---- one task (apply.c): the planned CPUs (when CPUS is not NULL or ""), then every variable of E.
  * The affinity, the only step that can be refused, comes first: a failure leaves the task as it was. */

@@ -225,6 +225,42 @@ static int plan_ranks(const struct mtp_config *c, char *err, size_t errlen)
 	return mt_plan_build(&job, &st.plan, err, errlen);
 }
 
+/* The CPUs this node's ranks are bound within: the CPUs of the step's allocated cores, among those
+ * slurmstepd may use.  Without ConstrainCores slurmstepd may use the whole machine, shared with other jobs'
+ * steps; with it the two agree.  slurmstepd's own CPUs alone when Slurm names no cores or they cannot be
+ * mapped (a warning for the admin: the binding is then not the allocation's). */
+static int allowed_cpus(struct mtp_facts *f, const struct mt_node *model, char *err, size_t errlen)
+{
+	char why[MT_ERRLEN], *cores = NULL, *within = NULL;
+	int outside = 0, rc = 0;
+
+	if (!f->alloc_cores)
+		return 0;   /* Slurm did not say: slurmstepd's CPUs */
+	if (mt_node_core_cpus(model, f->alloc_cores, &cores, why, sizeof why)) {
+		mtp_info("step %u.%u: warning: cannot use the step's allocated cores '%.60s': %s; binding within "
+			 "slurmstepd's CPUs %.100s", f->job_id, f->step_id, f->alloc_cores, why, f->allowed_cpus);
+		return 0;
+	}
+	if (mtp_cpus_within(cores, f->allowed_cpus, &within, &outside)) {
+		snprintf(err, errlen, "out of memory");
+		rc = -1;
+	} else if (!within[0]) {
+		mtp_info("step %u.%u: warning: the step's cores %.60s (CPUs %.100s) are all outside slurmstepd's CPUs "
+			 "%.100s; binding within the latter", f->job_id, f->step_id, f->alloc_cores, cores, f->allowed_cpus);
+	} else {
+		if (outside)
+			mtp_info("step %u.%u: warning: %d CPUs of the step's cores %.60s (CPUs %.100s) are outside "
+				 "slurmstepd's CPUs %.100s; binding within %.100s", f->job_id, f->step_id, outside,
+				 f->alloc_cores, cores, f->allowed_cpus, within);
+		free(f->allowed_cpus);
+		f->allowed_cpus = within;
+		within = NULL;
+	}
+	free(cores);
+	free(within);
+	return rc;
+}
+
 /* This node's binding: its GPUs and CPUs, its model, restricted to the step's GPUs, bound to its ranks. */
 static int bind_here(spank_t sp, const struct mtp_config *c, char *err, size_t errlen)
 {
@@ -241,6 +277,8 @@ static int bind_here(spank_t sp, const struct mtp_config *c, char *err, size_t e
 	}
 	for (int j = 0; j < f->n_gpus; j++)
 		st.gpu_pci[j] = st.own_full->gpus[f->gpu_index[j]].pci;
+	if (allowed_cpus(f, st.own_full, err, errlen))
+		return -1;
 	return mt_plan_bind_node(st.plan, f->node_id, st.own, f->allowed_cpus, err, errlen) ? -1 : 0;
 }
 

@@ -108,6 +108,60 @@ static void test_subset(void)
 	mt_node_free(n);
 }
 
+/* Slurm's allocated cores (S_STEP_ALLOC_CORES) to CPUs: by the topology's own cores, in hwloc's logical order */
+static void test_core_cpus(void)
+{
+	char path[512], err[MT_ERRLEN], *cpus = NULL;
+	struct mt_node *n = NULL, *s = NULL, *nccl = NULL;
+
+	snprintf(path, sizeof(path), "%s/fixtures/hwloc/flux-core__ipa20.xml", SRCDIR);
+	if (mt_node_load_file(path, &n, err, sizeof(err)) < 0) {
+		tap_ok(0, "ipa20 loads for cores: %s", err);
+		return;
+	}
+	/* ipa20: 112 cores of 2 hardware threads, core c = CPUs c and c+112 */
+	TAP_INT(mt_node_core_cpus(n, "0-3,8-11", &cpus, err, sizeof(err)), MT_OK, "cores 0-3,8-11 of ipa20");
+	TAP_STR(cpus, "0-3,8-11,112-115,120-123", "their CPUs are both threads of each core");
+	free(cpus);
+	TAP_INT(mt_node_core_cpus(n, "111", &cpus, err, sizeof(err)), MT_OK, "the last core");
+	TAP_STR(cpus, "111,223", "the last core's CPUs");
+	free(cpus);
+	TAP_INT(mt_node_core_cpus(n, "", &cpus, err, sizeof(err)), MT_EPARSE, "an empty core list is refused");
+	tap_ok(!cpus && one_line(err, "empty") && strstr(err, "0-3,8-11"), "one line naming the valid form: %s", err);
+	TAP_INT(mt_node_core_cpus(n, "0-3,x", &cpus, err, sizeof(err)), MT_EPARSE, "a malformed core list is refused");
+	tap_ok(!cpus && one_line(err, "'0-3,x'") && strstr(err, "0-3,8-11"), "one line naming it and the valid form: %s", err);
+	TAP_INT(mt_node_core_cpus(n, "3-1", &cpus, err, sizeof(err)), MT_EPARSE, "a reversed range is refused");
+	TAP_INT(mt_node_core_cpus(n, "100-112", &cpus, err, sizeof(err)), MT_EPARSE, "a core the node lacks is refused");
+	tap_ok(!cpus && one_line(err, "core 112 is not on") && strstr(err, "0-111"), "one line naming it and the node's cores: %s", err);
+	const char *pick[] = {"0000:5f:00.0"};
+	if (mt_node_subset(n, pick, 1, &s, err, sizeof(err)) == MT_OK) {
+		TAP_INT(mt_node_core_cpus(s, "5", &cpus, err, sizeof(err)), MT_OK, "a GPU subset keeps the cores");
+		TAP_STR(cpus, "5,117", "the subset's core 5");
+		free(cpus);
+		mt_node_free(s);
+	} else
+		tap_ok(0, "subset for cores: %s", err);
+	mt_node_free(n);
+
+	/* lassen (POWER9, 4 threads a core): the first core hwloc lists is CPUs 8-11, not CPU 0 */
+	snprintf(path, sizeof(path), "%s/fixtures/hwloc/mpibind__coral-lassen.xml", SRCDIR);
+	if (mt_node_load_file(path, &n, err, sizeof(err)) == MT_OK) {
+		TAP_INT(mt_node_core_cpus(n, "0,1", &cpus, err, sizeof(err)), MT_OK, "cores 0,1 of lassen");
+		TAP_STR(cpus, "8-15", "by the topology's cores, not by CPU number");
+		free(cpus);
+		mt_node_free(n);
+	} else
+		tap_ok(0, "lassen loads: %s", err);
+	/* an NCCL topology lists CPUs only: core numbers mean nothing there */
+	snprintf(path, sizeof(path), "%s/fixtures/nccl/azhpc-images__ndv4-topo.xml", SRCDIR);
+	if (mt_node_load_file(path, &nccl, err, sizeof(err)) == MT_OK) {
+		TAP_INT(mt_node_core_cpus(nccl, "0-3", &cpus, err, sizeof(err)), MT_EINVAL, "no cores in an NCCL topology");
+		tap_ok(!cpus && one_line(err, "gives no cores"), "one line saying so: %s", err);
+		mt_node_free(nccl);
+	} else
+		tap_ok(0, "ndv4 loads: %s", err);
+}
+
 static void test_bad_files(void)
 {
 	char err[MT_ERRLEN], path[512];
@@ -369,6 +423,7 @@ int main(void)
 	}
 	test_cpulist();
 	test_subset();
+	test_core_cpus();
 	test_bad_files();
 	test_rails();
 	fuzz("hwloc/hwloc-tests__32em64t-2n8c2t-pci-wholeio.xml", 60);

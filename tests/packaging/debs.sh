@@ -113,6 +113,9 @@ for m in moetopo.1 moe-launch.1 moe-train.1; do
 	ok "man page $m installed" grep -q "/usr/share/man/man1/$m.gz" <<<"$files"
 done
 ok "man page moe-topology.8 installed" grep -q /usr/share/man/man8/moe-topology.8.gz <<<"$files"
+for p in $PKGS; do
+	ok "$p's /usr/share/doc/$p/copyright grants the MIT (Expat) license" grep -qx 'License: Expat' "/usr/share/doc/$p/copyright"
+done
 
 # -dev: a program built against the installed headers and library with pkg-config alone
 cat > "$W/plan.c" <<'CEOF'

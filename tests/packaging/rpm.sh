@@ -50,4 +50,10 @@ ok "the plugin requires every library it links ($(echo $needed))" [ -n "$needed"
 [ -z "$missing" ] || echo "#   not required:$missing"
 ok "moetopo holds the programs and man pages" bash -c 'for f in /usr/bin/moetopo /usr/bin/moe-launch /usr/bin/moe-train; do grep -qx $f <<<"$1" || exit 1; done; grep -q "man1/moe-train.1" <<<"$1"' _ "$(rpm -qpl "$rpm_moetopo")"
 ok "moetopo-devel holds the headers and moetopo.pc" bash -c 'grep -q "/usr/include/moetopo/mt_plan.h" <<<"$1" && grep -q "pkgconfig/moetopo.pc" <<<"$1"' _ "$(rpm -qpl "$rpm_moetopo_devel")"
+# moetopo-devel requires moetopo, so it needs no license file of its own; the plugin package does not
+for p in moetopo slurm-spank-moe-topology; do
+	v=rpm_${p//-/_}
+	ok "$p: License MIT, LICENSE as its %license" bash -c '[ "$(rpm -qp --qf "%{LICENSE}" "$1")" = MIT ] &&
+		rpm -qpL "$1" | grep -q "/LICENSE$"' _ "${!v}"
+done
 done_testing

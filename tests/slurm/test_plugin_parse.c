@@ -226,6 +226,25 @@ static void test_layout(void)
 	tap_ok(mtp_node_name_ok("gpu-r1-n1") && mtp_node_name_ok("node_07.cluster"), "plain node names accepted");
 	tap_ok(!mtp_node_name_ok("../etc/passwd") && !mtp_node_name_ok("a/b") && !mtp_node_name_ok(".hidden") &&
 	       !mtp_node_name_ok("") && !mtp_node_name_ok("a b"), "names with '/', leading '.', spaces or empty refused");
+
+	/* the step's cores within slurmstepd's CPUs */
+	char *w = NULL;
+	int outside = -1;
+	TAP_INT(mtp_cpus_within("2-3", "0-7", &w, &outside), 0, "cores within a wider affinity (no ConstrainCores)");
+	TAP_STR(w, "2-3", "binding within the step's CPUs");
+	TAP_INT(outside, 0, "none outside");
+	free(w);
+	TAP_INT(mtp_cpus_within("0-3,8-11", "0-3,8-11", &w, &outside), 0, "cores equal to the affinity (ConstrainCores)");
+	tap_ok(w && !strcmp(w, "0-3,8-11") && outside == 0, "the same list, none outside: %s %d", w, outside);
+	free(w);
+	TAP_INT(mtp_cpus_within("0,112", "0-1", &w, &outside), 0, "cores partly outside the affinity");
+	tap_ok(w && !strcmp(w, "0") && outside == 1, "the common CPUs, one outside: %s %d", w, outside);
+	free(w);
+	TAP_INT(mtp_cpus_within("8-11", "0-1", &w, &outside), 0, "cores wholly outside the affinity");
+	tap_ok(w && !w[0] && outside == 4, "nothing in common, four outside: '%s' %d", w, outside);
+	free(w);
+	TAP_INT(mtp_cpus_within("0-", "0-1", &w, &outside), -1, "a bad list is refused");
+	tap_ok(w == NULL, "and gives no list");
 }
 
 static void test_slurm(void)

@@ -4,7 +4,7 @@
 # runs with Slurm's binding and one warning), no node is drained, and nothing leaks: slurmstepd's file
 # descriptors and memory (read from inside each step's task) stay flat, slurmd holds no more descriptors,
 # no file or shared-memory segment is left behind.
-#   MOE_MIX_STEPS   number of steps (default 40; 1000 by hand, figures in doc/admin-guide.md)
+#   MOE_MIX_STEPS   number of steps (default 80, about 2 minutes; 1000 by hand, figures in doc/admin-guide.md)
 #   MOE_MIX_REPORT  file to which the per-step measurements are copied (for the figures)
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/tap.sh"
@@ -12,7 +12,7 @@
 tb_skip_unless_possible
 tb_start 4
 W=$MOE_TESTBED/work
-STEPS=${MOE_MIX_STEPS:-40}
+STEPS=${MOE_MIX_STEPS:-80}
 scratch=$W/mix-tmp
 mkdir -p "$scratch" && chmod 1777 "$scratch"
 
@@ -40,8 +40,16 @@ for ((i = 1; i <= $STEPS; i++)); do
 done
 EOF
 
-# other programs on the machine use /dev/shm and /tmp too: there only names that could be ours or Slurm's
-leftovers() { { ls -A /dev/shm /tmp | grep -iE 'mt_|moe_topology|moetopo|spank|hwloc|nvml|slurm'; ls -A "$scratch" "$MOE_TESTBED"/var/gpu-*; } 2>/dev/null | grep -v '^cred_state' | sort; }
+# What a step could leave: anything in the job's TMPDIR and the nodes' spool folders (but Slurm's own
+# cred_state and hwloc_topo_whole.xml, which slurmd writes once per node, at its first step); in /dev/shm
+# and /tmp, which other programs on the machine use too (other test suites: moetopo-*, mt_*, *slurm*
+# names of their own), only names the plugin, the libraries it loads or Slurm could use.
+leftovers() {
+	{ find "$scratch" "$MOE_TESTBED"/var/gpu-* -mindepth 1 -maxdepth 1 ! -name 'cred_state*' ! -name hwloc_topo_whole.xml
+	  find /dev/shm /tmp -mindepth 1 -maxdepth 1 \( -iname '*moe_topology*' -o -iname '*moe-topology*' -o -iname 'spank*' \
+		-o -iname 'hwloc*' -o -iname '*nvml*' \)
+	  find /dev/shm -mindepth 1 -maxdepth 1 \( -name 'mt_*' -o -iname '*slurm*' \); } 2>/dev/null | sort
+}
 slurmd_fds() { for p in $(cat "$MOE_TESTBED"/run/slurmd-*.pid); do ls /proc/"$p"/fd | wc -l; done | tr '\n' ' '; }
 slurmd_rss() { for p in $(cat "$MOE_TESTBED"/run/slurmd-*.pid); do awk '/^VmRSS/ {print $2}' /proc/"$p"/status; done | tr '\n' ' '; }
 before=$(leftovers)
@@ -63,11 +71,14 @@ is "$(awk '$1 == "M" && $7 != "stepd=slurmstepd"' <<<"$out" | head -3)" "" "the 
 measured=$(awk '$1 == "M" && $3 != "invalid"' <<<"$out" | wc -l)
 is "$measured" "$(( $(grep -c '^S [0-9]* \(valid\|impossible\)' <<<"$out") * 4 ))" "one measurement per node per step that ran"
 
-# slurmstepd: descriptors per node and kind identical in every step; RSS of the last tenth of the steps
-# against the first tenth (each step has its own slurmstepd: growth would come from state kept on the node)
-fds_growth=$(awk -v n="$STEPS" '$1 == "M" { split($9, f, "="); k = $5 " " $3; if ($2 <= n / 10 && f[2] > a[k]) a[k] = f[2]; if ($2 > n - n / 10 && f[2] > b[k]) b[k] = f[2] }
+# slurmstepd: each step has its own, so growth would come from state kept on the node (slurmd's, or files
+# the plugin reopens).  Its descriptors at the probe are 14 in most steps, 15-16 in some (Slurm's own
+# transient sockets: 84% / 16% over 1,000 steps), so the fewest per node are compared, last tenth of the
+# steps vs the first; RSS as the mean of the valid steps, same tenths.
+fds_growth=$(awk -v n="$STEPS" '$1 == "M" { split($9, f, "="); k = $5
+		if ($2 <= n / 10 && (!(k in a) || f[2] < a[k])) a[k] = f[2]; if ($2 > n - n / 10 && (!(k in b) || f[2] < b[k])) b[k] = f[2] }
 	END { for (k in b) if (b[k] > a[k]) print k ": " a[k] " -> " b[k] }' <<<"$out")
-is "$fds_growth" "" "slurmstepd's open descriptors do not grow (most in the last tenth of the steps vs the first)"
+is "$fds_growth" "" "slurmstepd's open descriptors do not grow (fewest per node in the last tenth of the steps vs the first)"
 rss_growth=$(awk -v n="$STEPS" '$1 == "M" && $3 == "valid" { split($8, r, "="); if ($2 <= n / 10) { a += r[2]; na++ } if ($2 > n - n / 10) { b += r[2]; nb++ } }
 	END { printf "%d %d %d", a / na, b / nb, b / nb - a / na }' <<<"$out")
 echo "# slurmstepd RSS (kB, mean over nodes): first tenth, last tenth, growth: $rss_growth"

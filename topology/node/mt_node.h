@@ -91,6 +91,7 @@ struct mt_node {
 	char **numa_cpusets;       /* cpu list of each NUMA node */
 	char *cpuset;              /* all CPUs of the node, list form */
 	int n_cores, n_pus;        /* 0 when unknown (NCCL XML gives PUs only) */
+	char **core_cpusets;       /* PUs of each core in hwloc's logical order, list form; NULL when unknown */
 	/* PCIe relation matrix: rows = GPUs, cols = GPUs then NICs: pcie[g * (n_gpus + n_nics) + c] */
 	enum mt_rel *pcie;
 	/* NVLink: links (or bandwidth in GB/s when only that is known) between GPUs, n_gpus^2; NULL = unknown */
@@ -112,7 +113,8 @@ int mt_node_export_live(const char *path, char *err, size_t errlen);
 int mt_node_subset(const struct mt_node *n, const char *const *pci, int count,
 		   struct mt_node **out, char *err, size_t errlen);
 /* Frees a node and everything it points to with free(): gpus[i].cpuset, gpus, nics, numa_os,
- * numa_cpusets[i], numa_cpusets, cpuset, pcie, nvlink (any of them may be NULL).  Nodes built in
+ * numa_cpusets[i], numa_cpusets, cpuset, core_cpusets[i] (n_cores of them), core_cpusets, pcie, nvlink
+ * (any of them may be NULL).  Nodes built in
  * memory by other code (planner presets) must allocate those members with malloc for this reason. */
 void mt_node_free(struct mt_node *n);
 
@@ -127,6 +129,11 @@ void mt_node_print_json(const struct mt_node *n, FILE *f);
  * format: writes the shortest list ("" for none); returns its length, MT_ENOMEM when buf is too small. */
 int mt_cpulist_parse(const char *list, unsigned char *mask, int maxcpu); /* returns count or MT_EPARSE */
 int mt_cpulist_format(const unsigned char *mask, int maxcpu, char *buf, size_t len);
+/* The CPUs (PUs) of the cores listed in CORES, a list of core indices in hwloc's logical order ("0-3,8-11":
+ * how Slurm names the cores it allocated to a step on a node, S_STEP_ALLOC_CORES), into *cpus as a cpu list
+ * (malloc'd).  MT_EPARSE for an empty or malformed list or a core the node does not have, MT_EINVAL when the
+ * model knows no cores (NCCL topology files), MT_ENOMEM; err filled, *cpus NULL on error. */
+int mt_node_core_cpus(const struct mt_node *n, const char *cores, char **cpus, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -101,6 +101,9 @@ void mt_node_free(struct mt_node *n)
 	free(n->numa_cpusets);
 	free(n->numa_os);
 	free(n->cpuset);
+	for (int i = 0; n->core_cpusets && i < n->n_cores; i++)
+		free(n->core_cpusets[i]);
+	free(n->core_cpusets);
 	free(n->pcie);
 	free(n->nvlink);
 	free(n);
@@ -198,6 +201,13 @@ static struct mt_node *copy_shell(const struct mt_node *n, int n_gpus)
 		c->numa_os[i] = n->numa_os[i];
 		if (!(c->numa_cpusets[i] = mt_strdup(n->numa_cpusets[i] ? n->numa_cpusets[i] : "")))
 			goto fail;
+	}
+	if (n->core_cpusets && n->n_cores > 0) {
+		if (!(c->core_cpusets = calloc((size_t)n->n_cores, sizeof(char *))))
+			goto fail;
+		for (int i = 0; i < n->n_cores; i++)
+			if (!(c->core_cpusets[i] = mt_strdup(n->core_cpusets[i] ? n->core_cpusets[i] : "")))
+				goto fail;
 	}
 	return c;
 fail:

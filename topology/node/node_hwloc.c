@@ -312,6 +312,12 @@ static int build(hwloc_topology_t t, const char *source, bool live, struct mt_no
 		goto nomem;
 	n->n_cores = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE);
 	n->n_pus = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PU);
+	/* each core's PUs, for Slurm's allocated cores (mt_node_core_cpus) */
+	if (n->n_cores > 0 && !(n->core_cpusets = calloc((size_t)n->n_cores, sizeof(char *))))
+		goto nomem;
+	for (int i = 0; i < n->n_cores; i++)
+		if (!(n->core_cpusets[i] = bitmap_list(hwloc_get_obj_by_type(t, HWLOC_OBJ_CORE, (unsigned)i)->cpuset)))
+			goto nomem;
 
 	/* GPUs in PCI bus id order */
 	n->gpus = calloc((size_t)(ngpu ? ngpu : 1), sizeof(*n->gpus));
