@@ -98,7 +98,7 @@ static int trusted(const char *path, char *err, size_t errlen)
 
 static void test_trusted(void)
 {
-	char dir[] = BUILDDIR "/tests/slurm-trust-XXXXXX", path[512], other[512], sub[512], err[MT_ERRLEN];
+	char dir[] = BUILDDIR "/tests/slurm-trust-XXXXXX", path[512], other[512], sub[1024], err[MT_ERRLEN];
 	char msg[MT_ERRLEN], *real = NULL;
 	FILE *f;
 	int fd;

@@ -291,7 +291,7 @@ int tr_ib_choose_port(const char *sysfs_root, struct tr_ib_opts *o, char *err, s
 			int ports[MAX_PORTS], np = ports_of(sysfs_root, devs[i], ports);
 			for (int j = 0; j < np; j++)
 				if (tr_ib_port_state(sysfs_root, devs[i], ports[j], st, sizeof(st)) == PORT_ACTIVE) {
-					snprintf(o->dev, sizeof(o->dev), "%s", devs[i]);
+					snprintf(o->dev, sizeof(o->dev), "%.*s", (int)sizeof(o->dev) - 1, devs[i]);
 					o->port = ports[j];
 					break;
 				}
