@@ -190,7 +190,7 @@ static size_t pack_node(const struct tr_rail *r, int n, const char *send, const 
 	if (out)
 		for (int j = 0, o = 0; j < L; j++) {
 			int d = r->rank_of[n * L + j];
-			memcpy(out + o, send + so[d], sb[d]);
+			tr_rail_copy(out + o, send + so[d], sb[d]);
 			o += sb[d];
 		}
 	return logical;
@@ -330,7 +330,7 @@ int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *sendv, c
 						   : (key ? rmeta[M * nn + j] * row : rmeta[M * nn + j]);
 			if (n == mynode) {
 				int d = r->rank_of[mynode * L + j];
-				memcpy(s2 + at, send + so[d], sb[d]);
+				tr_rail_copy(s2 + at, send + so[d], sb[d]);
 				continue;
 			}
 			if (m[L] == RAW) {
@@ -357,7 +357,7 @@ int tr_rail_alltoallv(struct tr_comm *c, struct tr_rail *r, const void *sendv, c
 	for (int i = 0; i < L; i++)
 		for (size_t n = 0, at = 0; n < (size_t)N; n++) {
 			int src = r->rank_of[n * L + i];
-			memcpy(recv + ro[src], r2 + r2o[i] + at, rb[src]);
+			tr_rail_copy(recv + ro[src], r2 + r2o[i] + at, rb[src]);
 			at += rb[src];
 		}
 	rc = 0;

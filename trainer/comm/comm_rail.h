@@ -3,6 +3,8 @@
 #ifndef TR_COMM_RAIL_H
 #define TR_COMM_RAIL_H
 
+#include <string.h>
+
 #include "comm_internal.h"
 
 #define TR_RAIL_BUFS 6
@@ -22,5 +24,11 @@ struct tr_rail {
 char *tr_rail_grow(struct tr_rail *r, int i, size_t len);
 /* the same-local-rank and same-node sub-communicators, made at the first rail call (collective) */
 int tr_rail_subs(struct tr_comm *c, struct tr_rail *r);
+/* memcpy for the caller's buffers, which may be NULL where a rank sends or receives nothing */
+static inline void tr_rail_copy(void *dst, const void *src, size_t n)
+{
+	if (n)
+		memcpy(dst, src, n);
+}
 
 #endif

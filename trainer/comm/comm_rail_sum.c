@@ -211,7 +211,7 @@ int tr_rail_sum(struct tr_comm *c, struct tr_rail *r, bool rail, size_t esz, con
 		goto oom;
 	for (int n = 0; n < N; n++)
 		if (ib[n])
-			memcpy(ix + io[n], w.uidx + first[n], ib[n]);
+			tr_rail_copy(ix + io[n], w.uidx + first[n], ib[n]);
 	if (tr_alltoall(r->rail, meta, rmeta, M * sizeof(uint64_t)))
 		goto subfail;
 	size_t ritot = 0;
@@ -260,7 +260,7 @@ int tr_rail_sum(struct tr_comm *c, struct tr_rail *r, bool rail, size_t esz, con
 	for (int j = 0; j < L; j++)
 		for (size_t a = 0, at = 0; a < (size_t)N; a++) {
 			int d = r->rank_of[a * L + j];
-			memcpy(s2 + s2o[j] + at, (const char *)send + so[d], sb[d]);
+			tr_rail_copy(s2 + s2o[j] + at, (const char *)send + so[d], sb[d]);
 			at += sb[d];
 		}
 	if (tr_alltoallv(r->intra, s2, s2b, s2o, r2, r2b, r2o))
@@ -306,7 +306,7 @@ int tr_rail_sum(struct tr_comm *c, struct tr_rail *r, bool rail, size_t esz, con
 		}
 		if (rmeta[M * a + L] == RAW) {
 			for (size_t j = 0, o = 0; j < (size_t)L; j++)
-				memcpy(blk + po[a] + o, w.sg[j].at, w.sg[j].rows * row), o += w.sg[j].rows * row;
+				tr_rail_copy(blk + po[a] + o, w.sg[j].at, w.sg[j].rows * row), o += w.sg[j].rows * row;
 			continue;
 		}
 		const uint32_t *ui = (const uint32_t *)(const void *)(rix + rio[a]);
