@@ -54,4 +54,15 @@ value() {
 }
 
 # procids of the report lines, sorted
+# tb_wait_gone JOB SECONDS: waits until the job has left squeue (at most SECONDS); prints the state it
+# was last seen in, empty once it is gone
+tb_wait_gone() {
+	local st=x i
+	for ((i = 0; i < $2 * 2; i++)); do
+		st=$($TESTBED run squeue -h -j "$1" -o %T 2>/dev/null)
+		[ -z "$st" ] && break
+		sleep 0.5
+	done
+	printf '%s' "$st"
+}
 procids() { awk '$1 == "T" {print $2}' <<<"$out" | sort -n | tr '\n' ' '; }

@@ -51,12 +51,7 @@ ok "each survivor's message names a rank of $dead and the node" names_lost
 ok "they gave up after their timeout (no data moved since the crash)" grep -q "timed out after $TIMEOUT s waiting for rank" "$W/loss.err"
 
 # Slurm declares the node dead after SlurmdTimeout (30 s) and ends the job: failed, not hung.
-st=x
-for ((i = 0; i < 240; i++)); do
-	st=$($TESTBED run squeue -h -j "$job" -o %T 2>/dev/null)
-	[ -z "$st" ] && break
-	sleep 0.5
-done
+st=$(tb_wait_gone "$job" 120)
 is "$st" "" "the job ended ($(( $(date +%s) - killed )) s after the crash)"
 state=$($TESTBED run scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
 ok "the job failed ($state)" grep -qE 'JobState=(NODE_FAIL|FAILED)$' <<<"$state"

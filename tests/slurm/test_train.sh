@@ -26,11 +26,7 @@ EOF
 run_client sbatch --parsable "$W/train.sbatch"
 ok "sbatch accepts the job with --moe-topology in the script" [ "$rc" = 0 ]
 job=$out
-for ((i = 0; i < 600; i++)); do
-	st=$($TESTBED run squeue -h -j "$job" -o %T 2>/dev/null)
-	[ -z "$st" ] && break
-	sleep 0.5
-done
+st=$(tb_wait_gone "$job" 300)
 is "$st" "" "job $job finished within 300 s"
 state=$($TESTBED run scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z]*' | head -1)
 is "$state" "JobState=COMPLETED" "job completed"
