@@ -14,11 +14,11 @@ ok "--version prints the version" test -n "$("$bin" --version | grep '^moe-train
 # every flag the parser accepts is in --help: each one, given a bad value, must be refused by name, and
 # each name appears in the help text
 flags=$(sed -n 's/^  \(--[a-z0-9-]*\).*/\1/p' "$tmp/help")
-is "$(echo "$flags" | wc -l)" 41 "--help lists 41 flags"
+is "$(echo "$flags" | wc -l)" 42 "--help lists 42 flags"
 missing=""
 for f in --data --steps --seed --metrics --batch --global-batch --dim --layers --experts --top-k --router-skew \
 	--lr --warmup --clip --ckpt-dir --resume --threads --seq-len --heads --expert-ffn --group-topk --bias-gamma \
-	--device --dtype --mfu-peak; do
+	--device --dtype --mfu-peak --a2a-timing; do
 	echo "$flags" | grep -qx -- "$f" || missing="$missing $f"
 done
 is "$missing" "" "the flags the issue and the docs name are all in --help"
@@ -55,6 +55,7 @@ refuse "is not a token shard" --data /usr/share/common-licenses/GPL-3
 refuse "fewer than one sequence" "${d[@]}" --seq-len 60000
 refuse "--device 'gpu': valid cpu, cuda" "${d[@]}" --device gpu
 refuse "--dtype 'fp16': valid fp32, bf16" "${d[@]}" --dtype fp16
+refuse "--a2a-timing 'barrier': valid off, sync" "${d[@]}" --a2a-timing barrier
 refuse "--dtype bf16 needs --device cuda" "${d[@]}" --dtype bf16 --device cpu
 # --device cuda where it cannot run: not built, or (built, on a machine without an NVIDIA driver) no GPU
 if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then

@@ -18,10 +18,13 @@ void tr_metrics_progress(FILE *f, const struct tr_step_report *r)
 {
 	char a2a[32];
 	human_bytes(a2a, sizeof(a2a), (double)r->a2a_bytes);
-	fprintf(f, "step %ld/%ld loss %.4f lr %.3g norm %.3f ms %.1f tok/s %.0f load %.3f a2a %s a2a_ms %.1f %s/%s "
-		"%.3g GFLOP/tok",
+	fprintf(f, "step %ld/%ld loss %.4f lr %.3g norm %.3f ms %.1f tok/s %.0f load %.3f a2a %s a2a_ms %.1f ",
 		r->step, r->steps, r->loss, r->lr, r->grad_norm, r->ms, r->tokens_per_s, r->max_load_over_mean, a2a,
-		r->a2a_ms, r->device ? r->device : "cpu", r->dtype ? r->dtype : "fp32", r->flops_per_token / 1e9);
+		r->a2a_ms);
+	if (isfinite(r->a2a_wait_ms))
+		fprintf(f, "a2a_wait_ms %.1f ", r->a2a_wait_ms);
+	fprintf(f, "%s/%s %.3g GFLOP/tok", r->device ? r->device : "cpu", r->dtype ? r->dtype : "fp32",
+		r->flops_per_token / 1e9);
 	if (isfinite(r->mfu))
 		fprintf(f, " mfu %.3f", r->mfu);
 	fputc('\n', f);
@@ -51,6 +54,7 @@ void tr_metrics_json(FILE *f, const struct tr_step_report *r)
 	num(f, "a2a_rail_fraction", r->a2a_rail_fraction, "%.6f");
 	fprintf(f, ",\"a2a_dedup_bytes\":%llu", (unsigned long long)r->a2a_dedup_bytes);
 	num(f, "a2a_ms", r->a2a_ms, "%.3f");
+	num(f, "a2a_wait_ms", r->a2a_wait_ms, "%.3f");
 	fprintf(f, ",\"a2a_domain_bytes\":%llu,\"a2a_xdomain_bytes\":%llu,\"tokens\":%llu",
 		(unsigned long long)r->a2a_domain_bytes, (unsigned long long)r->a2a_xdomain_bytes,
 		(unsigned long long)r->tokens);

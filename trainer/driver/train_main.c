@@ -164,14 +164,14 @@ static void banner(struct tr_run *r, int ep_size)
 	size_t per;
 	tr_model_local_experts(r->m, &first, &count, &per);
 	double active = (double)r->n[0] + (double)c->top_k * (double)per;
-	printf("moe-train: world %d (ep %d x dp %d, transport %s), %d OpenMP threads, a2a %s\n", r->nranks, ep_size,
+	printf("moe-train: world %d (ep %d x dp %d, transport %s), %d OpenMP threads, a2a %s%s\n", r->nranks, ep_size,
 	       r->nranks / ep_size, tr_comm_kind(r->world),
 #ifdef _OPENMP
 	       omp_get_max_threads()
 #else
 	       1
 #endif
-	       , tr_comm_a2a_mode(r->ep));
+	       , tr_comm_a2a_mode(r->ep), tr_opts_a2a_sync(&r->o) ? ", sync timing" : "");
 	printf("moe-train: model d_model %d, %d layers (%d dense), %d heads, %d experts top-%d, params %.3fM total, %.3fM active per token\n",
 	       c->d_model, c->n_layers, c->n_dense_layers, c->n_heads, c->n_experts, c->top_k,
 	       (double)tr_model_nparams_global(r->m) / 1e6, active / 1e6);
@@ -260,6 +260,7 @@ static int prepare(struct tr_run *r, int *ep_size_out)
 	}
 	if ((rc = agree(r, rc)) != 0)
 		return rc;
+	tr_model_set_a2a_sync(r->m, tr_opts_a2a_sync(o));
 	for (int s = 0; s < 2; s++) {
 		r->n[s] = tr_model_nparams(r->m, (enum tr_seg)s);
 		r->mom[s] = r->be->alloc((r->n[s] + 1) * sizeof(float));
@@ -350,16 +351,17 @@ static int run_steps(struct tr_run *r)
 		tr_comm_a2a_stats(r->ep, &xnow);
 		tr_model_stats(r->m, &mnow);
 		/* cross-node, on-rail and deduplicated bytes of this step, seconds in the all-to-alls and bytes
-		 * inside / across NVLink domains, summed over ranks */
-		double red[9] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0,
+		 * inside / across NVLink domains, seconds waiting at the sync-timing barriers, summed over ranks */
+		double red[10] = {loss, (double)(a2a_now - a2a_prev), stop_signal ? 1.0 : 0.0,
 				 (double)(xnow.cross_bytes - xprev.cross_bytes), (double)(xnow.rail_bytes - xprev.rail_bytes),
 				 (double)(xnow.dedup_bytes - xprev.dedup_bytes), mnow.a2a_seconds - mprev.a2a_seconds,
 				 (double)(mnow.a2a_domain_bytes - mprev.a2a_domain_bytes),
-				 (double)(mnow.a2a_xdomain_bytes - mprev.a2a_xdomain_bytes)};
+				 (double)(mnow.a2a_xdomain_bytes - mprev.a2a_xdomain_bytes),
+				 mnow.a2a_wait_seconds - mprev.a2a_wait_seconds};
 		a2a_prev = a2a_now;
 		xprev = xnow;
 		mprev = mnow;
-		if (tr_allreduce_f64(r->world, red, 9) != 0) {
+		if (tr_allreduce_f64(r->world, red, 10) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_comm_error(r->world));
 			rc = 1;
 			break;
@@ -376,6 +378,7 @@ static int run_steps(struct tr_run *r)
 			.a2a_cross_bytes = (uint64_t)red[3], .a2a_rail_fraction = red[3] > 0 ? red[4] / red[3] : NAN,
 			.a2a_dedup_bytes = (uint64_t)red[5], .a2a_ms = red[6] * 1e3 / r->nranks,
 			.a2a_domain_bytes = (uint64_t)red[7], .a2a_xdomain_bytes = (uint64_t)red[8],
+			.a2a_wait_ms = tr_opts_a2a_sync(o) ? red[9] * 1e3 / r->nranks : NAN,
 			.device = r->be->name, .dtype = tr_opts_dtype(o), .flops_per_token = r->flops_per_token};
 		rep.tokens_per_s = (double)rep.tokens / dt;
 		rep.mfu = tr_metrics_mfu(rep.tokens_per_s, r->flops_per_token, r->peak_tflops, r->nranks);

@@ -13,6 +13,7 @@
 struct tr_opts {
 	struct tr_config cfg;       /* model shape; cfg.seq_len is --seq-len */
 	const char *data, *metrics, *ckpt_dir, *transport;
+	const char *a2a_timing;     /* NULL or "off", or "sync" (tr_model_set_a2a_sync) */
 	const char *device, *dtype; /* NULL: the default (device: cuda when the plan gives a GPU, dtype fp32) */
 	double mfu_peak;            /* TFLOP/s per rank for MFU; 0 = measure (cuda) */
 	long steps, warmup, lr_steps, ckpt_every, log_every;
@@ -26,6 +27,8 @@ struct tr_opts {
 };
 
 void tr_opts_defaults(struct tr_opts *o);
+/* --a2a-timing sync given */
+int tr_opts_a2a_sync(const struct tr_opts *o);
 /* "fp32" or "bf16" */
 const char *tr_opts_dtype(const struct tr_opts *o);
 /* Parse argv (after the program name).  0 = run; 1 = --help printed (exit 0); 2 = bad input, one line

@@ -670,6 +670,12 @@ void tr_model_stats(const struct tr_model *m, struct tr_moe_stats *st)
 	st->a2a_seconds = m->a2a_s;
 	st->a2a_domain_bytes = m->a2a_dom_bytes;
 	st->a2a_xdomain_bytes = m->a2a_xdom_bytes;
+	st->a2a_wait_seconds = m->a2a_wait_s;
+}
+
+void tr_model_set_a2a_sync(struct tr_model *m, int on)
+{
+	m->a2a_sync = on;
 }
 
 const struct tr_config *tr_model_config(const struct tr_model *m)

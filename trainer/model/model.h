@@ -141,12 +141,20 @@ struct tr_moe_stats {
 	double tokens_routed;   /* token-expert assignments in the last step, world total, all MoE layers */
 	uint64_t rows_sent;     /* token rows this rank sent to other EP ranks since create (dispatch+combine, fwd+bwd) */
 	/* this rank's MoE all-to-alls since create: wall seconds inside them (counts and rows, waiting for
-	 * peers included), and the row bytes it handed them for other EP ranks inside its NVLink domain
+	 * peers included unless sync timing), and the row bytes it handed them for other EP ranks inside its NVLink domain
 	 * (tr_par.domain) and for ranks in other domains: the two add up to tr_comm_alltoall_bytes of ep */
 	double a2a_seconds;
 	uint64_t a2a_domain_bytes, a2a_xdomain_bytes;
+	/* with sync timing (tr_model_set_a2a_sync): seconds in the barriers before the all-to-alls, i.e.
+	 * waiting for the EP group's slowest rank; a2a_seconds is then the transfers alone */
+	double a2a_wait_seconds;
 };
 void tr_model_stats(const struct tr_model *m, struct tr_moe_stats *st);
+/* Sync timing (off by default): before each timed MoE all-to-all the EP group meets at a barrier, its
+ * time counted apart, so a2a_seconds measures the transfer and not a rank's wait for its peers' compute
+ * (the barrier-before-timer of Megatron's timers).  Costs one barrier per all-to-all; the numerics are
+ * unchanged.  Call it on every rank of the EP group alike. */
+void tr_model_set_a2a_sync(struct tr_model *m, int on);
 
 #ifdef __cplusplus
 }

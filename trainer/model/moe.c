@@ -137,6 +137,21 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* the start of a timed all-to-all: now, or with sync timing after the EP group's barrier, whose time
+ * is counted as waiting (a2a_wait_s), so the timer starts when the slowest peer is ready */
+static int a2a_start(struct tr_model *m, double *t0)
+{
+	*t0 = now_s();
+	if (!m->a2a_sync || m->ep_size == 1)
+		return 0;
+	if (tr_barrier(m->par.ep))
+		return -1;
+	double t = now_s();
+	m->a2a_wait_s += t - *t0;
+	*t0 = t;
+	return 0;
+}
+
 /* after an exchange: its time, and its bytes counted by the destination's NVLink domain (tr_moe_stats) */
 static int account(struct tr_model *m, int rc, double t0, const size_t *sb)
 {
@@ -155,7 +170,9 @@ static int account(struct tr_model *m, int rc, double t0, const size_t *sb)
 static int exchange(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
 		    const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
-	double t0 = now_s();
+	double t0;
+	if (a2a_start(m, &t0))
+		return -1;
 	return account(m, exchange_rows(m, send, sb, so, recv, rb, ro, keys, n_keys), t0, sb);
 }
 
@@ -197,7 +214,9 @@ static int combine_rows(struct tr_model *m, const tr_real *send, const size_t *s
 static int combine(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
 		   const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
-	double t0 = now_s();
+	double t0;
+	if (a2a_start(m, &t0))
+		return -1;
 	return account(m, combine_rows(m, send, sb, so, sum, rb, ro, keys, n_keys), t0, sb);
 }
 
@@ -259,8 +278,8 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 			m->load_local[(size_t)l * E + e] += a->send_cnt[e];
 
 	/* experts are contiguous per EP rank, so send_cnt is already [dest][local expert] */
-	double t0 = now_s();
-	if (tr_alltoall(m->par.ep, a->send_cnt, a->recv_cnt, sizeof(int) * El))
+	double t0;
+	if (a2a_start(m, &t0) || tr_alltoall(m->par.ep, a->send_cnt, a->recv_cnt, sizeof(int) * El))
 		return tr_model_fail(m, "expert dispatch counts: %s", tr_comm_error(m->par.ep));
 	m->a2a_s += now_s() - t0;
 	size_t sb[P], so[P], rb[P], ro[P];
