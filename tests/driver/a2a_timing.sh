@@ -1,7 +1,7 @@
 #!/bin/bash
-# a2a_timing.sh - --a2a-timing sync (the EP group meets at a barrier before each timed MoE all-to-all)
-# changes what is timed, never what is trained: 4 ranks as EP=2 x DP=2 (two EP groups, so the barrier
-# runs on a split communicator) train 6 steps with and without it and write the same metrics bit for
+# a2a_timing.sh - --a2a-timing sync (all ranks meet at a barrier before each timed MoE all-to-all)
+# changes what is timed, never what is trained: 4 ranks as EP=2 x DP=2 (two EP groups, both meeting at
+# the barriers) train 6 steps with and without it and write the same metrics bit for
 # bit apart from the wall-clock figures; with it every step reports a2a_wait_ms (a number >= 0, and
 # a2a_ms + a2a_wait_ms within the step's time), without it a2a_wait_ms is null; the banner and the
 # progress line say so.  A bad value is refused in tests/driver/cli.sh.

@@ -19,8 +19,8 @@ struct tr_step_report {
 	double a2a_rail_fraction;    /* share of those that stayed on their rail; NaN when none crossed */
 	uint64_t a2a_dedup_bytes;    /* bytes deduplication kept off the network */
 	double a2a_ms;               /* time a rank spent in the MoE all-to-alls this step, mean over ranks */
-	double a2a_wait_ms;          /* --a2a-timing sync: of the time before them, the barriers (waiting for the
-	                                EP group's slowest rank), mean over ranks; NAN without sync timing */
+	double a2a_wait_ms;          /* --a2a-timing sync: time in the barriers before them (waiting for the
+	                                slowest rank), mean over ranks; NAN without sync timing */
 	uint64_t a2a_domain_bytes;   /* of a2a_bytes: sent to ranks in the sender's NVLink domain (MOE_DOMAIN) */
 	uint64_t a2a_xdomain_bytes;  /* of a2a_bytes: sent to ranks in other domains (a2a_bytes = the two) */
 	uint64_t tokens;             /* global tokens in this step */

@@ -65,7 +65,7 @@ static const struct flag flags[] = {
 	{"dtype", K_STR, O(dtype), 0, 0, "T", "fp32 or bf16 (bf16: bf16 GEMM operands, fp32 accumulation and master weights; cuda only) (default fp32)", NONE},
 	{"mfu-peak", K_DBL, O(mfu_peak), 0, 1e7, "TFLOPS", "bf16 peak per rank for the MFU figure (default: measured by a cuBLAS GEMM at start on cuda; none on cpu)", NONE},
 	{"threads", K_LONG, O(threads), 0, 4096, "N", "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", NONE},
-	{"a2a-timing", K_STR, O(a2a_timing), 0, 0, "MODE", "off, or sync: the EP group meets at a barrier before each MoE all-to-all, a2a_ms counts the transfer only and a2a_wait_ms the wait for the slowest peer (benchmarks; default off)", NONE},
+	{"a2a-timing", K_STR, O(a2a_timing), 0, 0, "MODE", "off, or sync: all ranks meet at a barrier before each MoE all-to-all, so a2a_ms counts the transfer only and a2a_wait_ms the wait for the slowest rank (benchmarks; default off)", NONE},
 	{"log-every", K_LONG, O(log_every), 1, 1e12, "N", "progress line every N steps (metrics are written every step)", NONE},
 	{"quiet", K_FLAG, O(quiet), 0, 0, NULL, "no progress lines, only the summary", NONE},
 };

@@ -146,14 +146,15 @@ struct tr_moe_stats {
 	double a2a_seconds;
 	uint64_t a2a_domain_bytes, a2a_xdomain_bytes;
 	/* with sync timing (tr_model_set_a2a_sync): seconds in the barriers before the all-to-alls, i.e.
-	 * waiting for the EP group's slowest rank; a2a_seconds is then the transfers alone */
+	 * waiting for the slowest rank; a2a_seconds is then the transfers alone */
 	double a2a_wait_seconds;
 };
 void tr_model_stats(const struct tr_model *m, struct tr_moe_stats *st);
-/* Sync timing (off by default): before each timed MoE all-to-all the EP group meets at a barrier, its
- * time counted apart, so a2a_seconds measures the transfer and not a rank's wait for its peers' compute
- * (the barrier-before-timer of Megatron's timers).  Costs one barrier per all-to-all; the numerics are
- * unchanged.  Call it on every rank of the EP group alike. */
+/* Sync timing (off by default): before each timed MoE all-to-all all ranks meet at a barrier, its time
+ * counted apart (a2a_wait_seconds), so a2a_seconds measures the transfer and not a rank's wait for its
+ * peers' compute (the barrier-before-timer of Megatron's timers), and every EP group's exchange starts
+ * at once, sharing the fabric as the planner's model assumes of a synchronous MoE layer.  Costs one
+ * barrier per all-to-all; the numerics are unchanged.  Collective: call it alike on every rank. */
 void tr_model_set_a2a_sync(struct tr_model *m, int on);
 
 #ifdef __cplusplus

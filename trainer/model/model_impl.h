@@ -73,7 +73,8 @@ struct tr_model {
 	uint64_t rows_sent;
 	int *ep_dom;                /* host [ep_size]: MOE_DOMAIN id of each EP rank (tr_par.domain) */
 	double a2a_s;               /* seconds in the MoE all-to-alls (counts and rows) since create */
-	int a2a_sync;               /* tr_model_set_a2a_sync: the EP group's barrier before each timed all-to-all */
+	int a2a_sync;               /* tr_model_set_a2a_sync: a barrier of all ranks before each timed all-to-all */
+	int a2a_barrier_failed;     /* that barrier failed: the error is the world communicator's */
 	double a2a_wait_s;          /* seconds in those barriers since create */
 	uint64_t a2a_dom_bytes, a2a_xdom_bytes; /* row bytes to other EP ranks of this rank's / other domains */
 	char err[256];

@@ -137,19 +137,30 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* the start of a timed all-to-all: now, or with sync timing after the EP group's barrier, whose time
- * is counted as waiting (a2a_wait_s), so the timer starts when the slowest peer is ready */
+/* the start of a timed all-to-all: now, or with sync timing after a barrier of all ranks, whose time is
+ * counted as waiting (a2a_wait_s).  All ranks, not only the EP group: the exchanges of every EP group
+ * then start together and share the fabric as in a synchronous MoE layer (what the planner's model
+ * prices), and the timer starts when the slowest peer is ready.  Every rank runs the same MoE layers,
+ * so every rank meets every barrier. */
 static int a2a_start(struct tr_model *m, double *t0)
 {
 	*t0 = now_s();
 	if (!m->a2a_sync || m->ep_size == 1)
 		return 0;
-	if (tr_barrier(m->par.ep))
+	if (tr_barrier(m->par.world)) {
+		m->a2a_barrier_failed = 1;
 		return -1;
+	}
 	double t = now_s();
 	m->a2a_wait_s += t - *t0;
 	*t0 = t;
 	return 0;
+}
+
+/* what failed in an all-to-all: the EP group's transfer, or the sync-timing barrier of all ranks */
+static const char *a2a_error(const struct tr_model *m)
+{
+	return tr_comm_error(m->a2a_barrier_failed ? m->par.world : m->par.ep);
 }
 
 /* after an exchange: its time, and its bytes counted by the destination's NVLink domain (tr_moe_stats) */
@@ -280,7 +291,7 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	/* experts are contiguous per EP rank, so send_cnt is already [dest][local expert] */
 	double t0;
 	if (a2a_start(m, &t0) || tr_alltoall(m->par.ep, a->send_cnt, a->recv_cnt, sizeof(int) * El))
-		return tr_model_fail(m, "expert dispatch counts: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert dispatch counts: %s", a2a_error(m));
 	m->a2a_s += now_s() - t0;
 	size_t sb[P], so[P], rb[P], ro[P];
 	struct xfer xf = { sb, so, rb, ro, 0, 0 };
@@ -304,11 +315,11 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	be->permute_forward(xsend, x, a->src_tok, Nk, D);
 	/* the rows of one token are equal: keyed by token, they cross to a node once (rail mode) */
 	if (exchange(m, xsend, sb, so, xrecv, rb, ro, a->src_tok, N))
-		return tr_model_fail(m, "expert dispatch: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert dispatch: %s", a2a_error(m));
 	/* each row's gate goes with it: the expert side weights its output before the sums */
 	be->permute_scatter(gsend, a->gates, a->pos, Nk, 1);
 	if (exchange_scalars(m, gsend, sb, so, a->grecv, rb, ro))
-		return tr_model_fail(m, "expert gates: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert gates: %s", a2a_error(m));
 
 	/* received rows are [source][local expert]; the experts want [local expert][source] */
 	int srcstart[P];
@@ -339,7 +350,7 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	be->zero(xrecv, sizeof(tr_real) * (size_t)R * D);
 	be->unpermute_forward(xrecv, a->yrow, a->ident, a->grecv, R, 1, D);
 	if (combine(m, xrecv, rb, ro, ysum, sb, so, a->src_tok, N))
-		return tr_model_fail(m, "expert combine: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert combine: %s", a2a_error(m));
 	m->rows_sent += xf.rows_out + xf.rows_back;
 	be->add(y, y, ysum, (size_t)N * D);
 	return 0;
@@ -375,11 +386,11 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	/* dy of each token to its experts, keyed like the dispatch */
 	be->permute_forward(dsend, dy, a->src_tok, Nk, D);
 	if (exchange(m, dsend, sb, so, drecv, rb, ro, a->src_tok, N))
-		return tr_model_fail(m, "expert dispatch (backward): %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert dispatch (backward): %s", a2a_error(m));
 	/* per received row: d(output) = gate * dy, d(gate) = <dy, output>; the gate gradients go home */
 	be->unpermute_backward(dyr, dgr, drecv, a->yrow, a->ident, a->grecv, R, 1, D);
 	if (exchange_scalars(m, dgr, rb, ro, dgs, sb, so))
-		return tr_model_fail(m, "expert gate gradients: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert gate gradients: %s", a2a_error(m));
 	be->permute_forward(dgates, dgs, a->pos, Nk, 1);
 	be->permute_forward(dye, dyr, a->em_src, R, D);
 
@@ -393,7 +404,7 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	be->permute_forward(dyr, dxe, a->em_inv, R, D);
 	tr_real *dxsum = dsend; /* consumed by the dispatch */
 	if (combine(m, dyr, rb, ro, dxsum, sb, so, a->src_tok, N))
-		return tr_model_fail(m, "expert combine (backward): %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert combine (backward): %s", a2a_error(m));
 	m->rows_sent += xf.rows_out + xf.rows_back;
 	be->add(dx, dx, dxsum, (size_t)N * D);
 
