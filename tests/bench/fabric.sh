@@ -80,10 +80,13 @@ done)
 losses=$(for f in "$W"/plan.*.jsonl "$W"/default.*.jsonl; do tail -1 "$f" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2; done | sort -u)
 
 # The rig in the model's terms: a rank's NIC is its share of its node's link (2 ranks per node); a rack's
-# 4 GPUs share the spine, so oversubscription = 4 x NIC / spine.  Inside a rack (the model's NVLink domain)
-# the ranks of the two nodes meet over the same links: prediction 1 gives NVLink the NIC's rate; prediction
-# 2 the rate a rank's in-domain copies actually get (a quarter over shm to its node peer, the rest over the
-# node link, deduplicated per node in rail mode: 3/4 of the copies in the time of 3/8 at Y/2, i.e. Y).
+# 4 GPUs share the spine, so oversubscription = 4 x NIC / spine.  Inside a rack (the model's NVLink
+# domain) the ranks of the two nodes meet over the node links: the model counts a rank's 1.5 copies per
+# token to its 3 domain peers at the NVLink rate, the rig sends a third of them over shm to the node
+# peer and the rest once per node (rail deduplication, 0.79 rows per token) over a link the node's 2
+# ranks share, i.e. about the same bytes at Y: the prediction gives NVLink Y.  Simulate 1 (NVLink at
+# the NIC's rate) is printed beside it, with the number of rack-local groups its own plan has: at that
+# rate the planner plans another layout than the job's, so it is no prediction of this job.
 nic=$(awk -v y="$RACK" 'BEGIN { printf "%.6g", y / 2 / 8000 }')
 nvl2=$(awk -v y="$RACK" 'BEGIN { printf "%.6g", y / 8000 }')
 ovs=$(awk -v y="$RACK" -v x="$SPINE" 'BEGIN { printf "%.6g", 4 * (y / 2) / x }')
