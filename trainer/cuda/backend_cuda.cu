@@ -192,6 +192,13 @@ extern "C" void *tr_cuda_scratch(int slot, size_t bytes)
 {
 	if (bytes <= tr_cu.scratch_n[slot])
 		return tr_cu.scratch[slot];
+	/* a captured graph holds the addresses of pools 0-2; pool 3 serves only ops that read results on
+	 * the host (sums, counts, cuBLAS pointer arrays), which a graph cannot hold */
+	if (tr_cu.graphs && slot < 3) {
+		tr_cuda_fail("scratch pool %d would have to grow to %.1f MiB while a CUDA graph uses it (the step's shapes "
+			     "changed after the capture)", slot, (double)bytes / (1u << 20));
+		return NULL;
+	}
 	if (tr_cu.scratch[slot])
 		TR_CU_OK(cudaFree(tr_cu.scratch[slot])); /* synchronises: no queued kernel still uses it */
 	tr_cu.scratch[slot] = NULL;
@@ -263,4 +270,7 @@ extern "C" const struct tr_backend tr_backend_cuda = {
 	tr_cuda_crossentropy_forward, tr_cuda_crossentropy_backward,
 	tr_cuda_route_plan, tr_cuda_expert_matmul_forward, tr_cuda_expert_matmul_backward,
 	tr_cuda_add, tr_cuda_scale, tr_cuda_sum, tr_cuda_sumsq, tr_cuda_adamw,
+	tr_cuda_route_plan_dev, tr_cuda_expert_matmul_forward_dev, tr_cuda_expert_matmul_backward_dev,
+	tr_cuda_key_sum, tr_cuda_sum_to, tr_cuda_clip_dev, tr_cuda_adamw_dev,
+	tr_cuda_graph_begin, tr_cuda_graph_end, tr_cuda_graph_launch, tr_cuda_graph_free,
 };
