@@ -350,16 +350,16 @@ static int run_steps(struct tr_run *r)
 			break;
 		}
 		double lr = tr_sched_lr(&sc, r->step);
-		int bad = 0;
+		int opt_bad = 0;
 		if (r->og) { /* norm, clipping and AdamW as one graph (train_graph.h) */
-			bad = tr_opt_graph_step(r->og, &aw, lr, r->step + 1, &norm, err, sizeof(err)) != 0;
+			opt_bad = tr_opt_graph_step(r->og, &aw, lr, r->step + 1, &norm, err, sizeof(err)) != 0;
 		} else {
 			float scale = tr_clip_scale(norm, o->clip);
 			for (int s = 0; s < 2; s++)
 				r->be->adamw(&aw, lr, r->step + 1, scale, tr_model_params(r->m, (enum tr_seg)s),
 					     tr_model_grads(r->m, (enum tr_seg)s), r->mom[s], r->vel[s], r->n[s]);
 		}
-		if (bad || r->be->sync(err, sizeof(err)) != 0) {
+		if (opt_bad || r->be->sync(err, sizeof(err)) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: AdamW on %s: %s\n", r->rank, r->step + 1, r->be->name, err);
 			rc = 1;
 			break;
