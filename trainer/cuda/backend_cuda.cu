@@ -48,9 +48,11 @@ static int init(enum tr_dtype dtype, char *err, size_t errlen)
 		snprintf(err, errlen, "--device cuda: no GPU: no NVIDIA driver is loaded (%s)", vis_txt);
 		return -1;
 	}
-	if (drv < rt) {
-		snprintf(err, errlen, "--device cuda: the NVIDIA driver supports CUDA %s, this build needs the CUDA %s runtime; "
-			 "update the driver", drv_s, rt_s);
+	/* an older driver of the same major version runs this build (CUDA minor-version compatibility: the
+	 * build carries SASS for its GPUs); what it cannot run, cudaGetDeviceCount reports below */
+	if (drv / 1000 < rt / 1000) {
+		snprintf(err, errlen, "--device cuda: the NVIDIA driver supports CUDA %s, this build needs a driver for CUDA "
+			 "%d.x (runtime %s); update the driver", drv_s, rt / 1000, rt_s);
 		return -1;
 	}
 	cudaError_t e = cudaGetDeviceCount(&n);
@@ -212,10 +214,18 @@ extern "C" void *tr_cuda_scratch(int slot, size_t bytes)
 	return p;
 }
 
-/* dense bf16 GEMM, 8192^3 (4096^3 when memory is short), 3 warm-up and 10 timed runs */
+static void scratch_release(int slot)
+{
+	cudaFree(tr_cu.scratch[slot]);
+	tr_cu.scratch[slot] = NULL;
+	tr_cu.scratch_n[slot] = 0;
+}
+
+/* dense bf16 GEMM, 8192^3 (4096^3 when memory is short), 3 warm-up and 10 timed runs.  Optional: a
+ * failure here (memory) gives 0 and leaves no error behind for training, nor its large scratch. */
 static double measure_peak_tflops(void)
 {
-	if (!tr_cu.ready)
+	if (!tr_cu.ready || tr_cu.err[0])
 		return 0;
 	enum tr_dtype keep = tr_cu.dtype;
 	tr_cu.dtype = TR_DTYPE_BF16;
@@ -250,7 +260,11 @@ static double measure_peak_tflops(void)
 		cudaEventDestroy(e0);
 		cudaEventDestroy(e1);
 		cudaFree(a), cudaFree(b), cudaFree(c);
+		tr_cu.err[0] = 0; /* the 4096 try starts clean */
+		cudaGetLastError();
 	}
+	scratch_release(0);
+	scratch_release(1);
 	tr_cu.dtype = keep;
 	return best;
 }
