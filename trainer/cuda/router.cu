@@ -2,11 +2,12 @@
  * scores from the top-2 sums, top-M groups, top-k, gates normalised over the chosen k x route scale),
  * its backward, the stable counting sort of (token, slot) pairs by expert, and the fused permute /
  * unpermute of token rows around the expert exchange (gates applied in the combine).
- * The router runs one thread per token through exactly the CPU's loop (trainer/cpu/op_router.c), so the
+ * The router runs one thread per token through the CPU's very rule (trainer/model/route_pick.h), so the
  * chosen experts and their order (ties: lower id) are the CPU's. */
 #include <math.h>
 #include "cuda_ctx.h"
 #include "cuda_ops.h"
+#include "route_pick.h"
 
 #define MAX_E 512   /* experts a token is routed among (per-thread arrays) */
 #define MAX_G 64    /* routing groups */
@@ -24,53 +25,11 @@ __global__ void k_router_fwd(float *scores, int *idx, float *gates, const float 
 	int n = blockIdx.x * blockDim.x + threadIdx.x;
 	if (n >= N)
 		return;
-	float sel[MAX_E];
-	unsigned char allowed[MAX_E];
-	float *s = scores + (size_t)n * E;
-	for (int e = 0; e < E; e++) {
-		s[e] = (float)(1.0 / (1.0 + exp(-(double)logits[(size_t)n * E + e])));
-		sel[e] = s[e] + (bias ? bias[e] : 0);
-		allowed[e] = 1;
-	}
-	if (limit) {
-		float top1[MAX_G], top2[MAX_G], gscore[MAX_G];
-		unsigned char gsize[MAX_G], keep[MAX_G];
-		for (int g = 0; g < G; g++)
-			top1[g] = top2[g] = -INFINITY, gsize[g] = 0, keep[g] = 0;
-		for (int e = 0; e < E; e++) {
-			int g = group_of[e];
-			gsize[g] = gsize[g] < 2 ? gsize[g] + 1 : 2;
-			if (sel[e] > top1[g])
-				top2[g] = top1[g], top1[g] = sel[e];
-			else if (sel[e] > top2[g])
-				top2[g] = sel[e];
-		}
-		for (int g = 0; g < G; g++)
-			gscore[g] = gsize[g] >= 2 ? top1[g] + top2[g] : top1[g];
-		for (int m = 0; m < topk_groups; m++) {
-			int best = -1;
-			for (int g = 0; g < G; g++)
-				if (!keep[g] && gsize[g] && (best < 0 || gscore[g] > gscore[best]))
-					best = g;
-			if (best >= 0)
-				keep[best] = 1;
-		}
-		for (int e = 0; e < E; e++)
-			allowed[e] = keep[group_of[e]];
-	}
-	int *ix = idx + (size_t)n * k;
-	float sum = 0;
-	for (int i = 0; i < k; i++) {
-		int best = -1;
-		for (int e = 0; e < E; e++)
-			if (allowed[e] && (best < 0 || sel[e] > sel[best]))
-				best = e;
-		ix[i] = best;
-		allowed[best] = 0;
-		sum += s[best];
-	}
-	for (int i = 0; i < k; i++)
-		gates[(size_t)n * k + i] = rs * s[ix[i]] / sum;
+	float sel[MAX_E], top1[MAX_G], top2[MAX_G], gscore[MAX_G];
+	unsigned char allowed[MAX_E], gsize[MAX_G], keep[MAX_G];
+	struct tr_route_scratch w = { sel, top1, top2, gscore, allowed, gsize, keep };
+	tr_route_pick(scores + (size_t)n * E, idx + (size_t)n * k, gates + (size_t)n * k, logits + (size_t)n * E, bias,
+		      group_of, G, limit, topk_groups, E, k, rs, &w);
 }
 
 extern "C" void tr_cuda_router_forward(float *scores, int *idx, float *gates, const float *logits, const float *bias,
@@ -168,17 +127,23 @@ __global__ void k_place(int *pos, int *src_tok, const int *cnt, const int *idx, 
 	}
 }
 
-extern "C" void tr_cuda_route_plan(int *send_cnt_host, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
+/* the counts into cnt[E] (device memory), the placement into pos and src_tok */
+extern "C" void tr_cuda_route_plan_dev(int *cnt, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
 {
-	int *cnt = (int *)tr_cuda_scratch(3, (size_t)E * sizeof(int));
-	if (!cnt)
-		return;
 	TR_CU_OK(cudaMemsetAsync(cnt, 0, (size_t)E * sizeof(int), tr_cu.stream));
 	if (Nk > 0) {
 		k_count<<<grid(Nk), TPB, 0, tr_cu.stream>>>(cnt, idx, Nk);
 		k_place<<<E, 1024, 0, tr_cu.stream>>>(pos, src_tok, cnt, idx, Nk, k);
 		TR_CU_LAUNCHED("route_plan");
 	}
+}
+
+extern "C" void tr_cuda_route_plan(int *send_cnt_host, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
+{
+	int *cnt = (int *)tr_cuda_scratch(3, (size_t)E * sizeof(int));
+	if (!cnt)
+		return;
+	tr_cuda_route_plan_dev(cnt, pos, src_tok, idx, Nk, k, E);
 	tr_backend_cuda.download(send_cnt_host, cnt, (size_t)E * sizeof(int));
 }
 
@@ -237,6 +202,34 @@ __global__ void k_combine_bwd(float *drows, float *dgates, const float *dy, cons
 		dot += __shfl_xor_sync(0xffffffffu, dot, o);
 	if (lane == 0)
 		dgates[ts] = dot;
+}
+
+/* the EP=1 combine (backend.h key_sum): a token's k rows in ascending row order, the first copied */
+__global__ void k_key_sum(float *out, const float *rows, const int *pos, int N, int k, int D)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)N * D; i += (size_t)gridDim.x * blockDim.x) {
+		size_t t = i / D, d = i % D;
+		const int *pt = pos + t * k;
+		float acc = 0.0f;
+		for (int c = 0, last = -1; c < k; c++) {
+			int p = -1; /* the smallest position above the last one */
+			for (int s = 0; s < k; s++)
+				if (pt[s] > last && (p < 0 || pt[s] < p))
+					p = pt[s];
+			float v = rows[(size_t)p * D + d];
+			acc = c ? acc + v : v;
+			last = p;
+		}
+		out[i] = acc;
+	}
+}
+
+extern "C" void tr_cuda_key_sum(float *out, const float *rows, const int *pos, int N, int k, int D)
+{
+	if (N <= 0 || k <= 0)
+		return;
+	k_key_sum<<<grid((size_t)N * D), TPB, 0, tr_cu.stream>>>(out, rows, pos, N, k, D);
+	TR_CU_LAUNCHED("key_sum");
 }
 
 extern "C" void tr_cuda_permute_forward(float *out, const float *in, const int *src, int n, int D)

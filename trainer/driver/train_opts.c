@@ -63,6 +63,7 @@ static const struct flag flags[] = {
 	{"transport", K_STR, O(transport), 0, 0, "KIND", TR_COMM_KINDS " (default: MOE_TRANSPORT, else auto)", NONE},
 	{"device", K_STR, O(device), 0, 0, "DEV", "cpu or cuda (default: cuda when CUDA_VISIBLE_DEVICES names a GPU and the CUDA backend is built, else cpu)", NONE},
 	{"dtype", K_STR, O(dtype), 0, 0, "T", "fp32 or bf16 (bf16: bf16 GEMM operands, fp32 accumulation and master weights; cuda only) (default fp32)", NONE},
+	{"cuda-graph", K_FLAG, O(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it every step (EP size 1 and --device cuda only; routed experts through a simple device-count GEMM; not yet run on a GPU)", NONE},
 	{"mfu-peak", K_DBL, O(mfu_peak), 0, 1e7, "TFLOPS", "bf16 peak per rank for the MFU figure (default: measured by a cuBLAS GEMM at start on cuda; none on cpu)", NONE},
 	{"threads", K_LONG, O(threads), 0, 4096, "N", "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", NONE},
 	{"a2a-timing", K_STR, O(a2a_timing), 0, 0, "MODE", "off, or sync: all ranks meet at a barrier before each MoE all-to-all, so a2a_ms counts the transfer only and a2a_wait_ms the wait for the slowest rank (benchmarks; default off)", NONE},
@@ -255,6 +256,16 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 	}
 	if (o->a2a_timing && strcmp(o->a2a_timing, "off") && strcmp(o->a2a_timing, "sync")) {
 		fprintf(stderr, "moe-train: --a2a-timing '%s': valid off, sync\n", o->a2a_timing);
+		return 2;
+	}
+	if (o->cuda_graph && !tr_backend_have_cuda()) {
+		fprintf(stderr, "moe-train: --cuda-graph: the CUDA backend is not built (configure --with-cuda); valid only with "
+			"--device cuda in a CUDA build\n");
+		return 2;
+	}
+	if (o->cuda_graph && o->device && strcmp(o->device, "cuda")) {
+		fprintf(stderr, "moe-train: --cuda-graph needs --device cuda (got --device %s): a CUDA graph replays GPU work\n",
+			o->device);
 		return 2;
 	}
 	if (o->resume && !o->ckpt_dir) {
