@@ -9,6 +9,9 @@
  * refuses two ranks on one GPU): alltoallv, the summed combine and the all-reduce on device buffers
  * against the host transports' results, bit for bit, with growing sizes, and the a2a byte counters
  * moving as the host path's do.  Without a GPU these cases report themselves skipped ("no GPU").
+ * `test_devcomm bench [MIB]` (tests/bench/devcomm.sh): cuda-ipc all-to-all bandwidth between 2 and 4
+ * processes on one GPU against cudaMemcpy device to device and against staging through pinned host
+ * memory and shm, all measured in the same run; one JSON line per size.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tap.h"
@@ -233,9 +237,74 @@ static void gpu_case(struct tr_comm *c, const char *kind)
 	check(counted, "the a2a byte counter moves as the host path's", NULL);
 	tr_devcomm_free(d);
 }
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static size_t bench_mib = 64;
+
+/* GB/s of the bytes a rank sends other ranks, best of 5 rounds of 10 all-to-alls of bench_mib MiB per
+ * rank (split evenly); rank 0 prints the JSON line.  Baselines in the same processes: one cudaMemcpy
+ * device to device of the same bytes, and the staged path (down to pinned memory, shm, up). */
+static void bench_case(struct tr_comm *c)
+{
+	int P = tr_comm_size(c), me = tr_comm_rank(c);
+	size_t tot = bench_mib << 20, per = tot / (size_t)P, sb[P], so[P];
+	for (int p = 0; p < P; p++)
+		sb[p] = per, so[p] = (size_t)p * per;
+	char err[512] = "";
+	struct tr_devcomm *d = NULL;
+	void *ds = NULL, *dr = NULL, *hs = NULL, *hr = NULL;
+	if (cudaSetDevice(0) != cudaSuccess || tr_devcomm_open(c, "cuda-ipc", &d, err, sizeof(err)) ||
+	    cudaMalloc(&ds, tot) != cudaSuccess || cudaMalloc(&dr, tot) != cudaSuccess ||
+	    cudaMallocHost(&hs, tot) != cudaSuccess || cudaMallocHost(&hr, tot) != cudaSuccess) {
+		check(0, "bench setup", "%s", err[0] ? err : "out of GPU or pinned memory");
+		return;
+	}
+	cudaMemset(ds, 1, tot);
+	double best[3] = { 1e30, 1e30, 1e30 };
+	int rc = 0;
+	for (int round = 0; round < 6 && rc == 0; round++) { /* round 0 warms up */
+		double t[3];
+		for (int m = 0; m < 3 && rc == 0; m++) {
+			tr_barrier(c);
+			double t0 = now_s();
+			for (int i = 0; i < 10 && rc == 0; i++) {
+				if (m == 0)
+					rc = tr_devcomm_alltoallv(d, ds, sb, so, dr, sb, so);
+				else if (m == 1)
+					rc = cudaMemcpy(dr, ds, tot - per, cudaMemcpyDeviceToDevice) != cudaSuccess;
+				else
+					rc = cudaMemcpy(hs, ds, tot, cudaMemcpyDeviceToHost) != cudaSuccess ||
+					     tr_alltoallv(c, hs, sb, so, hr, sb, so) ||
+					     cudaMemcpy(dr, hr, tot, cudaMemcpyHostToDevice) != cudaSuccess;
+			}
+			cudaDeviceSynchronize();
+			double dt = now_s() - t0;
+			tr_allreduce_f64(c, &dt, 1);
+			t[m] = dt / P; /* the mean over the ranks */
+		}
+		for (int m = 0; round > 0 && m < 3; m++)
+			best[m] = t[m] < best[m] ? t[m] : best[m];
+	}
+	double moved = 10.0 * (double)(tot - per) / 1e9; /* bytes to other ranks per rank */
+	if (me == 0 && rc == 0)
+		printf("{\"bench\":\"devcomm_a2a\",\"transport\":\"cuda-ipc\",\"ranks\":%d,\"mib_per_rank\":%zu,"
+		       "\"cuda_ipc_gbs\":%.2f,\"memcpy_d2d_gbs\":%.2f,\"staged_gbs\":%.2f,\"ipc_vs_memcpy\":%.3f,"
+		       "\"ipc_vs_staged\":%.2f}\n", P, bench_mib, moved / best[0], moved / best[1], moved / best[2],
+		       best[1] / best[0], best[2] / best[0]);
+	fflush(stdout);
+	check(rc == 0, "bench ran", "%s", rc ? tr_devcomm_error(d) : "");
+	cudaFree(ds), cudaFree(dr), cudaFreeHost(hs), cudaFreeHost(hr);
+	tr_devcomm_free(d);
+}
 #endif
 
-enum what { PLAN, OPEN, GPU };
+enum what { PLAN, OPEN, GPU, BENCH };
 
 /* forks n ranks over kind (pretend hosts "node" + fake[r], NULL = this host); a check passes when every
  * rank passed it and all exited 0 */
@@ -289,8 +358,10 @@ static void run(const char *name, const char *kind, int n, const char *fake, con
 		else if (w == OPEN)
 			open_case(c);
 #ifdef TR_WITH_CUDA
-		else
+		else if (w == GPU)
 			gpu_case(c, dkind);
+		else
+			bench_case(c);
 #endif
 		tr_comm_free(c);
 		_exit(0);
@@ -398,6 +469,18 @@ static int have_gpu(char *why, size_t len)
 int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : "";
+	char why[128];
+	if (!strcmp(only, "bench")) {
+		if (argc > 2)
+			bench_mib = (size_t)atol(argv[2]);
+		if (!have_gpu(why, sizeof(why)) || bench_mib < 1) {
+			printf("devcomm bench: not run: %s\n", bench_mib < 1 ? "MIB must be >= 1" : why);
+			return 0;
+		}
+		run("bench-2", "shm", 2, NULL, NULL, BENCH, NULL);
+		run("bench-4", "shm", 4, NULL, NULL, BENCH, NULL);
+		return tap_done();
+	}
 	if (!*only || !strncmp(only, "plan", 4)) {
 		plan_by_hand();
 		run("plan-1node", "shm", 3, NULL, NULL, PLAN, NULL);
@@ -407,7 +490,6 @@ int main(int argc, char **argv)
 	}
 	if (!*only || !strncmp(only, "open", 4))
 		run("open-errors", "shm+tcp", 4, "AABB", NULL, OPEN, NULL);
-	char why[128];
 	if (!*only || !strncmp(only, "gpu", 3)) {
 		static const char *const cases[][3] = { { "gpu-cuda-ipc-2", "cuda-ipc", "2" }, { "gpu-cuda-ipc-3", "cuda-ipc", "3" },
 						       { "gpu-cuda-ipc-4", "cuda-ipc", "4" }, { "gpu-nccl-1", "nccl", "1" } };
