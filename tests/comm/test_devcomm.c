@@ -33,7 +33,8 @@
 #include <cuda_runtime_api.h>
 #endif
 
-static int report_fd, cur_rank;
+static int report_fd, cur_rank, gpu_found;
+static size_t bench_mib = 64; /* bench: MiB per rank */
 
 /* one line per rank and check: "check|ok|rank r: message" */
 static void check(int ok, const char *name, const char *fmt, ...)
@@ -171,6 +172,13 @@ static void open_case(struct tr_comm *c)
 	      "cuda-ipc across hosts: one line naming two ranks and their hosts, before any CUDA call", "%s", err);
 	check(!tr_devcomm_serves(c, "cuda-ipc") && tr_devcomm_serves(c, "nccl"), "cuda-ipc serves one host, nccl any",
 	      NULL);
+	if (gpu_found)
+		return;
+	/* no GPU: CUDA fails on every rank; each gets one line, its own, and nobody waits for another */
+	char own[64];
+	snprintf(own, sizeof(own), "--device-comm nccl: rank %d: cannot create a CUDA stream: ", tr_comm_rank(c));
+	rc = tr_devcomm_open(c, "nccl", &d, err, sizeof(err));
+	check(rc == -1 && !d && strstr(err, own), "nccl without a GPU: one line from CUDA on every rank", "%s", err);
 }
 
 #ifdef TR_WITH_CUDA
@@ -244,8 +252,6 @@ static double now_s(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
-
-static size_t bench_mib = 64;
 
 /* GB/s of the bytes a rank sends other ranks, best of 5 rounds of 10 all-to-alls of bench_mib MiB per
  * rank (split evenly); rank 0 prints the JSON line.  Baselines in the same processes: one cudaMemcpy
@@ -488,12 +494,12 @@ int main(int argc, char **argv)
 		run("plan-2nodes-rail", "shm+tcp", 4, "AABB", "rail", PLAN, NULL);
 		run("plan-3nodes-rail", "shm+tcp", 6, "AABBCC", "rail", PLAN, NULL);
 	}
+	int gpu = gpu_found = have_gpu(why, sizeof(why));
 	if (!*only || !strncmp(only, "open", 4))
 		run("open-errors", "shm+tcp", 4, "AABB", NULL, OPEN, NULL);
 	if (!*only || !strncmp(only, "gpu", 3)) {
 		static const char *const cases[][3] = { { "gpu-cuda-ipc-2", "cuda-ipc", "2" }, { "gpu-cuda-ipc-3", "cuda-ipc", "3" },
 						       { "gpu-cuda-ipc-4", "cuda-ipc", "4" }, { "gpu-nccl-1", "nccl", "1" } };
-		int gpu = have_gpu(why, sizeof(why));
 		for (int i = 0; i < 4; i++) {
 			if (!gpu) {
 				printf("ok %d # SKIP %s: %s\n", ++tap_n, cases[i][0], why);
