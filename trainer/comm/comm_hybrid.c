@@ -136,27 +136,10 @@ static void hy_destroy(struct tr_transport *t)
 	free(h);
 }
 
-static const struct tr_transport_ops hybrid_tcp_ops = {
-	.kind = "shm+tcp",
-	.send_some = hy_send,
-	.recv_some = hy_recv,
-	.wait_token = hy_token,
-	.wait = hy_wait,
-	.destroy = hy_destroy,
-	.abandon = hy_abandon,
-	.peek = hy_peek,
-};
-
-static const struct tr_transport_ops hybrid_verbs_ops = {
-	.kind = "shm+verbs",
-	.send_some = hy_send,
-	.recv_some = hy_recv,
-	.wait_token = hy_token,
-	.wait = hy_wait,
-	.destroy = hy_destroy,
-	.abandon = hy_abandon,
-	.peek = hy_peek,
-};
+/* the same calls under the name of the remote half: [0] tcp, [1] verbs */
+#define HYBRID_OPS(name) { .kind = name, .send_some = hy_send, .recv_some = hy_recv, .wait_token = hy_token, \
+			   .wait = hy_wait, .destroy = hy_destroy, .abandon = hy_abandon, .peek = hy_peek }
+static const struct tr_transport_ops hybrid_ops[2] = { HYBRID_OPS("shm+tcp"), HYBRID_OPS("shm+verbs") };
 
 int tr_hybrid_open(const struct tr_world *w, const char *remote, struct tr_transport **out, char *err, size_t errlen)
 {
@@ -170,7 +153,7 @@ int tr_hybrid_open(const struct tr_world *w, const char *remote, struct tr_trans
 		goto fail;
 	}
 	bool verbs = !strcmp(remote, "verbs");
-	h->t.ops = verbs ? &hybrid_verbs_ops : &hybrid_tcp_ops;
+	h->t.ops = &hybrid_ops[verbs];
 	h->t.size = n;
 	int nl = 0;
 	for (int r = 0; r < n; r++) {

@@ -2,11 +2,12 @@
  * scores from the top-2 sums, top-M groups, top-k, gates normalised over the chosen k x route scale),
  * its backward, the stable counting sort of (token, slot) pairs by expert, and the fused permute /
  * unpermute of token rows around the expert exchange (gates applied in the combine).
- * The router runs one thread per token through exactly the CPU's loop (trainer/cpu/op_router.c), so the
+ * The router runs one thread per token through the CPU's very rule (trainer/model/route_pick.h), so the
  * chosen experts and their order (ties: lower id) are the CPU's. */
 #include <math.h>
 #include "cuda_ctx.h"
 #include "cuda_ops.h"
+#include "route_pick.h"
 
 #define MAX_E 512   /* experts a token is routed among (per-thread arrays) */
 #define MAX_G 64    /* routing groups */
@@ -24,53 +25,11 @@ __global__ void k_router_fwd(float *scores, int *idx, float *gates, const float 
 	int n = blockIdx.x * blockDim.x + threadIdx.x;
 	if (n >= N)
 		return;
-	float sel[MAX_E];
-	unsigned char allowed[MAX_E];
-	float *s = scores + (size_t)n * E;
-	for (int e = 0; e < E; e++) {
-		s[e] = (float)(1.0 / (1.0 + exp(-(double)logits[(size_t)n * E + e])));
-		sel[e] = s[e] + (bias ? bias[e] : 0);
-		allowed[e] = 1;
-	}
-	if (limit) {
-		float top1[MAX_G], top2[MAX_G], gscore[MAX_G];
-		unsigned char gsize[MAX_G], keep[MAX_G];
-		for (int g = 0; g < G; g++)
-			top1[g] = top2[g] = -INFINITY, gsize[g] = 0, keep[g] = 0;
-		for (int e = 0; e < E; e++) {
-			int g = group_of[e];
-			gsize[g] = gsize[g] < 2 ? gsize[g] + 1 : 2;
-			if (sel[e] > top1[g])
-				top2[g] = top1[g], top1[g] = sel[e];
-			else if (sel[e] > top2[g])
-				top2[g] = sel[e];
-		}
-		for (int g = 0; g < G; g++)
-			gscore[g] = gsize[g] >= 2 ? top1[g] + top2[g] : top1[g];
-		for (int m = 0; m < topk_groups; m++) {
-			int best = -1;
-			for (int g = 0; g < G; g++)
-				if (!keep[g] && gsize[g] && (best < 0 || gscore[g] > gscore[best]))
-					best = g;
-			if (best >= 0)
-				keep[best] = 1;
-		}
-		for (int e = 0; e < E; e++)
-			allowed[e] = keep[group_of[e]];
-	}
-	int *ix = idx + (size_t)n * k;
-	float sum = 0;
-	for (int i = 0; i < k; i++) {
-		int best = -1;
-		for (int e = 0; e < E; e++)
-			if (allowed[e] && (best < 0 || sel[e] > sel[best]))
-				best = e;
-		ix[i] = best;
-		allowed[best] = 0;
-		sum += s[best];
-	}
-	for (int i = 0; i < k; i++)
-		gates[(size_t)n * k + i] = rs * s[ix[i]] / sum;
+	float sel[MAX_E], top1[MAX_G], top2[MAX_G], gscore[MAX_G];
+	unsigned char allowed[MAX_E], gsize[MAX_G], keep[MAX_G];
+	struct tr_route_scratch w = { sel, top1, top2, gscore, allowed, gsize, keep };
+	tr_route_pick(scores + (size_t)n * E, idx + (size_t)n * k, gates + (size_t)n * k, logits + (size_t)n * E, bias,
+		      group_of, G, limit, topk_groups, E, k, rs, &w);
 }
 
 extern "C" void tr_cuda_router_forward(float *scores, int *idx, float *gates, const float *logits, const float *bias,
