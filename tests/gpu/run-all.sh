@@ -53,11 +53,11 @@ build_direct() {
 	echo "#define PACKAGE_VERSION \"$(sed -n 's/^AC_INIT(\[moetopo\], \[\([^]]*\)\].*/\1/p' "$top/configure.ac")\"" > config.h
 	local inc="-I$top/trainer/comm -I$top/trainer/model -I$top/trainer/cpu -I$top/trainer/driver -I$top/tests"
 	local cf="-std=gnu11 -O2 -fopenmp -include $B/config.h -DTR_WITH_CUDA=1 -DTR_DEVCOMM_CUDA -I$CUDA_HOME/include $inc"
-	local lib=(trainer/comm/comm.c trainer/comm/comm_self.c trainer/comm/comm_tcp.c trainer/comm/comm_shm.c
-		trainer/comm/comm_hybrid.c trainer/comm/comm_rdv.c trainer/comm/comm_rail.c trainer/comm/comm_rail_sum.c
-		trainer/comm/comm_verbs_dev.c trainer/comm/devcomm*.c trainer/cpu/*.c trainer/model/*.c
-		trainer/driver/data.c trainer/driver/optim.c trainer/driver/ckpt.c trainer/driver/train_io.c)
-	(cd "$top" && printf '%s\n' "${lib[@]}") | xargs -P "$jobs" -I{} sh -c \
+	# the globs expand in $top
+	(cd "$top" && printf '%s\n' trainer/comm/comm.c trainer/comm/comm_self.c trainer/comm/comm_tcp.c trainer/comm/comm_shm.c \
+		trainer/comm/comm_hybrid.c trainer/comm/comm_rdv.c trainer/comm/comm_rail.c trainer/comm/comm_rail_sum.c \
+		trainer/comm/comm_verbs_dev.c trainer/comm/devcomm*.c trainer/cpu/*.c trainer/model/*.c \
+		trainer/driver/data.c trainer/driver/optim.c trainer/driver/ckpt.c trainer/driver/train_io.c) | xargs -P "$jobs" -I{} sh -c \
 		'gcc '"$cf"' -c "'"$top"'/{}" -o "'"$B"'/o/$(echo {} | tr / _).o"' || return 1
 	ls "$top"/trainer/cuda/*.cu "$top"/trainer/comm/*.cu | xargs -P "$jobs" -I{} sh -c '"'"$NVCC"'" -std=c++17 -O2 -fmad=false \
 		-gencode arch=compute_90,code=sm_90 -I'"$top"'/trainer/model -I'"$top"'/trainer/driver -I'"$top"'/trainer/cuda -I'"$top"'/trainer/comm \
