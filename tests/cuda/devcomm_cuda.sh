@@ -11,6 +11,8 @@
 TRAIN=$top_builddir/trainer/driver/moe-train
 ML=$top_builddir/launcher/moe-launch
 [ -x "$TRAIN" ] || skip_all "moe-train not built"
+"$TRAIN" --help | grep -q '^devices in this build: cpu, cuda$' || skip_all "no GPU code: the CUDA backend is not built"
+ls /dev/nvidia[0-9]* > /dev/null 2>&1 || skip_all "no GPU (no /dev/nvidiaN)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt"
