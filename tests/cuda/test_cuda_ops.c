@@ -85,25 +85,31 @@ static double gemm_tol(void)
 	return bf16 ? 3e-2 : 1e-4;
 }
 
-static void test_matmul(int N, int C, int OC)
+/* off: every operand `off` floats past an allocation's start (operands at row offsets of a buffer, as the
+ * MoE layer's scratch places them; cuBLASLt must not assume 256-byte alignment) */
+static void test_matmul(int N, int C, int OC, int off)
 {
 	float *x = rnd((size_t)N * C, 1), *w = rnd((size_t)OC * C, 0.1f), *dy = rnd((size_t)N * OC, 1);
 	float *y = calloc((size_t)N * OC, 4), *dx = rnd((size_t)N * C, 1), *dw = rnd((size_t)OC * C, 1);
-	float *gx = up(x, 4ul * N * C), *gw = up(w, 4ul * OC * C), *gdy = up(dy, 4ul * N * OC);
-	float *gy = gpu->alloc(4ul * N * OC), *gdx = up(dx, 4ul * N * C), *gdw = up(dw, 4ul * OC * C);
+	float *bx = gpu->alloc(4ul * (N * C + off)), *bw = gpu->alloc(4ul * (OC * C + off));
+	float *bdy = gpu->alloc(4ul * (N * OC + off)), *by = gpu->alloc(4ul * (N * OC + off));
+	float *bdx = gpu->alloc(4ul * (N * C + off)), *bdw = gpu->alloc(4ul * (OC * C + off));
+	float *gx = bx + off, *gw = bw + off, *gdy = bdy + off, *gy = by + off, *gdx = bdx + off, *gdw = bdw + off;
+	gpu->upload(gx, x, 4ul * N * C), gpu->upload(gw, w, 4ul * OC * C), gpu->upload(gdy, dy, 4ul * N * OC);
+	gpu->upload(gdx, dx, 4ul * N * C), gpu->upload(gdw, dw, 4ul * OC * C);
 	cpu->matmul_forward(y, x, w, N, C, OC);
 	gpu->matmul_forward(gy, gx, gw, N, C, OC);
-	char what[64];
-	snprintf(what, sizeof(what), "matmul fwd %dx%dx%d", N, C, OC);
+	char what[80];
+	snprintf(what, sizeof(what), "matmul fwd %dx%dx%d%s", N, C, OC, off ? " (operands 4 bytes off alignment)" : "");
 	check(what, gy, y, (size_t)N * OC, gemm_tol());
 	cpu->matmul_backward(dx, dw, dy, x, w, N, C, OC);
 	gpu->matmul_backward(gdx, gdw, gdy, gx, gw, N, C, OC);
-	snprintf(what, sizeof(what), "matmul bwd dx (accumulating)");
+	snprintf(what, sizeof(what), "matmul bwd dx (accumulating)%s", off ? ", misaligned" : "");
 	check(what, gdx, dx, (size_t)N * C, gemm_tol());
-	snprintf(what, sizeof(what), "matmul bwd dw (accumulating)");
+	snprintf(what, sizeof(what), "matmul bwd dw (accumulating)%s", off ? ", misaligned" : "");
 	check(what, gdw, dw, (size_t)OC * C, gemm_tol());
 	free(x), free(w), free(dy), free(y), free(dx), free(dw);
-	gpu->free(gx), gpu->free(gw), gpu->free(gdy), gpu->free(gy), gpu->free(gdx), gpu->free(gdw);
+	gpu->free(bx), gpu->free(bw), gpu->free(bdy), gpu->free(by), gpu->free(bdx), gpu->free(bdw);
 }
 
 static void test_experts(void)
@@ -123,6 +129,40 @@ static void test_experts(void)
 	check("grouped experts bwd dw (gaps untouched)", gdw, dw, ws * El, gemm_tol());
 	free(x), free(w), free(dy), free(y), free(dx), free(dw);
 	gpu->free(gx), gpu->free(gw), gpu->free(gdy), gpu->free(gy), gpu->free(gdx), gpu->free(gdw);
+}
+
+/* bf16 to nearest even, on the host */
+static float bf16_round(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* bf16 mode really rounds the operands, on every call (not only the first): the GPU's grouped product
+ * equals the CPU's fp32 product of the rounded operands within the fp32 bound, called twice */
+static void test_experts_rounded(void)
+{
+	int El = 3, C = 64, OC = 40, rows[3] = { 21, 50, 9 }, R = 80;
+	size_t ws = (size_t)OC * C;
+	float *x = rnd((size_t)R * C, 1), *w = rnd(ws * El, 0.1f), *y = calloc((size_t)R * OC, 4);
+	float *xr = malloc(4ul * R * C), *wr = malloc(4 * ws * El);
+	for (size_t i = 0; i < (size_t)R * C; i++)
+		xr[i] = bf16_round(x[i]);
+	for (size_t i = 0; i < ws * El; i++)
+		wr[i] = bf16_round(w[i]);
+	cpu->expert_matmul_forward(y, xr, wr, ws, rows, El, C, OC);
+	float *gx = up(x, 4ul * R * C), *gw = up(w, 4 * ws * El), *gy = gpu->alloc(4ul * R * OC);
+	for (int call = 1; call <= 2; call++) {
+		gpu->expert_matmul_forward(gy, gx, gw, ws, rows, El, C, OC);
+		char what[80];
+		snprintf(what, sizeof(what), "bf16 grouped experts fwd = fp32 product of rounded operands (call %d)", call);
+		check(what, gy, y, (size_t)R * OC, 1e-4);
+	}
+	free(x), free(w), free(y), free(xr), free(wr);
+	gpu->free(gx), gpu->free(gw), gpu->free(gy);
 }
 
 static void test_rows(void)
@@ -311,9 +351,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	printf("# %s, %s GEMMs\n", gpu->device_name(), bf ? "bf16" : "fp32");
-	test_matmul(64, 96, 80);
-	test_matmul(257, 128, 384);  /* odd rows, K that splits */
+	test_matmul(64, 96, 80, 0);
+	test_matmul(257, 128, 384, 0);  /* odd rows, K that splits */
+	test_matmul(63, 96, 80, 1);
 	test_experts();
+	if (bf)
+		test_experts_rounded();
 	if (!bf) {
 		test_rows();
 		test_attention(2, 33, 64, 4);

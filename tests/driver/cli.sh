@@ -14,11 +14,11 @@ ok "--version prints the version" test -n "$("$bin" --version | grep '^moe-train
 # every flag the parser accepts is in --help: each one, given a bad value, must be refused by name, and
 # each name appears in the help text
 flags=$(sed -n 's/^  \(--[a-z0-9-]*\).*/\1/p' "$tmp/help")
-is "$(echo "$flags" | wc -l)" 42 "--help lists 42 flags"
+is "$(echo "$flags" | wc -l)" 43 "--help lists 43 flags"
 missing=""
 for f in --data --steps --seed --metrics --batch --global-batch --dim --layers --experts --top-k --router-skew \
 	--lr --warmup --clip --ckpt-dir --resume --threads --seq-len --heads --expert-ffn --group-topk --bias-gamma \
-	--device --dtype --mfu-peak --device-comm; do
+	--device --dtype --mfu-peak --cuda-graph --device-comm; do
 	echo "$flags" | grep -qx -- "$f" || missing="$missing $f"
 done
 is "$missing" "" "the flags the issue and the docs name are all in --help"
@@ -85,6 +85,17 @@ if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
 else
 	refuse "the CUDA backend is not built" "${d[@]}" --device cuda
 fi
+# --cuda-graph: only on the GPU, only at EP size 1, only in a CUDA build
+if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
+	refuse "--cuda-graph needs --device cuda (got --device cpu)" "${d[@]}" --cuda-graph --device cpu
+	cvd=${CUDA_VISIBLE_DEVICES-unset}
+	unset CUDA_VISIBLE_DEVICES
+	refuse "--cuda-graph needs the GPU, but CUDA_VISIBLE_DEVICES names none" "${d[@]}" --cuda-graph --steps 1
+	[ "$cvd" = unset ] || export CUDA_VISIBLE_DEVICES=$cvd
+	[ -e /dev/nvidiactl ] || refuse "(--cuda-graph needs a GPU)" "${d[@]}" --cuda-graph --device cuda --steps 1
+else
+	refuse "--cuda-graph: the CUDA backend is not built" "${d[@]}" --cuda-graph --device cuda
+fi
 MOE_EXPERTS=16 "$bin" "${d[@]}" --experts 8 > /dev/null 2> "$tmp/err"
 ok "--experts against MOE_EXPERTS: exit 2, one line" test $? = 2 -a "$(wc -l < "$tmp/err")" = 1 -a \
 	-n "$(grep -F "experts 8 disagrees with the launch plan's MOE_EXPERTS=16" "$tmp/err")"
@@ -110,5 +121,11 @@ if [ -x "$ML" ]; then
 	"$ML" --nproc 2 --spec ep=2,experts=8 -- "$bin" "${d[@]}" --steps 2 --global-batch 3 > "$tmp/out" 2> "$tmp/err"
 	is "$?" 2 "--global-batch 3 over 2 ranks: exit 2"
 	ok "naming the valid values" grep -q -- "--global-batch 3 does not divide over 2 ranks; valid: multiples of 2" "$tmp/err"
+	if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
+		"$ML" --nproc 2 --spec ep=2,experts=8 -- "$bin" "${d[@]}" --steps 2 --device cuda --cuda-graph > "$tmp/out" 2> "$tmp/err"
+		is "$?" 2 "--cuda-graph at EP size 2: exit 2"
+		ok "one line naming EP size 1 as the valid choice" test "$(grep -c -- "--cuda-graph needs EP size 1, this run has EP size 2" "$tmp/err")" = 1
+		sed 's/^/#   /' "$tmp/err"
+	fi
 fi
 done_testing

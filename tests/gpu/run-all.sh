@@ -46,7 +46,8 @@ build_autotools() {
 	pkg-config --exists hwloc 2>/dev/null || { echo "no hwloc (pkg-config hwloc)"; return 1; }
 	[ -x "$top/configure" ] || (cd "$top" && autoreconf -fi) || return 1
 	mkdir -p "$B" && cd "$B" && "$top/configure" --with-cuda="$CUDA_HOME" CUDA_ARCHS="${CUDA_ARCHS:-90}" &&
-		make -j"$jobs" && make -C tests -j"$jobs" cuda/test_cuda_ops cuda/test_cuda_step bench/moe_layer_gpu comm/test_devcomm
+		make -j"$jobs" && make -C tests -j"$jobs" cuda/test_cuda_ops cuda/test_cuda_step bench/moe_layer_gpu \
+			cuda/test_cuda_grouped_dev cuda/test_graph_path comm/test_devcomm
 }
 build_direct() {
 	mkdir -p "$B/o" "$B/trainer/driver" "$B/tests/cuda" "$B/tests/bench" && cd "$B" || return 1
@@ -63,7 +64,9 @@ build_direct() {
 		-gencode arch=compute_90,code=sm_90 -I'"$top"'/trainer/model -I'"$top"'/trainer/driver -I'"$top"'/trainer/cuda -I'"$top"'/trainer/comm \
 		-Xcompiler -fPIC -c {} -o "'"$B"'/o/cuda_$(basename {} .cu).o"' || return 1
 	local ld=(-fopenmp "$B"/o/*.o -L"$CUDA_LIB" -Wl,-rpath,"$CUDA_LIB" -lnccl -lcublasLt -lcublas -lcudart -lstdc++ -lm -lrt -lpthread)
-	gcc $cf -o trainer/driver/moe-train "$top"/trainer/driver/{train_main,train_ckpt,train_opts,metrics}.c "${ld[@]}" &&
+	gcc $cf -o trainer/driver/moe-train "$top"/trainer/driver/{train_main,train_ckpt,train_opts,train_graph,metrics}.c "${ld[@]}" &&
+	gcc $cf -o tests/cuda/test_cuda_grouped_dev "$top/tests/cuda/test_cuda_grouped_dev.c" "${ld[@]}" &&
+	gcc $cf -o tests/cuda/test_graph_path "$top/tests/cuda/test_graph_path.c" "${ld[@]}" &&
 	gcc $cf -o tests/cuda/test_cuda_ops "$top/tests/cuda/test_cuda_ops.c" "${ld[@]}" &&
 	gcc $cf -o tests/cuda/test_cuda_step "$top/tests/cuda/test_cuda_step.c" "${ld[@]}" &&
 	gcc $cf -o tests/bench/moe_layer_gpu "$top/tests/bench/moe_layer_gpu.c" "${ld[@]}" &&
@@ -90,6 +93,11 @@ else
 	log "memcheck-ops: NOT RUN (no compute-sanitizer)"
 fi
 stage step 120 "$B/tests/cuda/test_cuda_step" || fails=$((fails + 1))
+# --cuda-graph: the graph-mode ops against the CPU (and under memcheck), captured step against eager
+stage grouped-dev 120 "$B/tests/cuda/test_cuda_grouped_dev" || fails=$((fails + 1))
+[ -x "$SAN" ] && { stage memcheck-grouped-dev 300 "$SAN" --tool memcheck --leak-check full --error-exitcode 3 \
+	"$B/tests/cuda/test_cuda_grouped_dev" || fails=$((fails + 1)); }
+stage graph-path 120 "$B/tests/cuda/test_graph_path" || fails=$((fails + 1))
 stage train 420 bash "$top/tests/cuda/train_cuda.sh" || fails=$((fails + 1))
 [ -x "$B/launcher/moe-launch" ] || log "train: EP=2 on one GPU NOT RUN (moe-launch needs the autotools build: no hwloc here)"
 # device communicators: cuda-ipc between 2-4 processes on one GPU and nccl at world 1 against the host
@@ -114,6 +122,14 @@ for size in small large; do
 			--device cuda --dtype "$dt" --log-every 5 --metrics "$out/trainer-$size-$dt.jsonl"
 		grep -h '^moe-train: device\|^done:' "$out/trainer-$size-$dt.log" | sed "s/^/  $size $dt: /" | tee -a "$out/summary.txt"
 	done
+done
+# tokens/s with and without --cuda-graph (small model): the ratio from the two summary lines
+tps() { sed -n 's/^done:.* \([0-9.]*\) tokens\/s.*/\1/p' "$1"; }
+for dt in bf16 fp32; do
+	stage "trainer-small-$dt-graph" 150 "$B/trainer/driver/moe-train" --data "$out/data.bin" "${small[@]}" --steps 20 --warmup 5 \
+		--device cuda --dtype "$dt" --cuda-graph --log-every 5 --metrics "$out/trainer-small-$dt-graph.jsonl"
+	a=$(tps "$out/trainer-small-$dt-graph.log"); b=$(tps "$out/trainer-small-$dt.log")
+	log "  small $dt: --cuda-graph ${a:-?} tokens/s, without ${b:-?}: ratio $(awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "?" }')"
 done
 
 # ---- moetopo show live: the first real run of the NVML path

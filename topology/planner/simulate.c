@@ -88,29 +88,14 @@ int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, str
 	int *nr = calloc((size_t)E_ * NSLOT, sizeof(int));      /* members per touched domain and rail slot */
 	int *unal = malloc(sizeof(int) * (size_t)E_);            /* senders outside d with no rail peer in d */
 	double *hit = malloc(sizeof(double) * (size_t)E_ * 2), *cpt = hit ? hit + E_ : NULL;
-	if (!tix || !touched || !cnt || !nr || !unal || !hit) {
-		free(tix);
-		free(touched);
-		free(cnt);
-		free(nr);
-		free(unal);
-		free(hit);
-		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
-	}
 	/* per domain: cross-domain bytes out and in (in tokens, all groups), GPUs; per group: its slowest
 	 * rank's time */
 	double *dout = calloc((size_t)l->n_domains * 2 + (size_t)l->n_groups * 2, sizeof(double));
 	int *dn = calloc((size_t)l->n_domains, sizeof(int));
-	if (!dout || !dn) {
-		free(dout);
-		free(dn);
-		free(tix);
-		free(touched);
-		free(cnt);
-		free(nr);
-		free(unal);
-		free(hit);
-		return mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
+	int rc = 0;
+	if (!tix || !touched || !cnt || !nr || !unal || !hit || !dout || !dn) {
+		rc = mt_seterr(err, errlen, MT_ENOMEM, "out of memory");
+		goto out;
 	}
 	double *din = dout + l->n_domains, *gt = din + l->n_domains, *gnt = gt + l->n_groups;
 	for (int d = 0; d < l->n_domains; d++)
@@ -216,6 +201,10 @@ int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, str
 	}
 	if (l->n_groups)
 		res->mean_group_us = 2 * sum / l->n_groups * 1e6;
+	res->dispatch_us = worst * 1e6;
+	res->combine_us = worst * 1e6;
+	res->total_us = 2 * worst * 1e6;
+out:
 	free(dout);
 	free(dn);
 	free(tix);
@@ -224,10 +213,7 @@ int mt_sim_layout(const struct mt_layout *l, const struct mt_sim_params *sp, str
 	free(nr);
 	free(unal);
 	free(hit);
-	res->dispatch_us = worst * 1e6;
-	res->combine_us = worst * 1e6;
-	res->total_us = 2 * worst * 1e6;
-	return 0;
+	return rc;
 }
 
 int mt_sim_plan(const struct mt_plan *p, const struct mt_sim_params *sp, struct mt_sim_result *res, char *err,

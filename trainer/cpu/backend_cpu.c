@@ -48,6 +48,50 @@ static int sync(char *err, size_t errlen)
 	return 0;
 }
 
+/* graph-mode variants: backend memory is host memory here, so they are the ops above */
+static void route_plan_dev(int *cnt, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
+{
+	tr_route_plan(cnt, pos, src_tok, idx, Nk, k, E);
+}
+
+static void expert_fwd_dev(tr_real *out, const tr_real *inp, const tr_real *w, size_t wstride, const int *rows, int El,
+			   int R, int C, int OC)
+{
+	(void)R;
+	tr_expert_matmul_forward(out, inp, w, wstride, rows, El, C, OC);
+}
+
+static void expert_bwd_dev(tr_real *dinp, tr_real *dw, const tr_real *dout, const tr_real *inp, const tr_real *w,
+			   size_t wstride, const int *rows, int El, int R, int C, int OC)
+{
+	(void)R;
+	tr_expert_matmul_backward(dinp, dw, dout, inp, w, wstride, rows, El, C, OC);
+}
+
+static void key_sum(tr_real *out, const tr_real *rows, const int *pos, int N, int k, int D)
+{
+	for (int t = 0; t < N; t++) {
+		tr_real *o = out + (size_t)t * D;
+		for (int c = 0, last = -1; c < k; c++) {
+			int p = -1; /* the next row of token t: the smallest position above the last one */
+			for (int s = 0; s < k; s++) {
+				int q = pos[(size_t)t * k + s];
+				if (q > last && (p < 0 || q < p))
+					p = q;
+			}
+			const tr_real *r = rows + (size_t)p * D;
+			for (int d = 0; d < D; d++)
+				o[d] = c ? o[d] + r[d] : r[d];
+			last = p;
+		}
+	}
+}
+
+static void sum_to(double *out, const tr_real *x, size_t n, int square)
+{
+	out[0] = square ? tr_sumsq(x, n) : tr_sum(x, n);
+}
+
 const struct tr_backend tr_backend_cpu = {
 	"cpu", 0, init, device_name, no_peak,
 	alloc, free, alloc, free, upload, upload, upload, zero, sync,
@@ -63,4 +107,6 @@ const struct tr_backend tr_backend_cpu = {
 	tr_crossentropy_forward, tr_crossentropy_backward,
 	tr_route_plan, tr_expert_matmul_forward, tr_expert_matmul_backward,
 	tr_add, tr_scale, tr_sum, tr_sumsq, tr_adamw_update,
+	route_plan_dev, expert_fwd_dev, expert_bwd_dev, key_sum, sum_to,
+	NULL, NULL, NULL, NULL, NULL, NULL, /* no graph capture */
 };

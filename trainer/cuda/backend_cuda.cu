@@ -48,9 +48,11 @@ static int init(enum tr_dtype dtype, char *err, size_t errlen)
 		snprintf(err, errlen, "--device cuda: no GPU: no NVIDIA driver is loaded (%s)", vis_txt);
 		return -1;
 	}
-	if (drv < rt) {
-		snprintf(err, errlen, "--device cuda: the NVIDIA driver supports CUDA %s, this build needs the CUDA %s runtime; "
-			 "update the driver", drv_s, rt_s);
+	/* an older driver of the same major version runs this build (CUDA minor-version compatibility: the
+	 * build carries SASS for its GPUs); what it cannot run, cudaGetDeviceCount reports below */
+	if (drv / 1000 < rt / 1000) {
+		snprintf(err, errlen, "--device cuda: the NVIDIA driver supports CUDA %s, this build needs a driver for CUDA "
+			 "%d.x (runtime %s); update the driver", drv_s, rt / 1000, rt_s);
 		return -1;
 	}
 	cudaError_t e = cudaGetDeviceCount(&n);
@@ -192,6 +194,13 @@ extern "C" void *tr_cuda_scratch(int slot, size_t bytes)
 {
 	if (bytes <= tr_cu.scratch_n[slot])
 		return tr_cu.scratch[slot];
+	/* a captured graph holds the addresses of pools 0-2; pool 3 serves only ops that read results on
+	 * the host (sums, counts, cuBLAS pointer arrays), which a graph cannot hold */
+	if (tr_cu.graphs && slot < 3) {
+		tr_cuda_fail("scratch pool %d would have to grow to %.1f MiB while a CUDA graph uses it (the step's shapes "
+			     "changed after the capture)", slot, (double)bytes / (1u << 20));
+		return NULL;
+	}
 	if (tr_cu.scratch[slot])
 		TR_CU_OK(cudaFree(tr_cu.scratch[slot])); /* synchronises: no queued kernel still uses it */
 	tr_cu.scratch[slot] = NULL;
@@ -205,10 +214,18 @@ extern "C" void *tr_cuda_scratch(int slot, size_t bytes)
 	return p;
 }
 
-/* dense bf16 GEMM, 8192^3 (4096^3 when memory is short), 3 warm-up and 10 timed runs */
+static void scratch_release(int slot)
+{
+	cudaFree(tr_cu.scratch[slot]);
+	tr_cu.scratch[slot] = NULL;
+	tr_cu.scratch_n[slot] = 0;
+}
+
+/* dense bf16 GEMM, 8192^3 (4096^3 when memory is short), 3 warm-up and 10 timed runs.  Optional: a
+ * failure here (memory) gives 0 and leaves no error behind for training, nor its large scratch. */
 static double measure_peak_tflops(void)
 {
-	if (!tr_cu.ready)
+	if (!tr_cu.ready || tr_cu.err[0])
 		return 0;
 	enum tr_dtype keep = tr_cu.dtype;
 	tr_cu.dtype = TR_DTYPE_BF16;
@@ -243,7 +260,11 @@ static double measure_peak_tflops(void)
 		cudaEventDestroy(e0);
 		cudaEventDestroy(e1);
 		cudaFree(a), cudaFree(b), cudaFree(c);
+		tr_cu.err[0] = 0; /* the 4096 try starts clean */
+		cudaGetLastError();
 	}
+	scratch_release(0);
+	scratch_release(1);
 	tr_cu.dtype = keep;
 	return best;
 }
@@ -263,4 +284,7 @@ extern "C" const struct tr_backend tr_backend_cuda = {
 	tr_cuda_crossentropy_forward, tr_cuda_crossentropy_backward,
 	tr_cuda_route_plan, tr_cuda_expert_matmul_forward, tr_cuda_expert_matmul_backward,
 	tr_cuda_add, tr_cuda_scale, tr_cuda_sum, tr_cuda_sumsq, tr_cuda_adamw,
+	tr_cuda_route_plan_dev, tr_cuda_expert_matmul_forward_dev, tr_cuda_expert_matmul_backward_dev,
+	tr_cuda_key_sum, tr_cuda_sum_to, tr_cuda_clip_dev, tr_cuda_adamw_dev,
+	tr_cuda_graph_begin, tr_cuda_graph_end, tr_cuda_graph_launch, tr_cuda_graph_free,
 };

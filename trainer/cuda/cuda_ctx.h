@@ -23,7 +23,7 @@ struct tr_cuda {
 	size_t lt_ws_size;
 	void *scratch[4];             /* grow-only pools, one per concurrent use (see cuda_scratch) */
 	size_t scratch_n[4];
-	int grouped_bf16_unsupported; /* the grouped GEMM refused bf16 in / fp32 out: loop per expert */
+	int graphs;                   /* CUDA graphs alive (graph.cu): the scratch pools 0-2 may not move */
 	char name[700];
 	char err[256];                /* first failure, "" when none */
 };

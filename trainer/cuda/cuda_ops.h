@@ -52,6 +52,22 @@ double tr_cuda_sum(const tr_real *x, size_t n);
 double tr_cuda_sumsq(const tr_real *x, size_t n);
 void tr_cuda_adamw(const struct tr_adamw *h, double lr, long t, float gscale, tr_real *p, const tr_real *g, float *m,
 	float *v, size_t n);
+/* graph mode (backend.h): counts in device memory, no host round trip (router.cu, gemm_dev.cu,
+ * ops_elem.cu), and the capture itself (graph.cu) */
+void tr_cuda_route_plan_dev(int *cnt, int *pos, int *src_tok, const int *idx, int Nk, int k, int E);
+void tr_cuda_expert_matmul_forward_dev(tr_real *out, const tr_real *inp, const tr_real *w, size_t wstride,
+	const int *rows, int El, int R, int C, int OC);
+void tr_cuda_expert_matmul_backward_dev(tr_real *dinp, tr_real *dw, const tr_real *dout, const tr_real *inp,
+	const tr_real *w, size_t wstride, const int *rows, int El, int R, int C, int OC);
+void tr_cuda_key_sum(tr_real *out, const tr_real *rows, const int *pos, int N, int k, int D);
+void tr_cuda_sum_to(double *out, const tr_real *x, size_t n, int square);
+void tr_cuda_clip_dev(float *scale, double *norm, const double *a, const double *b, double max_norm);
+void tr_cuda_adamw_dev(const struct tr_adamw_step *k, const float *gscale, tr_real *p, const tr_real *g, float *m,
+	float *v, size_t n);
+int tr_cuda_graph_begin(char *err, size_t errlen);
+int tr_cuda_graph_end(void **exec, char *err, size_t errlen);
+int tr_cuda_graph_launch(void *exec, char *err, size_t errlen);
+void tr_cuda_graph_free(void *exec);
 /* the timed part of the peak measurement: C = A B on the bf16 operands left in scratch slots 0, 1 */
 void tr_cuda_gemm_bf16_raw(int m, int n, int k, float *C);
 

@@ -1,6 +1,6 @@
 /* gemm.cu - every matrix product of the CUDA backend: the linear layer (cuBLASLt: fp32, or bf16 operands
  * with fp32 accumulation and fp32 output), the routed experts' layers as one grouped cuBLAS call for all
- * local experts, and the strided-batched products of attention.
+ * local experts (fp32; bf16: one cuBLASLt call per expert), and the strided-batched products of attention.
  *
  * Row-major tensors are column-major transposes, so y[N][OC] = x[N][C] w[OC][C]^T is, for cuBLAS,
  * y^T (OC x N) = w^T^T (T on w's C x OC view) x^T (N).  The three products of a linear layer:
@@ -45,6 +45,15 @@ static void lt_check(cublasStatus_t s, const char *what)
 		tr_cuda_fail("cuBLASLt %s: status %d", what, (int)s);
 }
 
+/* the largest power of two up to 256 that divides the address */
+static uint32_t align_of(const void *p)
+{
+	uint32_t a = 256;
+	while (a > 1 && (uintptr_t)p % a)
+		a /= 2;
+	return a;
+}
+
 /* D = C = alpha op(A) op(B) + beta C with operands of type ab (fp32 or bf16), fp32 C, fp32 compute */
 static void lt_matmul(int ta, int tb, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
 		      cudaDataType_t ab, float beta, float *C, int ldc)
@@ -68,6 +77,12 @@ static void lt_matmul(int ta, int tb, int m, int n, int k, const void *A, int ld
 	lt_check(cublasLtMatmulPreferenceCreate(&pref), "preference");
 	cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &tr_cu.lt_ws_size,
 					     sizeof(tr_cu.lt_ws_size));
+	/* the heuristic assumes 256-byte aligned operands unless told: ours sit at any row offset of a buffer */
+	uint32_t al[3] = { align_of(A), align_of(B), align_of(C) };
+	cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], sizeof(al[0]));
+	cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], sizeof(al[1]));
+	cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], sizeof(al[2]));
+	cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], sizeof(al[2]));
 	if (!tr_cu.err[0] &&
 	    (cublasLtMatmulAlgoGetHeuristic(tr_cu.lt, op, la, lb, lc, lc, pref, 1, &h, &found) != CUBLAS_STATUS_SUCCESS ||
 	     found == 0))
@@ -187,7 +202,7 @@ static void grouped(int kind, const float *x, const float *w, size_t wstride, co
 		tr_cuda_fail("grouped expert GEMM: %d local experts, at most 1024", El);
 		return;
 	}
-	int bf = tr_cu.dtype == TR_DTYPE_BF16 && !tr_cu.grouped_bf16_unsupported;
+	int bf = tr_cu.dtype == TR_DTYPE_BF16;
 	int R = 0;
 	for (int j = 0; j < El; j++)
 		R += rows[j];
@@ -226,6 +241,14 @@ static void grouped(int kind, const float *x, const float *w, size_t wstride, co
 		if (rows[j] > 0)
 			add_problem(kind, xb, wb, wstep, dyb, y, dw ? dw + (size_t)j * wstride : NULL, r0, rows[j], j, C, OC, esz);
 	int G = gq.n;
+	if (bf) {
+		/* cuBLAS's grouped GEMM takes bf16 operands only with a bf16 output, and C here is fp32 (a
+		 * gradient accumulates into it): one cuBLASLt call per expert on the packed bf16 operands */
+		for (int g = 0; g < G; g++)
+			lt_matmul(gq.ta[g] == CUBLAS_OP_T, gq.tb[g] == CUBLAS_OP_T, gq.m[g], gq.nn[g], gq.k[g], gq.A[g], gq.lda[g],
+				  gq.B[g], gq.ldb[g], CUDA_R_16BF, gq.beta[g], (float *)gq.Cp[g], gq.ldc[g]);
+		return;
+	}
 	void **ptrs = (void **)tr_cuda_scratch(3, 3 * (size_t)G * sizeof(void *));
 	if (!ptrs)
 		return;
@@ -233,30 +256,10 @@ static void grouped(int kind, const float *x, const float *w, size_t wstride, co
 	for (int g = 0; g < G; g++)
 		host[g] = (void *)gq.A[g], host[G + g] = (void *)gq.B[g], host[2 * G + g] = gq.Cp[g];
 	tr_backend_cuda.upload(ptrs, host, 3 * (size_t)G * sizeof(void *));
-	cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_32F;
 	cublasStatus_t s = cublasGemmGroupedBatchedEx(tr_cu.blas, gq.ta, gq.tb, gq.m, gq.nn, gq.k, gq.alpha,
-						      (const void *const *)ptrs, t, gq.lda, (const void *const *)(ptrs + G), t,
-						      gq.ldb, gq.beta, ptrs + 2 * G, CUDA_R_32F, gq.ldc, G, gq.size,
-						      CUBLAS_COMPUTE_32F);
-	if (s != CUBLAS_STATUS_SUCCESS && bf) {
-		/* this cuBLAS has no bf16-in / fp32-out grouped GEMM: one cuBLASLt call per expert from now on */
-		fprintf(stderr, "moe-train: cuBLAS grouped GEMM with bf16 operands and fp32 output refused (status %d); "
-			"the routed experts run one cuBLASLt call each\n", (int)s);
-		tr_cu.grouped_bf16_unsupported = 1;
-		for (int j = 0, r0 = 0; j < El; r0 += rows[j], j++) {
-			if (!rows[j])
-				continue;
-			const float *wj = w + (size_t)j * wstride;
-			if (kind == G_FWD)
-				tr_cuda_gemm(1, 0, OC, rows[j], C, wj, C, x + (size_t)r0 * C, C, 0.0f, y + (size_t)r0 * OC, OC);
-			else if (kind == G_DX)
-				tr_cuda_gemm(0, 0, C, rows[j], OC, wj, C, dy + (size_t)r0 * OC, OC, 1.0f, y + (size_t)r0 * C, C);
-			else
-				tr_cuda_gemm(0, 1, C, OC, rows[j], x + (size_t)r0 * C, C, dy + (size_t)r0 * OC, OC, 1.0f,
-					     dw + (size_t)j * wstride, C);
-		}
-		return;
-	}
+						      (const void *const *)ptrs, CUDA_R_32F, gq.lda,
+						      (const void *const *)(ptrs + G), CUDA_R_32F, gq.ldb, gq.beta, ptrs + 2 * G,
+						      CUDA_R_32F, gq.ldc, G, gq.size, CUBLAS_COMPUTE_32F);
 	if (s != CUBLAS_STATUS_SUCCESS)
 		tr_cuda_fail("cuBLAS grouped expert GEMM (%d experts, %d rows, %dx%d): status %d", G, R, OC, C, (int)s);
 }

@@ -300,12 +300,10 @@ extern "C" void tr_cuda_scale(float *y, float f, size_t n)
 	TR_CU_LAUNCHED("scale");
 }
 
-/* ---- sums in double: fixed blocks of SUM_BLOCK values, then the partials in block order ---- */
-#define SUM_BLOCK 8192
-
+/* ---- sums in double: fixed blocks of TR_SUM_BLOCK values, then the partials in block order ---- */
 __global__ void k_partial(double *part, const float *x, size_t n, int square)
 {
-	size_t lo = (size_t)blockIdx.x * SUM_BLOCK, hi = lo + SUM_BLOCK < n ? lo + SUM_BLOCK : n;
+	size_t lo = (size_t)blockIdx.x * TR_SUM_BLOCK, hi = lo + TR_SUM_BLOCK < n ? lo + TR_SUM_BLOCK : n;
 	double s = 0;
 	for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
 		s += square ? (double)x[i] * x[i] : (double)x[i];
@@ -324,21 +322,31 @@ __global__ void k_final(double *out, const double *part, size_t nb)
 		*out = s;
 }
 
+/* queues out[0] = the sum, out[1..] the partials (TR_SUM_DOUBLES(n) doubles of device memory) */
+static void sums(double *out, const float *x, size_t n, int square)
+{
+	size_t nb = TR_SUM_DOUBLES(n) - 1;
+	if (nb > 0x7fffffffu) {
+		tr_cuda_fail("sum of %zu values: too many", n);
+		return;
+	}
+	if (!n) {
+		TR_CU_OK(cudaMemsetAsync(out, 0, sizeof(double), tr_cu.stream));
+		return;
+	}
+	k_partial<<<(unsigned)nb, TPB, 0, tr_cu.stream>>>(out + 1, x, n, square);
+	k_final<<<1, 1024, 0, tr_cu.stream>>>(out, out + 1, nb);
+	TR_CU_LAUNCHED("sum");
+}
+
 static double dsum(const float *x, size_t n, int square)
 {
 	if (!n || tr_cu.err[0])
 		return 0;
-	size_t nb = (n + SUM_BLOCK - 1) / SUM_BLOCK;
-	if (nb > 0x7fffffffu) {
-		tr_cuda_fail("sum of %zu values: too many", n);
-		return 0;
-	}
-	double *part = (double *)tr_cuda_scratch(3, (nb + 1) * sizeof(double)), out = 0;
+	double *part = (double *)tr_cuda_scratch(3, TR_SUM_DOUBLES(n) * sizeof(double)), out = 0;
 	if (!part)
 		return 0;
-	k_partial<<<(unsigned)nb, TPB, 0, tr_cu.stream>>>(part + 1, x, n, square);
-	k_final<<<1, 1024, 0, tr_cu.stream>>>(part, part + 1, nb);
-	TR_CU_LAUNCHED("sum");
+	sums(part, x, n, square);
 	tr_backend_cuda.download(&out, part, sizeof(double));
 	return out;
 }
@@ -353,17 +361,28 @@ extern "C" double tr_cuda_sumsq(const float *x, size_t n)
 	return dsum(x, n, 1);
 }
 
+extern "C" void tr_cuda_sum_to(double *out, const float *x, size_t n, int square)
+{
+	if (!tr_cu.err[0])
+		sums(out, x, n, square);
+}
+
 /* ---- AdamW: the CPU's update rule, constants from tr_adamw_fold (optim.h) ---- */
+static __device__ __forceinline__ void adamw_one(size_t i, float *p, const float *g, float *m, float *v, float gscale,
+						 const struct tr_adamw_step &k)
+{
+	float gi = g[i] * gscale;
+	float mi = k.b1 * m[i] + k.a1 * gi;
+	float vi = k.b2 * v[i] + k.a2 * gi * gi;
+	m[i] = mi;
+	v[i] = vi;
+	p[i] = p[i] * k.decay - k.step * mi / (sqrtf(vi) * k.rbc2 + k.eps);
+}
+
 __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float gscale, struct tr_adamw_step k)
 {
-	GRID_STRIDE(i, n) {
-		float gi = g[i] * gscale;
-		float mi = k.b1 * m[i] + k.a1 * gi;
-		float vi = k.b2 * v[i] + k.a2 * gi * gi;
-		m[i] = mi;
-		v[i] = vi;
-		p[i] = p[i] * k.decay - k.step * mi / (sqrtf(vi) * k.rbc2 + k.eps);
-	}
+	GRID_STRIDE(i, n)
+		adamw_one(i, p, g, m, v, gscale, k);
 }
 
 extern "C" void tr_cuda_adamw(const struct tr_adamw *h, double lr, long t, float gscale, float *p, const float *g,
@@ -373,4 +392,36 @@ extern "C" void tr_cuda_adamw(const struct tr_adamw *h, double lr, long t, float
 		return;
 	k_adamw<<<grid(n), TPB, 0, tr_cu.stream>>>(p, g, m, v, n, gscale, tr_adamw_fold(h, lr, t));
 	TR_CU_LAUNCHED("adamw");
+}
+
+/* --cuda-graph: the step's constants and the clip factor are read from device memory at run time */
+__global__ void k_adamw_dev(float *p, const float *g, float *m, float *v, size_t n, const float *gscale,
+			    const struct tr_adamw_step *kp)
+{
+	struct tr_adamw_step k = *kp;
+	float gs = *gscale;
+	GRID_STRIDE(i, n)
+		adamw_one(i, p, g, m, v, gs, k);
+}
+
+extern "C" void tr_cuda_adamw_dev(const struct tr_adamw_step *k, const float *gscale, float *p, const float *g,
+				  float *m, float *v, size_t n)
+{
+	if (!n)
+		return;
+	k_adamw_dev<<<grid(n), TPB, 0, tr_cu.stream>>>(p, g, m, v, n, gscale, k);
+	TR_CU_LAUNCHED("adamw (graph)");
+}
+
+__global__ void k_clip(float *scale, double *norm, const double *a, const double *b, double max_norm)
+{
+	double nrm = sqrt(a[0] + b[0]);
+	*norm = nrm;
+	*scale = tr_clip_scale(nrm, max_norm);
+}
+
+extern "C" void tr_cuda_clip_dev(float *scale, double *norm, const double *a, const double *b, double max_norm)
+{
+	k_clip<<<1, 1, 0, tr_cu.stream>>>(scale, norm, a, b, max_norm);
+	TR_CU_LAUNCHED("clip factor");
 }

@@ -127,17 +127,23 @@ __global__ void k_place(int *pos, int *src_tok, const int *cnt, const int *idx, 
 	}
 }
 
-extern "C" void tr_cuda_route_plan(int *send_cnt_host, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
+/* the counts into cnt[E] (device memory), the placement into pos and src_tok */
+extern "C" void tr_cuda_route_plan_dev(int *cnt, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
 {
-	int *cnt = (int *)tr_cuda_scratch(3, (size_t)E * sizeof(int));
-	if (!cnt)
-		return;
 	TR_CU_OK(cudaMemsetAsync(cnt, 0, (size_t)E * sizeof(int), tr_cu.stream));
 	if (Nk > 0) {
 		k_count<<<grid(Nk), TPB, 0, tr_cu.stream>>>(cnt, idx, Nk);
 		k_place<<<E, 1024, 0, tr_cu.stream>>>(pos, src_tok, cnt, idx, Nk, k);
 		TR_CU_LAUNCHED("route_plan");
 	}
+}
+
+extern "C" void tr_cuda_route_plan(int *send_cnt_host, int *pos, int *src_tok, const int *idx, int Nk, int k, int E)
+{
+	int *cnt = (int *)tr_cuda_scratch(3, (size_t)E * sizeof(int));
+	if (!cnt)
+		return;
+	tr_cuda_route_plan_dev(cnt, pos, src_tok, idx, Nk, k, E);
 	tr_backend_cuda.download(send_cnt_host, cnt, (size_t)E * sizeof(int));
 }
 
@@ -196,6 +202,34 @@ __global__ void k_combine_bwd(float *drows, float *dgates, const float *dy, cons
 		dot += __shfl_xor_sync(0xffffffffu, dot, o);
 	if (lane == 0)
 		dgates[ts] = dot;
+}
+
+/* the EP=1 combine (backend.h key_sum): a token's k rows in ascending row order, the first copied */
+__global__ void k_key_sum(float *out, const float *rows, const int *pos, int N, int k, int D)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)N * D; i += (size_t)gridDim.x * blockDim.x) {
+		size_t t = i / D, d = i % D;
+		const int *pt = pos + t * k;
+		float acc = 0.0f;
+		for (int c = 0, last = -1; c < k; c++) {
+			int p = -1; /* the smallest position above the last one */
+			for (int s = 0; s < k; s++)
+				if (pt[s] > last && (p < 0 || pt[s] < p))
+					p = pt[s];
+			float v = rows[(size_t)p * D + d];
+			acc = c ? acc + v : v;
+			last = p;
+		}
+		out[i] = acc;
+	}
+}
+
+extern "C" void tr_cuda_key_sum(float *out, const float *rows, const int *pos, int N, int k, int D)
+{
+	if (N <= 0 || k <= 0)
+		return;
+	k_key_sum<<<grid((size_t)N * D), TPB, 0, tr_cu.stream>>>(out, rows, pos, N, k, D);
+	TR_CU_LAUNCHED("key_sum");
 }
 
 extern "C" void tr_cuda_permute_forward(float *out, const float *in, const int *src, int n, int D)

@@ -45,7 +45,16 @@ static inline struct tr_adamw_step tr_adamw_fold(const struct tr_adamw *h, doubl
 	return k;
 }
 /* The update itself and the sum of squares for clipping are ops of the backend (ops.h, backend.h). */
-/* Clip factor for a global norm: min(1, max_norm / norm); 1 when max_norm <= 0 (clipping off). */
-float tr_clip_scale(double norm, double max_norm);
+/* Clip factor for a global norm: min(1, max_norm / norm); 1 when max_norm <= 0 (clipping off).
+ * Inline for the host and the GPU (--cuda-graph computes it on the device). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline float tr_clip_scale(double norm, double max_norm)
+{
+	if (max_norm <= 0 || !(norm > max_norm))
+		return 1.0f;
+	return (float)(max_norm / norm);
+}
 
 #endif

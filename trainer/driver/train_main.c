@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "train_graph.h"
 #include "train_opts.h"
 #include "train_run.h"
 
@@ -72,14 +73,20 @@ static int setup_backend(struct tr_run *r)
 	enum tr_dtype dt = r->o.dtype && !strcmp(r->o.dtype, "bf16") ? TR_DTYPE_BF16 : TR_DTYPE_FP32;
 	if (!dev)
 		dev = gpu_named() && tr_backend_have_cuda() ? "cuda" : "cpu";
+	if (r->o.cuda_graph && strcmp(dev, "cuda")) {
+		fprintf(stderr, "moe-train: rank %d: --cuda-graph needs the GPU, but CUDA_VISIBLE_DEVICES names none, so this "
+			"rank would run on the CPU; valid with --device cuda on a rank with a GPU\n", r->rank);
+		return 2;
+	}
 	const struct tr_backend *be = tr_backend_get(dev, err, sizeof(err));
 	if (!be) {
 		fprintf(stderr, "moe-train: %s\n", err);
 		return 2;
 	}
 	if (be->init(dt, err, sizeof(err)) != 0) {
-		if (r->o.device || be == &tr_backend_cpu) {
-			fprintf(stderr, "moe-train: rank %d: %s%s\n", r->rank, err, be == &tr_backend_cpu ? "" : "; use --device cpu");
+		if (r->o.device || be == &tr_backend_cpu || r->o.cuda_graph) {
+			fprintf(stderr, "moe-train: rank %d: %s%s\n", r->rank, err,
+				be == &tr_backend_cpu ? "" : r->o.cuda_graph ? " (--cuda-graph needs a GPU)" : "; use --device cpu");
 			return 2;
 		}
 		fprintf(stderr, "moe-train: rank %d: CUDA_VISIBLE_DEVICES names a GPU, but %s; running on the CPU (--device chooses)\n",
@@ -177,8 +184,8 @@ static void banner(struct tr_run *r, int ep_size)
 	printf("moe-train: model d_model %d, %d layers (%d dense), %d heads, %d experts top-%d, params %.3fM total, %.3fM active per token\n",
 	       c->d_model, c->n_layers, c->n_dense_layers, c->n_heads, c->n_experts, c->top_k,
 	       (double)tr_model_nparams_global(r->m) / 1e6, active / 1e6);
-	printf("moe-train: device %s (%s), dtype %s, %.4g GFLOP per token", r->be->name, r->be->device_name(),
-	       tr_opts_dtype(&r->o), r->flops_per_token / 1e9);
+	printf("moe-train: device %s (%s), dtype %s%s, %.4g GFLOP per token", r->be->name, r->be->device_name(),
+	       tr_opts_dtype(&r->o), r->og ? ", CUDA graph" : "", r->flops_per_token / 1e9);
 	if (r->peak_tflops > 0)
 		printf(", MFU against %.1f TFLOP/s per rank (%s)\n", r->peak_tflops, r->o.mfu_peak > 0 ? "--mfu-peak" : "bf16 GEMM measured now");
 	else
@@ -253,6 +260,12 @@ static int prepare(struct tr_run *r, int *ep_size_out)
 		return rc;
 	if ((rc = agree(r, local_setup(r))) != 0)
 		return rc;
+	if (o->cuda_graph && ep_size > 1) {
+		if (r->rank == 0)
+			fprintf(stderr, "moe-train: --cuda-graph needs EP size 1, this run has EP size %d: the expert all-to-all "
+				"needs the per-expert counts on the host; run without --cuda-graph or with EP size 1\n", ep_size);
+		return 2;
+	}
 	if ((rc = agree(r, setup_backend(r))) != 0)
 		return rc;
 	par.be = r->be;
@@ -276,6 +289,11 @@ static int prepare(struct tr_run *r, int *ep_size_out)
 	}
 	if (!r->mom[0] || !r->vel[0] || !r->mom[1] || !r->vel[1] || r->be->sync(err, sizeof(err)) != 0) {
 		fprintf(stderr, "moe-train: out of %s memory for the optimizer state\n", r->be->name);
+		rc = 1;
+	}
+	if (rc == 0 && o->cuda_graph &&
+	    (tr_model_set_graph(r->m, 2, err, sizeof(err)) != 0 || tr_opt_graph_new(r, &r->og, err, sizeof(err)) != 0)) {
+		fprintf(stderr, "moe-train: rank %d: %s\n", r->rank, err);
 		rc = 1;
 	}
 	if (o->router_skew > 0)
@@ -335,17 +353,22 @@ static int run_steps(struct tr_run *r)
 		tr_data_batch(&r->data, r->pos, (uint64_t)r->rank * (uint64_t)B, B, rows);
 		double norm = 0;
 		if (tr_model_step(r->m, rows, B, T, &loss) != 0 || tr_model_reduce_grads(r->m) != 0 ||
-		    tr_model_grad_norm(r->m, &norm) != 0) {
+		    (!r->og && tr_model_grad_norm(r->m, &norm) != 0)) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: %s\n", r->rank, r->step + 1, tr_model_error(r->m));
 			rc = 1;
 			break;
 		}
 		double lr = tr_sched_lr(&sc, r->step);
-		float scale = tr_clip_scale(norm, o->clip);
-		for (int s = 0; s < 2; s++)
-			r->be->adamw(&aw, lr, r->step + 1, scale, tr_model_params(r->m, (enum tr_seg)s),
-				     tr_model_grads(r->m, (enum tr_seg)s), r->mom[s], r->vel[s], r->n[s]);
-		if (r->be->sync(err, sizeof(err)) != 0) {
+		int opt_bad = 0;
+		if (r->og) { /* norm, clipping and AdamW as one graph (train_graph.h) */
+			opt_bad = tr_opt_graph_step(r->og, &aw, lr, r->step + 1, &norm, err, sizeof(err)) != 0;
+		} else {
+			float scale = tr_clip_scale(norm, o->clip);
+			for (int s = 0; s < 2; s++)
+				r->be->adamw(&aw, lr, r->step + 1, scale, tr_model_params(r->m, (enum tr_seg)s),
+					     tr_model_grads(r->m, (enum tr_seg)s), r->mom[s], r->vel[s], r->n[s]);
+		}
+		if (opt_bad || r->be->sync(err, sizeof(err)) != 0) {
 			fprintf(stderr, "moe-train: rank %d, step %ld: AdamW on %s: %s\n", r->rank, r->step + 1, r->be->name, err);
 			rc = 1;
 			break;
@@ -499,6 +522,7 @@ int main(int argc, char **argv)
 	r.rank = tr_comm_rank(r.world);
 	r.nranks = tr_comm_size(r.world);
 	rc = train(&r);
+	tr_opt_graph_free(r.og);
 	for (int s = 0; s < 2 && r.be; s++) {
 		r.be->free(r.mom[s]);
 		r.be->free(r.vel[s]);

@@ -65,6 +65,7 @@ static const struct flag flags[] = {
 	{"device", K_STR, O(device), 0, 0, "DEV", "cpu or cuda (default: cuda when CUDA_VISIBLE_DEVICES names a GPU and the CUDA backend is built, else cpu)", NONE},
 	{"device-comm", K_STR, O(device_comm), 0, 0, "KIND", TR_DEVCOMM_KINDS ": how device buffers move between ranks with --device cuda (default: MOE_DEVICE_COMM, else staged: through pinned host memory; doc/gpu.md)", NONE},
 	{"dtype", K_STR, O(dtype), 0, 0, "T", "fp32 or bf16 (bf16: bf16 GEMM operands, fp32 accumulation and master weights; cuda only) (default fp32)", NONE},
+	{"cuda-graph", K_FLAG, O(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it every step (EP size 1 and --device cuda only; routed experts through a simple device-count GEMM; not yet run on a GPU)", NONE},
 	{"mfu-peak", K_DBL, O(mfu_peak), 0, 1e7, "TFLOPS", "bf16 peak per rank for the MFU figure (default: measured by a cuBLAS GEMM at start on cuda; none on cpu)", NONE},
 	{"threads", K_LONG, O(threads), 0, 4096, "N", "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", NONE},
 	{"log-every", K_LONG, O(log_every), 1, 1e12, "N", "progress line every N steps (metrics are written every step)", NONE},
@@ -265,6 +266,16 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 	}
 	if (o->dtype && strcmp(o->dtype, "fp32") && strcmp(o->dtype, "bf16")) {
 		fprintf(stderr, "moe-train: --dtype '%s': valid fp32, bf16\n", o->dtype);
+		return 2;
+	}
+	if (o->cuda_graph && !tr_backend_have_cuda()) {
+		fprintf(stderr, "moe-train: --cuda-graph: the CUDA backend is not built (configure --with-cuda); valid only with "
+			"--device cuda in a CUDA build\n");
+		return 2;
+	}
+	if (o->cuda_graph && o->device && strcmp(o->device, "cuda")) {
+		fprintf(stderr, "moe-train: --cuda-graph needs --device cuda (got --device %s): a CUDA graph replays GPU work\n",
+			o->device);
 		return 2;
 	}
 	if (o->resume && !o->ckpt_dir) {

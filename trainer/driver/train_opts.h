@@ -22,6 +22,7 @@ struct tr_opts {
 	double lr, min_lr, wd, beta1, beta2, eps, clip, router_skew;
 	long threads;
 	int resume, quiet;
+	int cuda_graph;             /* --cuda-graph: capture the step once, replay it (EP size 1, cuda) */
 	/* which flags were given (the launcher's plan may fill the others) */
 	int set_experts, set_group_topk, set_batch, set_global_batch, set_lr_steps;
 };

@@ -30,6 +30,7 @@ struct tr_run {
 	double flops_per_token;      /* model FLOPs per trained token */
 	double peak_tflops;          /* per-rank bf16 peak for MFU (--mfu-peak or measured); 0 = unknown */
 	FILE *metrics;               /* --metrics file (rank 0), closed by tr_run's owner on every path */
+	struct tr_opt_graph *og;     /* --cuda-graph: the optimizer graph (train_graph.h); NULL otherwise */
 };
 
 /* Write this rank's checkpoint file DIR/rank-RRRRR.ckpt atomically.  0, or -1 with err. */

@@ -19,6 +19,11 @@ extern "C" {
 #endif
 
 struct tr_adamw;
+struct tr_adamw_step;
+
+/* sum_to's out holds the sum and the partial sums of blocks of TR_SUM_BLOCK values */
+#define TR_SUM_BLOCK 8192
+#define TR_SUM_DOUBLES(n) (1 + ((size_t)(n) + TR_SUM_BLOCK - 1) / TR_SUM_BLOCK)
 
 enum tr_dtype { TR_DTYPE_FP32 = 0, TR_DTYPE_BF16 = 1 };
 
@@ -95,6 +100,35 @@ struct tr_backend {
 	/* AdamW over a flat segment (optim.h has the rule and struct tr_adamw) */
 	void (*adamw)(const struct tr_adamw *h, double lr, long t, float gscale, tr_real *p, const tr_real *g,
 		      float *m, float *v, size_t n);
+
+	/* ---- graph mode (--cuda-graph, model.h tr_model_set_graph): variants of the ops above that keep
+	 * their counts and results in backend memory, so a step has no host round trip and can be captured */
+	/* route_plan with the counts cnt[E] left in backend memory */
+	void (*route_plan_dev)(int *cnt, int *pos, int *src_tok, const int *idx, int Nk, int k, int E);
+	/* expert_matmul_* with the rows[El] of each expert in backend memory; they sum to R (the launch size) */
+	void (*expert_matmul_forward_dev)(tr_real *out, const tr_real *inp, const tr_real *w, size_t wstride,
+					  const int *rows, int El, int R, int C, int OC);
+	void (*expert_matmul_backward_dev)(tr_real *dinp, tr_real *dw, const tr_real *dout, const tr_real *inp,
+					   const tr_real *w, size_t wstride, const int *rows, int El, int R, int C,
+					   int OC);
+	/* the combine of EP size 1: out[t] (=) the rows pos[t*k .. t*k+k-1] summed in ascending row order,
+	 * the first one copied: the order of tr_alltoallv_sum_f32 (comm.h) */
+	void (*key_sum)(tr_real *out, const tr_real *rows, const int *pos, int N, int k, int D);
+	/* out[0] = sum() (square: sumsq()) of x, the same value; out: backend memory of TR_SUM_DOUBLES(n) */
+	void (*sum_to)(double *out, const tr_real *x, size_t n, int square);
+	/* NULL below where the backend cannot capture graphs (cpu) */
+	/* *scale = tr_clip_scale(*norm = sqrt(a[0] + b[0]), max_norm) (optim.h), all in backend memory */
+	void (*clip_dev)(float *scale, double *norm, const double *a, const double *b, double max_norm);
+	/* adamw with the step's constants (tr_adamw_fold) and the clip factor read from backend memory */
+	void (*adamw_dev)(const struct tr_adamw_step *k, const float *gscale, tr_real *p, const tr_real *g, float *m,
+			  float *v, size_t n);
+	/* everything queued between graph_begin and graph_end becomes one executable graph (nothing of it
+	 * runs then); graph_launch replays it in order with the other work.  0, or -1 and one line in err
+	 * (graph_end: what broke the capture, e.g. a host synchronisation or an allocation inside it) */
+	int (*graph_begin)(char *err, size_t errlen);
+	int (*graph_end)(void **exec, char *err, size_t errlen);
+	int (*graph_launch)(void *exec, char *err, size_t errlen);
+	void (*graph_free)(void *exec);
 };
 
 /* The CPU reference backend (always there), and the CUDA one (only in builds with the CUDA backend:

@@ -412,9 +412,14 @@ int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint6
 	return 0;
 }
 
+static void drop_graph(struct tr_model *m);
+
 static void free_acts(struct tr_model *m)
 {
 	void (*bfree)(void *) = m->be->free;
+	drop_graph(m); /* it holds the addresses freed below */
+	bfree(m->gsum);
+	m->gsum = NULL;
 	if (m->act)
 		for (int l = 0; l < m->cfg.n_layers; l++) {
 			struct tr_layer_act *a = &m->act[l];
@@ -450,6 +455,8 @@ void tr_model_free(struct tr_model *m)
 		be->free(m->params[s]), be->free(m->grads[s]);
 	if (be->device_mem)
 		be->free(m->dbias), be->free(m->dgroup_of);
+	be->free(m->dcnt);
+	free(m->cnt_host);
 	free(m->lw), free(m->lg), free(m->group_of), free(m->bias), free(m->load_local), free(m->load_global);
 	free(m->ep_dom);
 	free_devcomms(m);
@@ -507,6 +514,7 @@ static int alloc_acts(struct tr_model *m, int B, int T)
 	ALLOC(m->datty, N * D);
 	ALLOC(m->dlnf_out, N * D);
 	ALLOC(m->dffn, 3 * N * F);
+	ALLOC(m->gsum, TR_SUM_DOUBLES(N));
 #undef ALLOC
 	m->tok_host = malloc(sizeof(uint16_t) * 2 * N);
 	char why[256];
@@ -529,7 +537,9 @@ static int alloc_acts(struct tr_model *m, int B, int T)
  * starts with a strong "repeat the input byte" guess (initial loss 9.2 instead of ~6 at d_model 128). */
 #define EMB_SCALE 4
 
-static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, float *loss, int train)
+/* the host part of a forward: checks, activations for B x T, the batch's tokens and the router bias
+ * copied to the backend */
+static int prologue(struct tr_model *m, const uint16_t *tokens, int B, int T)
 {
 	const struct tr_config *c = &m->cfg;
 	if (B < 1 || T < 1 || T > c->seq_len)
@@ -540,7 +550,7 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 	if (alloc_acts(m, B, T))
 		return tr_model_fail(m, "out of memory for activations of a %d x %d batch", B, T);
 	const struct tr_backend *be = m->be;
-	int N = B * T, D = c->d_model, NH = c->n_heads, hd = D / NH;
+	int N = B * T;
 	uint16_t *in = m->tok_host, *tg = m->tok_host + N;
 	for (int b = 0; b < B; b++)
 		for (int t = 0; t < T; t++) {
@@ -551,6 +561,15 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 	be->upload(m->targets, tg, sizeof(uint16_t) * N);
 	if (be->device_mem && m->n_moe) /* the driver may have changed the bias (checkpoint, skew, update) */
 		be->upload(m->dbias, m->bias, sizeof(tr_real) * (size_t)m->n_moe * c->n_experts);
+	return 0;
+}
+
+/* the forward's ops, queued on the backend (no host round trip in graph mode) */
+static int forward_ops(struct tr_model *m, int train)
+{
+	const struct tr_config *c = &m->cfg;
+	const struct tr_backend *be = m->be;
+	int B = m->B, T = m->T, N = B * T, D = c->d_model, NH = c->n_heads, hd = D / NH;
 	be->embedding_forward(m->resid[0], m->inputs, m->wte, N, D);
 	be->scale(m->resid[0], EMB_SCALE, (size_t)N * D);
 	for (int l = 0; l < c->n_layers; l++) {
@@ -565,8 +584,13 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 		be->add(a->mid, m->resid[l], m->tmp, (size_t)N * D);
 		be->rmsnorm_forward(a->ln2, a->rstd2, a->mid, w->ln2, N, D);
 		if (a->moe) {
-			if (tr_moe_forward(m, l - c->n_dense_layers, l, m->tmp, a->ln2, N, train))
+			int ml = l - c->n_dense_layers;
+			if (m->graph ? tr_moe_forward_graph(m, ml, l, m->tmp, a->ln2, N)
+				     : tr_moe_forward(m, ml, l, m->tmp, a->ln2, N, train))
 				return -1;
+		} else if (m->graph) {
+			tr_ffn_forward_dev(be, m->tmp, a->h1, a->h3, a->g, a->ln2, w->w1, w->w3, w->w2, 0, NULL, 1, N, D,
+					   c->d_ff);
 		} else {
 			tr_ffn_forward(be, m->tmp, a->h1, a->h3, a->g, a->ln2, w->w1, w->w3, w->w2, 0, &N, 1, D, c->d_ff);
 		}
@@ -575,6 +599,15 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 	be->rmsnorm_forward(m->lnf_out, m->rstdf, m->resid[c->n_layers], m->lnf, N, D);
 	be->matmul_forward(m->logits, m->lnf_out, m->wte, N, D, c->vocab);
 	be->crossentropy_forward(m->losses, m->logits, m->logits, m->targets, N, c->vocab);
+	return 0;
+}
+
+static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, float *loss, int train)
+{
+	const struct tr_backend *be = m->be;
+	if (prologue(m, tokens, B, T) || forward_ops(m, train))
+		return -1;
+	int N = B * T;
 	double sum = be->sum(m->losses, (size_t)N);
 	char why[256];
 	if (be->sync(why, sizeof(why)))
@@ -583,7 +616,8 @@ static int forward(struct tr_model *m, const uint16_t *tokens, int B, int T, flo
 	return 0;
 }
 
-static int backward(struct tr_model *m)
+/* the backward's ops, queued */
+static int backward_ops(struct tr_model *m)
 {
 	const struct tr_config *c = &m->cfg;
 	const struct tr_backend *be = m->be;
@@ -603,8 +637,13 @@ static int backward(struct tr_model *m)
 		/* resid[l+1] = mid + ffn(ln2(mid)): dresid flows to mid unchanged plus through the FFN */
 		be->zero(m->dln, sizeof(tr_real) * ND);
 		if (a->moe) {
-			if (tr_moe_backward(m, l - c->n_dense_layers, l, m->dln, m->dresid, a->ln2, N))
+			int ml = l - c->n_dense_layers;
+			if (m->graph ? tr_moe_backward_graph(m, ml, l, m->dln, m->dresid, a->ln2, N)
+				     : tr_moe_backward(m, ml, l, m->dln, m->dresid, a->ln2, N))
 				return -1;
+		} else if (m->graph) {
+			tr_ffn_backward_dev(be, m->dln, g->w1, g->w3, g->w2, m->dresid, a->ln2, a->h1, a->h3, a->g, w->w1,
+					    w->w3, w->w2, 0, NULL, 1, N, D, c->d_ff, m->dffn);
 		} else {
 			tr_ffn_backward(be, m->dln, g->w1, g->w3, g->w2, m->dresid, a->ln2, a->h1, a->h3, a->g,
 					w->w1, w->w3, w->w2, 0, &N, 1, D, c->d_ff, m->dffn);
@@ -623,9 +662,98 @@ static int backward(struct tr_model *m)
 	}
 	be->scale(m->dresid, EMB_SCALE, ND); /* dresid is not needed after this */
 	be->embedding_backward(m->dwte, m->dresid, m->inputs, N, D);
+	return 0;
+}
+
+static int backward(struct tr_model *m)
+{
 	char why[256];
+	if (backward_ops(m))
+		return -1;
+	if (m->be->sync(why, sizeof(why)))
+		return tr_model_fail(m, "backward on %s: %s", m->be->name, why);
+	return 0;
+}
+
+/* ---- graph mode (tr_model_set_graph) */
+static void drop_graph(struct tr_model *m)
+{
+	if (m->gexec)
+		m->be->graph_free(m->gexec);
+	m->gexec = NULL;
+	m->gsteps = 0;
+}
+
+int tr_model_set_graph(struct tr_model *m, int mode, char *err, size_t errlen)
+{
+	const struct tr_backend *be = m->be;
+	size_t n = (size_t)m->n_moe * m->cfg.n_experts;
+	if (mode < 0 || mode > 2) {
+		snprintf(err, errlen, "graph mode %d: valid 0 (off), 1 (counts on the backend), 2 (and captured)", mode);
+		return -1;
+	}
+	if (mode && m->ep_size != 1) {
+		snprintf(err, errlen, "--cuda-graph needs EP size 1, this run has EP size %d: the expert all-to-all needs "
+			 "the per-expert counts on the host; run without --cuda-graph", m->ep_size);
+		return -1;
+	}
+	if (mode == 2 && !be->graph_begin) {
+		snprintf(err, errlen, "--cuda-graph: the %s backend cannot capture graphs; valid with --device cuda", be->name);
+		return -1;
+	}
+	if (mode && n && !m->dcnt) {
+		m->dcnt = be->alloc(sizeof(int) * n);
+		m->cnt_host = malloc(sizeof(int) * n);
+		char why[256] = "";
+		if (!m->dcnt || !m->cnt_host || be->sync(why, sizeof(why))) {
+			snprintf(err, errlen, "out of memory for the routing counts of graph mode%s%s", why[0] ? ": " : "", why);
+			return -1;
+		}
+	}
+	drop_graph(m);
+	m->graph = mode;
+	return 0;
+}
+
+/* forward + backward queued, the loss summed on the backend: what a graph holds */
+static int step_ops(struct tr_model *m)
+{
+	if (forward_ops(m, 1))
+		return -1;
+	m->be->sum_to(m->gsum, m->losses, (size_t)m->B * m->T, 0);
+	return backward_ops(m);
+}
+
+/* One step in graph mode: the host part, then the ops (eager at the first step of a shape, captured at
+ * the second, replayed after), then the loss and the routing counts read once */
+static int graph_step(struct tr_model *m, const uint16_t *tokens, int B, int T, float *loss)
+{
+	const struct tr_backend *be = m->be;
+	char why[256];
+	if (prologue(m, tokens, B, T))
+		return -1;
+	if (m->graph == 2 && !m->gexec && m->gsteps > 0) {
+		if (be->graph_begin(why, sizeof(why)))
+			return tr_model_fail(m, "%s", why);
+		int rc = step_ops(m), rc_end = be->graph_end(&m->gexec, why, sizeof(why));
+		if (rc || rc_end) {
+			drop_graph(m);
+			return rc ? -1 : tr_model_fail(m, "%s", why);
+		}
+	}
+	if (m->gexec ? be->graph_launch(m->gexec, why, sizeof(why)) : step_ops(m))
+		return m->gexec ? tr_model_fail(m, "%s", why) : -1;
+	m->gsteps++;
+	size_t n = (size_t)m->n_moe * m->cfg.n_experts;
+	double sum = 0;
+	be->download(&sum, m->gsum, sizeof(double));
+	if (n)
+		be->download(m->cnt_host, m->dcnt, sizeof(int) * n);
 	if (be->sync(why, sizeof(why)))
-		return tr_model_fail(m, "backward on %s: %s", be->name, why);
+		return tr_model_fail(m, "step on %s (graph mode): %s", be->name, why);
+	for (size_t i = 0; i < n; i++)
+		m->load_local[i] += m->cnt_host[i];
+	*loss = (float)(sum / ((double)B * T));
 	return 0;
 }
 
@@ -633,6 +761,8 @@ int tr_model_step(struct tr_model *m, const uint16_t *tokens, int B, int T, floa
 {
 	if (m->n_moe)
 		memset(m->load_local, 0, sizeof(double) * (size_t)m->n_moe * m->cfg.n_experts);
+	if (m->graph)
+		return graph_step(m, tokens, B, T, loss);
 	if (forward(m, tokens, B, T, loss, 1))
 		return -1;
 	return backward(m);

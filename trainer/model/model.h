@@ -125,6 +125,15 @@ int tr_model_step(struct tr_model *m, const uint16_t *tokens, int B, int T, floa
 /* Forward only (evaluation); grads untouched, routing loads not counted.  Collective over ep. */
 int tr_model_eval(struct tr_model *m, const uint16_t *tokens, int B, int T, float *loss);
 
+/* Graph mode (moe-train --cuda-graph), EP size 1 only.  mode 1: the step's ops keep the routing counts,
+ * the loss and the loads in backend memory (the routed experts through the device-count grouped GEMM,
+ * R = B*T*top_k rows), so the step has no host round trip; its tokens and the router bias go to the
+ * backend before it, the loss and the loads come back once after it.  mode 2: the same, and
+ * tr_model_step captures the step as a graph at the second step of a batch shape and replays it from
+ * then on (backends with graph capture: cuda).  mode 0: the default path.  0, or -1 with one line in
+ * err (EP size > 1, a backend that cannot capture). */
+int tr_model_set_graph(struct tr_model *m, int mode, char *err, size_t errlen);
+
 /* Replicated grads: sum over world / world size; expert grads: sum over dp / world size.  Afterwards
  * both segments hold the gradient of the mean loss over the global batch.  Collective. */
 int tr_model_reduce_grads(struct tr_model *m);

@@ -72,6 +72,12 @@ struct tr_model {
 	size_t stage_n;
 	uint64_t rows_sent;
 	int *ep_dom;                /* host [ep_size]: MOE_DOMAIN id of each EP rank (tr_par.domain) */
+	int graph;                  /* tr_model_set_graph: 0 off, 1 counts stay on the backend, 2 and captured */
+	int *dcnt;                  /* graph mode: [n_moe][E] rows per expert of the last step (backend) */
+	int *cnt_host;              /* graph mode: host copy of dcnt, read once per step */
+	double *gsum;               /* graph mode: [TR_SUM_DOUBLES(N)] the step's loss sum (backend) */
+	void *gexec;                /* graph mode 2: the captured step (backend graph_end) */
+	int gsteps;                 /* graph-mode steps since the activations were (re)allocated */
 	double a2a_s;               /* seconds in the MoE all-to-alls (counts and rows) since create */
 	uint64_t a2a_dom_bytes, a2a_xdom_bytes; /* row bytes to other EP ranks of this rank's / other domains */
 	/* device communicators (devcomm.h, tr_model_set_device_comm), NULL = staged; world/dp may be ep */
@@ -101,6 +107,16 @@ void tr_ffn_backward(const struct tr_backend *be, tr_real *dx, tr_real *dw1, tr_
 		     const tr_real *w1, const tr_real *w3, const tr_real *w2, size_t wstride, const int *rows, int El,
 		     int D, int F, tr_real *scratch);
 
+/* The same in graph mode: rows_dev[El] in backend memory (the device-count grouped GEMM), R rows in
+ * all; rows_dev NULL: one FFN (El = 1) over R rows through the plain linear layer (matmul_*). */
+void tr_ffn_forward_dev(const struct tr_backend *be, tr_real *y, tr_real *h1, tr_real *h3, tr_real *g,
+			const tr_real *x, const tr_real *w1, const tr_real *w3, const tr_real *w2, size_t wstride,
+			const int *rows_dev, int El, int R, int D, int F);
+void tr_ffn_backward_dev(const struct tr_backend *be, tr_real *dx, tr_real *dw1, tr_real *dw3, tr_real *dw2,
+			 const tr_real *dy, const tr_real *x, const tr_real *h1, const tr_real *h3, const tr_real *g,
+			 const tr_real *w1, const tr_real *w3, const tr_real *w2, size_t wstride, const int *rows_dev,
+			 int El, int R, int D, int F, tr_real *scratch);
+
 /* moe.c: l is the MoE layer index (0..n_moe-1), layer the transformer layer */
 struct tr_moe_act *tr_moe_act_new(const struct tr_model *m, int N);
 void tr_moe_act_free(struct tr_moe_act *a);
@@ -108,5 +124,11 @@ void tr_moe_act_free(struct tr_moe_act *a);
 int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_real *x, int N, int count);
 /* dx += d/dx; grads of the shared expert, the router and the local experts += */
 int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_real *dy, const tr_real *x, int N);
+/* room for R expert rows in a (moe.c); 0, or -1 when out of memory */
+int tr_moe_grow_rows(struct tr_moe_act *a, int R, int D, int De);
+/* moe_graph.c: the same layer in graph mode (EP size 1, counts on the backend, no host round trip) */
+int tr_moe_forward_graph(struct tr_model *m, int l, int layer, tr_real *y, const tr_real *x, int N);
+int tr_moe_backward_graph(struct tr_model *m, int l, int layer, tr_real *dx, const tr_real *dy, const tr_real *x,
+			  int N);
 
 #endif

@@ -72,7 +72,7 @@ void tr_moe_act_free(struct tr_moe_act *a)
 	free(a);
 }
 
-static int grow_rows(struct tr_moe_act *a, int R, int D, int De)
+int tr_moe_grow_rows(struct tr_moe_act *a, int R, int D, int De)
 {
 	if (R <= a->capR)
 		return 0;
@@ -302,7 +302,7 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 		R += a->rows[j];
 	}
 	a->R = R;
-	if (grow_rows(a, R, D, De))
+	if (tr_moe_grow_rows(a, R, D, De))
 		return tr_model_fail(m, "out of memory for %d expert rows", R);
 	tr_real *xsend = tr_model_scratch(m, ((size_t)Nk + 2 * (size_t)R + (size_t)N) * D + (size_t)Nk);
 	if (!xsend)
