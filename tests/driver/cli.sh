@@ -14,11 +14,11 @@ ok "--version prints the version" test -n "$("$bin" --version | grep '^moe-train
 # every flag the parser accepts is in --help: each one, given a bad value, must be refused by name, and
 # each name appears in the help text
 flags=$(sed -n 's/^  \(--[a-z0-9-]*\).*/\1/p' "$tmp/help")
-is "$(echo "$flags" | wc -l)" 42 "--help lists 42 flags"
+is "$(echo "$flags" | wc -l)" 43 "--help lists 43 flags"
 missing=""
 for f in --data --steps --seed --metrics --batch --global-batch --dim --layers --experts --top-k --router-skew \
 	--lr --warmup --clip --ckpt-dir --resume --threads --seq-len --heads --expert-ffn --group-topk --bias-gamma \
-	--device --dtype --mfu-peak --cuda-graph; do
+	--device --dtype --mfu-peak --cuda-graph --device-comm; do
 	echo "$flags" | grep -qx -- "$f" || missing="$missing $f"
 done
 is "$missing" "" "the flags the issue and the docs name are all in --help"
@@ -56,6 +56,22 @@ refuse "fewer than one sequence" "${d[@]}" --seq-len 60000
 refuse "--device 'gpu': valid cpu, cuda" "${d[@]}" --device gpu
 refuse "--dtype 'fp16': valid fp32, bf16" "${d[@]}" --dtype fp16
 refuse "--dtype bf16 needs --device cuda" "${d[@]}" --dtype bf16 --device cpu
+# --device-comm: the kinds, from the flag or MOE_DEVICE_COMM; cuda-ipc/nccl need device memory (built) or
+# are not in the build
+refuse "--device-comm 'shm': valid staged, cuda-ipc, nccl" "${d[@]}" --device-comm shm
+MOE_DEVICE_COMM=ipc refuse "MOE_DEVICE_COMM 'ipc': valid staged, cuda-ipc, nccl" "${d[@]}"
+if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
+	refuse "--device-comm cuda-ipc moves device memory: it needs --device cuda (this run is on cpu); valid with --device cpu: staged" \
+		"${d[@]}" --device cpu --device-comm cuda-ipc --steps 1 --dim 16 --heads 2 --layers 1 --seq-len 8
+	MOE_DEVICE_COMM=nccl refuse "--device-comm nccl moves device memory: it needs --device cuda" \
+		"${d[@]}" --device cpu --steps 1 --dim 16 --heads 2 --layers 1 --seq-len 8
+else
+	refuse "--device-comm nccl: not in this build (configure found no CUDA with NCCL: configure --with-cuda); valid here: staged" \
+		"${d[@]}" --device-comm nccl
+	MOE_DEVICE_COMM=cuda-ipc refuse "MOE_DEVICE_COMM cuda-ipc: not in this build" "${d[@]}"
+fi
+"$bin" "${d[@]}" --device cpu --device-comm staged --steps 1 --dim 16 --heads 2 --layers 1 --seq-len 8 --quiet > /dev/null 2> "$tmp/err"
+ok "--device-comm staged with --device cpu runs" test $? = 0 -a ! -s "$tmp/err"
 # --device cuda where it cannot run: not built, or (built, on a machine without an NVIDIA driver) no GPU
 if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
 	if [ ! -e /dev/nvidiactl ]; then

@@ -3,8 +3,9 @@
 # (default ./gpu-results): build (no network; hwloc and Slurm not needed for the trainer's parts), the
 # CUDA op tests fp32 + bf16, compute-sanitizer memcheck on them, one whole step with every gradient,
 # moe-train end to end on the GPU (50 steps vs CPU, bf16, EP=2 on one GPU, checkpoints across devices),
-# the benchmarks (MoE layer vs PyTorch eager, grouped vs dense GEMM, trainer tokens/s and MFU at two
-# sizes) and `moetopo show` live (the NVML path).  doc/gpu.md says what to expect.
+# the device communicators (cuda-ipc 2-4 processes on one GPU vs staging bit for bit, nccl at world 1),
+# the benchmarks (cuda-ipc a2a vs cudaMemcpy, MoE layer vs PyTorch eager, grouped vs dense GEMM, trainer
+# tokens/s and MFU at two sizes) and `moetopo show` live (the NVML path).  doc/gpu.md says what to expect.
 # Exit 0 when every test passed (benchmarks only report); summary in $OUT/summary.txt.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,28 +47,30 @@ build_autotools() {
 	[ -x "$top/configure" ] || (cd "$top" && autoreconf -fi) || return 1
 	mkdir -p "$B" && cd "$B" && "$top/configure" --with-cuda="$CUDA_HOME" CUDA_ARCHS="${CUDA_ARCHS:-90}" &&
 		make -j"$jobs" && make -C tests -j"$jobs" cuda/test_cuda_ops cuda/test_cuda_step bench/moe_layer_gpu \
-			cuda/test_cuda_grouped_dev cuda/test_graph_path
+			cuda/test_cuda_grouped_dev cuda/test_graph_path comm/test_devcomm
 }
 build_direct() {
 	mkdir -p "$B/o" "$B/trainer/driver" "$B/tests/cuda" "$B/tests/bench" && cd "$B" || return 1
 	echo "#define PACKAGE_VERSION \"$(sed -n 's/^AC_INIT(\[moetopo\], \[\([^]]*\)\].*/\1/p' "$top/configure.ac")\"" > config.h
 	local inc="-I$top/trainer/comm -I$top/trainer/model -I$top/trainer/cpu -I$top/trainer/driver -I$top/tests"
-	local cf="-std=gnu11 -O2 -fopenmp -include $B/config.h -DTR_WITH_CUDA=1 $inc"
-	local lib=(trainer/comm/comm.c trainer/comm/comm_self.c trainer/comm/comm_tcp.c trainer/comm/comm_shm.c
-		trainer/comm/comm_hybrid.c trainer/comm/comm_rdv.c trainer/cpu/*.c trainer/model/*.c
-		trainer/driver/data.c trainer/driver/optim.c trainer/driver/ckpt.c trainer/driver/train_io.c)
-	(cd "$top" && printf '%s\n' "${lib[@]}") | xargs -P "$jobs" -I{} sh -c \
+	local cf="-std=gnu11 -O2 -fopenmp -include $B/config.h -DTR_WITH_CUDA=1 -DTR_DEVCOMM_CUDA -I$CUDA_HOME/include $inc"
+	# the globs expand in $top
+	(cd "$top" && printf '%s\n' trainer/comm/comm.c trainer/comm/comm_self.c trainer/comm/comm_tcp.c trainer/comm/comm_shm.c \
+		trainer/comm/comm_hybrid.c trainer/comm/comm_rdv.c trainer/comm/comm_rail.c trainer/comm/comm_rail_sum.c \
+		trainer/comm/comm_verbs_dev.c trainer/comm/devcomm*.c trainer/cpu/*.c trainer/model/*.c \
+		trainer/driver/data.c trainer/driver/optim.c trainer/driver/ckpt.c trainer/driver/train_io.c) | xargs -P "$jobs" -I{} sh -c \
 		'gcc '"$cf"' -c "'"$top"'/{}" -o "'"$B"'/o/$(echo {} | tr / _).o"' || return 1
-	ls "$top"/trainer/cuda/*.cu | xargs -P "$jobs" -I{} sh -c '"'"$NVCC"'" -std=c++17 -O2 -fmad=false \
-		-gencode arch=compute_90,code=sm_90 -I'"$top"'/trainer/model -I'"$top"'/trainer/driver -I'"$top"'/trainer/cuda \
+	ls "$top"/trainer/cuda/*.cu "$top"/trainer/comm/*.cu | xargs -P "$jobs" -I{} sh -c '"'"$NVCC"'" -std=c++17 -O2 -fmad=false \
+		-gencode arch=compute_90,code=sm_90 -I'"$top"'/trainer/model -I'"$top"'/trainer/driver -I'"$top"'/trainer/cuda -I'"$top"'/trainer/comm \
 		-Xcompiler -fPIC -c {} -o "'"$B"'/o/cuda_$(basename {} .cu).o"' || return 1
-	local ld=(-fopenmp "$B"/o/*.o -L"$CUDA_LIB" -Wl,-rpath,"$CUDA_LIB" -lcublasLt -lcublas -lcudart -lstdc++ -lm -lrt -lpthread)
+	local ld=(-fopenmp "$B"/o/*.o -L"$CUDA_LIB" -Wl,-rpath,"$CUDA_LIB" -lnccl -lcublasLt -lcublas -lcudart -lstdc++ -lm -lrt -lpthread)
 	gcc $cf -o trainer/driver/moe-train "$top"/trainer/driver/{train_main,train_ckpt,train_opts,train_graph,metrics}.c "${ld[@]}" &&
 	gcc $cf -o tests/cuda/test_cuda_grouped_dev "$top/tests/cuda/test_cuda_grouped_dev.c" "${ld[@]}" &&
 	gcc $cf -o tests/cuda/test_graph_path "$top/tests/cuda/test_graph_path.c" "${ld[@]}" &&
 	gcc $cf -o tests/cuda/test_cuda_ops "$top/tests/cuda/test_cuda_ops.c" "${ld[@]}" &&
 	gcc $cf -o tests/cuda/test_cuda_step "$top/tests/cuda/test_cuda_step.c" "${ld[@]}" &&
-	gcc $cf -o tests/bench/moe_layer_gpu "$top/tests/bench/moe_layer_gpu.c" "${ld[@]}"
+	gcc $cf -o tests/bench/moe_layer_gpu "$top/tests/bench/moe_layer_gpu.c" "${ld[@]}" &&
+	mkdir -p tests/comm && gcc $cf -o tests/comm/test_devcomm "$top/tests/comm/test_devcomm.c" "${ld[@]}"
 }
 if stage build-autotools 420 build_autotools; then
 	how=autotools
@@ -97,11 +100,17 @@ stage grouped-dev 120 "$B/tests/cuda/test_cuda_grouped_dev" || fails=$((fails + 
 stage graph-path 120 "$B/tests/cuda/test_graph_path" || fails=$((fails + 1))
 stage train 420 bash "$top/tests/cuda/train_cuda.sh" || fails=$((fails + 1))
 [ -x "$B/launcher/moe-launch" ] || log "train: EP=2 on one GPU NOT RUN (moe-launch needs the autotools build: no hwloc here)"
+# device communicators: cuda-ipc between 2-4 processes on one GPU and nccl at world 1 against the host
+# transports (transport level), then the trainer with --device-comm against staging
+stage devcomm 180 "$B/tests/comm/test_devcomm" || fails=$((fails + 1))
+stage devcomm-train 420 bash "$top/tests/cuda/devcomm_cuda.sh" || fails=$((fails + 1))
 
 # ---- benchmarks (figures, not pass/fail)
 stage bench-moe-layer 240 bash "$top/tests/bench/moe_layer_gpu.sh"
 grep -h '^{' "$out/bench-moe-layer.log" > "$out/bench.jsonl" 2>/dev/null
 grep -h 'speed-up' "$out/bench-moe-layer.log" | tee -a "$out/summary.txt"
+stage bench-devcomm 120 bash "$top/tests/bench/devcomm.sh"
+grep -h '^{' "$out/bench-devcomm.log" | tee -a "$out/bench.jsonl" "$out/summary.txt"
 cat "$top"/trainer/*/*.c "$top"/trainer/*/*.h > "$out/data.txt"
 "$B/trainer/driver/moe-train" prepare "$out/data.txt" "$out/data.bin" > /dev/null
 small=(--dim 512 --heads 8 --layers 8 --dense-layers 1 --ffn 1408 --expert-ffn 352 --experts 32 --top-k 4 --seq-len 512 --batch 16)

@@ -835,6 +835,18 @@ int tr_comm_world_rank(const struct tr_comm *c, int r)
 	return c->world[r];
 }
 
+int tr_comm_node_of(const struct tr_comm *c, int r)
+{
+	return tr_rail_node(c->rail, r);
+}
+
+void tr_comm_count_device(struct tr_comm *c, const size_t *send_bytes)
+{
+	tr_rail_count_direct(c->rail, c->rank, send_bytes, c->size);
+	for (int p = 0; p < c->size; p++)
+		c->a2a_bytes += p == c->rank ? 0 : send_bytes[p];
+}
+
 int tr_comm_fail(struct tr_comm *c, const char *fmt, ...)
 {
 	va_list ap;

@@ -77,6 +77,10 @@ int tr_comm_fail(struct tr_comm *c, const char *fmt, ...) __attribute__((format(
 int tr_comm_adopt_error(struct tr_comm *c, const struct tr_comm *sub); /* sub failed (and told peers) */
 bool tr_comm_is_broken(const struct tr_comm *c);
 void tr_comm_set_direct(struct tr_comm *c); /* the rail stages themselves: never rail again */
+/* comm.c for devcomm.c: member r's node index (node order: first appearance in rank order), and the
+ * counting of what a device transport sent for c (as direct mode counts its rows) */
+int tr_comm_node_of(const struct tr_comm *c, int r);
+void tr_comm_count_device(struct tr_comm *c, const size_t *send_bytes);
 
 /* comm_rail.c: the rail-aligned two-stage alltoallv (MOE_A2A).  Every communicator keeps its node
  * layout (struct tr_rail) and its cross-node byte counters there. */
@@ -96,5 +100,6 @@ int tr_rail_sum(struct tr_comm *c, struct tr_rail *r, bool rail, size_t esz, con
 		const size_t *so, void *sum, const size_t *rb, const size_t *ro, size_t row, const int *key, int nkeys);
 void tr_rail_stats(const struct tr_rail *r, int me, struct tr_a2a_stats *st);
 uint64_t tr_rail_to_local(const struct tr_rail *r, int lr);
+int tr_rail_node(const struct tr_rail *r, int i);
 
 #endif

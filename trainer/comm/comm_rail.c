@@ -103,6 +103,11 @@ const char *tr_rail_layout_error(const struct tr_rail *r, const struct tr_comm *
 	return buf;
 }
 
+int tr_rail_node(const struct tr_rail *r, int i)
+{
+	return r->node[i];
+}
+
 void tr_rail_count_direct(struct tr_rail *r, int me, const size_t *send_bytes, int size)
 {
 	for (int p = 0; p < size; p++) {

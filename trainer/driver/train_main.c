@@ -179,6 +179,8 @@ static void banner(struct tr_run *r, int ep_size)
 	       1
 #endif
 	       , tr_comm_a2a_mode(r->ep));
+	if (strcmp(tr_model_device_comm(r->m), "staged"))
+		printf("moe-train: device comm %s (no host staging of the expert rows)\n", tr_model_device_comm(r->m));
 	printf("moe-train: model d_model %d, %d layers (%d dense), %d heads, %d experts top-%d, params %.3fM total, %.3fM active per token\n",
 	       c->d_model, c->n_layers, c->n_dense_layers, c->n_heads, c->n_experts, c->top_k,
 	       (double)tr_model_nparams_global(r->m) / 1e6, active / 1e6);
@@ -273,6 +275,13 @@ static int prepare(struct tr_run *r, int *ep_size_out)
 	}
 	if ((rc = agree(r, rc)) != 0)
 		return rc;
+	if (tr_model_set_device_comm(r->m, o->device_comm, err, sizeof(err)) != 0) {
+		char own[32]; /* a line for the whole group once; a rank's own failure from that rank */
+		snprintf(own, sizeof(own), "rank %d: ", r->rank);
+		if (r->rank == 0 || strstr(err, own))
+			fprintf(stderr, "moe-train: %s\n", err);
+		return 2;
+	}
 	for (int s = 0; s < 2; s++) {
 		r->n[s] = tr_model_nparams(r->m, (enum tr_seg)s);
 		r->mom[s] = r->be->alloc((r->n[s] + 1) * sizeof(float));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "comm.h"
+#include "devcomm.h"
 
 enum kind { K_INT, K_LONG, K_U64, K_REAL, K_DBL, K_STR, K_FLAG };
 
@@ -62,6 +63,7 @@ static const struct flag flags[] = {
 	{"resume", K_FLAG, O(resume), 0, 0, NULL, "continue from --ckpt-dir when it holds a checkpoint (else start fresh)", NONE},
 	{"transport", K_STR, O(transport), 0, 0, "KIND", TR_COMM_KINDS " (default: MOE_TRANSPORT, else auto)", NONE},
 	{"device", K_STR, O(device), 0, 0, "DEV", "cpu or cuda (default: cuda when CUDA_VISIBLE_DEVICES names a GPU and the CUDA backend is built, else cpu)", NONE},
+	{"device-comm", K_STR, O(device_comm), 0, 0, "KIND", TR_DEVCOMM_KINDS ": how device buffers move between ranks with --device cuda (default: MOE_DEVICE_COMM, else staged: through pinned host memory; doc/gpu.md)", NONE},
 	{"dtype", K_STR, O(dtype), 0, 0, "T", "fp32 or bf16 (bf16: bf16 GEMM operands, fp32 accumulation and master weights; cuda only) (default fp32)", NONE},
 	{"cuda-graph", K_FLAG, O(cuda_graph), 0, 0, NULL, "capture the step once as a CUDA graph and replay it every step (EP size 1 and --device cuda only; routed experts through a simple device-count GEMM; not yet run on a GPU)", NONE},
 	{"mfu-peak", K_DBL, O(mfu_peak), 0, 1e7, "TFLOPS", "bf16 peak per rank for the MFU figure (default: measured by a cuBLAS GEMM at start on cuda; none on cpu)", NONE},
@@ -121,6 +123,7 @@ void tr_opts_help(FILE *f)
 		   "  MOE_ROUTE_GROUPS   groups a token may reach (default of --group-topk)\n"
 		   "  MOE_DOMAIN         NVLink domain of this rank (routing groups with --groups 0)\n"
 		   "  MOE_TRANSPORT, MOE_COMM_TIMEOUT  transport choice and timeout (doc/launcher.md)\n"
+		   "  MOE_DEVICE_COMM    default of --device-comm\n"
 		   "  CUDA_VISIBLE_DEVICES  the rank's GPUs (first = its own): picks the default --device\n"
 		   "devices in this build: cpu%s\n"
 		   "signals: SIGTERM or SIGUSR1 -> finish the step, checkpoint to --ckpt-dir, exit 0\n"
@@ -247,6 +250,18 @@ int tr_opts_parse(struct tr_opts *o, int argc, char **argv)
 	}
 	if (o->device && strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) {
 		fprintf(stderr, "moe-train: --device '%s': valid cpu, cuda\n", o->device);
+		return 2;
+	}
+	const char *dc_from = "--device-comm";
+	if (!o->device_comm && getenv("MOE_DEVICE_COMM") && *getenv("MOE_DEVICE_COMM"))
+		o->device_comm = getenv("MOE_DEVICE_COMM"), dc_from = "MOE_DEVICE_COMM";
+	if (o->device_comm && !tr_devcomm_kind_known(o->device_comm)) {
+		fprintf(stderr, "moe-train: %s '%s': valid " TR_DEVCOMM_KINDS "\n", dc_from, o->device_comm);
+		return 2;
+	}
+	if (o->device_comm && tr_devcomm_unbuilt(o->device_comm)) {
+		fprintf(stderr, "moe-train: %s %s: %s; valid here: staged\n", dc_from, o->device_comm,
+			tr_devcomm_unbuilt(o->device_comm));
 		return 2;
 	}
 	if (o->dtype && strcmp(o->dtype, "fp32") && strcmp(o->dtype, "bf16")) {

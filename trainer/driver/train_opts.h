@@ -14,6 +14,7 @@ struct tr_opts {
 	struct tr_config cfg;       /* model shape; cfg.seq_len is --seq-len */
 	const char *data, *metrics, *ckpt_dir, *transport;
 	const char *device, *dtype; /* NULL: the default (device: cuda when the plan gives a GPU, dtype fp32) */
+	const char *device_comm;    /* --device-comm / MOE_DEVICE_COMM; NULL = staged */
 	double mfu_peak;            /* TFLOP/s per rank for MFU; 0 = measure (cuda) */
 	long steps, warmup, lr_steps, ckpt_every, log_every;
 	long batch, global_batch;   /* per-rank micro-batch and global batch (sequences); see resolve */

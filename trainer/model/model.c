@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "comm.h"
+#include "devcomm.h"
 #include "model_impl.h"
 #include "ops.h"
 
@@ -87,6 +88,65 @@ tr_real *tr_model_scratch(struct tr_model *m, size_t n)
 		m->scratch_n = m->scratch ? n : 0;
 	}
 	return m->scratch;
+}
+
+int tr_model_dev_ready(struct tr_model *m)
+{
+	char why[256];
+	if (m->be->sync(why, sizeof(why)) == 0)
+		return 0;
+	snprintf(m->dc_err, sizeof(m->dc_err), "%s before a device exchange: %s", m->be->name, why);
+	return -1;
+}
+
+static void free_devcomms(struct tr_model *m)
+{
+	if (m->dc_world != m->dc_ep)
+		tr_devcomm_free(m->dc_world);
+	if (m->dc_dp != m->dc_ep && m->dc_dp != m->dc_world)
+		tr_devcomm_free(m->dc_dp);
+	tr_devcomm_free(m->dc_ep);
+	m->dc_ep = m->dc_world = m->dc_dp = NULL;
+}
+
+/* the device communicator of c: the one of an equal communicator already opened, or a new one where kind
+ * serves c (cuda-ipc: one host), else none (staged) */
+static int open_dc(struct tr_model *m, struct tr_comm *c, const char *kind, struct tr_devcomm **out, char *err,
+		   size_t errlen)
+{
+	*out = c == m->par.ep ? m->dc_ep : c == m->par.world ? m->dc_world : NULL;
+	if (*out || !tr_devcomm_serves(c, kind))
+		return 0;
+	return tr_devcomm_open(c, kind, out, err, errlen);
+}
+
+int tr_model_set_device_comm(struct tr_model *m, const char *kind, char *err, size_t errlen)
+{
+	free_devcomms(m);
+	if (!kind || !strcmp(kind, "staged"))
+		return 0;
+	if (!tr_devcomm_kind_known(kind)) {
+		snprintf(err, errlen, "--device-comm '%s': valid " TR_DEVCOMM_KINDS, kind);
+		return -1;
+	}
+	if (!m->be->device_mem || sizeof(tr_real) != sizeof(float)) {
+		snprintf(err, errlen, "--device-comm %s moves device memory: it needs --device cuda (this run is on %s); "
+			 "valid with --device %s: staged", kind, m->be->name, m->be->name);
+		return -1;
+	}
+	/* the EP group must be served (cuda-ipc across hosts is an error there); world and dp where possible */
+	if (tr_devcomm_open(m->par.ep, kind, &m->dc_ep, err, errlen) ||
+	    open_dc(m, m->par.world, kind, &m->dc_world, err, errlen) ||
+	    open_dc(m, m->par.dp, kind, &m->dc_dp, err, errlen)) {
+		free_devcomms(m);
+		return -1;
+	}
+	return 0;
+}
+
+const char *tr_model_device_comm(const struct tr_model *m)
+{
+	return m->dc_ep ? tr_devcomm_kind(m->dc_ep) : "staged";
 }
 
 void *tr_model_stage(struct tr_model *m, size_t bytes)
@@ -399,6 +459,7 @@ void tr_model_free(struct tr_model *m)
 	free(m->cnt_host);
 	free(m->lw), free(m->lg), free(m->group_of), free(m->bias), free(m->load_local), free(m->load_global);
 	free(m->ep_dom);
+	free_devcomms(m);
 	be->free(m->rope_cs), be->free(m->scratch), be->host_free(m->stage);
 	free(m);
 }
@@ -712,10 +773,19 @@ int tr_model_eval(struct tr_model *m, const uint16_t *tokens, int B, int T, floa
 	return forward(m, tokens, B, T, loss, 0);
 }
 
-/* all-reduce (sum) of n backend values over c: in place on host memory, staged for a device;
- * nothing to do for a communicator of one */
-static int allreduce_be(struct tr_model *m, struct tr_comm *c, tr_real *buf, size_t n)
+/* all-reduce (sum) of n backend values over c: in place on host memory, on the device with c's device
+ * communicator dc, else staged for a device; nothing to do for a communicator of one (but dc runs then
+ * too, so a one-rank run goes through it) */
+static int allreduce_be(struct tr_model *m, struct tr_comm *c, struct tr_devcomm *dc, tr_real *buf, size_t n)
 {
+	if (dc && n) {
+		if (tr_model_dev_ready(m))
+			return -1;
+		if (tr_devcomm_allreduce_f32(dc, (float *)(void *)buf, n) == 0)
+			return 0;
+		snprintf(m->dc_err, sizeof(m->dc_err), "%s", tr_devcomm_error(dc));
+		return -1;
+	}
 	if (tr_comm_size(c) == 1 || n == 0)
 		return 0;
 	if (!m->be->device_mem)
@@ -733,10 +803,13 @@ static int allreduce_be(struct tr_model *m, struct tr_comm *c, tr_real *buf, siz
 int tr_model_reduce_grads(struct tr_model *m)
 {
 	tr_real inv = (tr_real)(1.0 / m->world_size);
-	if (allreduce_be(m, m->par.world, m->grads[TR_SEG_REPLICATED], m->n_seg[TR_SEG_REPLICATED]))
-		return tr_model_fail(m, "gradient all-reduce over the world: %s", tr_comm_error(m->par.world));
-	if (m->n_seg[TR_SEG_EXPERT] && allreduce_be(m, m->par.dp, m->grads[TR_SEG_EXPERT], m->n_seg[TR_SEG_EXPERT]))
-		return tr_model_fail(m, "expert gradient all-reduce over DP: %s", tr_comm_error(m->par.dp));
+	if (allreduce_be(m, m->par.world, m->dc_world, m->grads[TR_SEG_REPLICATED], m->n_seg[TR_SEG_REPLICATED]))
+		return tr_model_fail(m, "gradient all-reduce over the world: %s",
+				     m->dc_world ? m->dc_err : tr_comm_error(m->par.world));
+	if (m->n_seg[TR_SEG_EXPERT] &&
+	    allreduce_be(m, m->par.dp, m->dc_dp, m->grads[TR_SEG_EXPERT], m->n_seg[TR_SEG_EXPERT]))
+		return tr_model_fail(m, "expert gradient all-reduce over DP: %s",
+				     m->dc_dp ? m->dc_err : tr_comm_error(m->par.dp));
 	for (int s = 0; s < 2; s++)
 		m->be->scale(m->grads[s], inv, m->n_seg[s]);
 	char why[256];

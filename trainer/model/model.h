@@ -86,6 +86,12 @@ int tr_domain_id(const char *name);
 /* Collective over par->ep (allgathers the domains).  n_experts must be a multiple of the EP size. */
 int tr_model_create(const struct tr_config *cfg, const struct tr_par *par, uint64_t seed,
 		    struct tr_model **out, char *err, size_t errlen);
+/* How device buffers move between ranks (devcomm.h): "staged" or NULL (through host memory and comm.h,
+ * the default), "cuda-ipc" (the EP all-to-alls, and the all-reduces of communicators on one node) or
+ * "nccl" (all of them).  Collective over world, ep and dp; needs a backend with device memory.  0, or -1
+ * with one line in err (the same on every rank). */
+int tr_model_set_device_comm(struct tr_model *m, const char *kind, char *err, size_t errlen);
+const char *tr_model_device_comm(const struct tr_model *m); /* "staged", "cuda-ipc", "nccl" */
 void tr_model_free(struct tr_model *m);
 const struct tr_config *tr_model_config(const struct tr_model *m);
 /* One line describing the last failure (a communication error, a bad batch shape). */

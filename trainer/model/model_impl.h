@@ -80,6 +80,9 @@ struct tr_model {
 	int gsteps;                 /* graph-mode steps since the activations were (re)allocated */
 	double a2a_s;               /* seconds in the MoE all-to-alls (counts and rows) since create */
 	uint64_t a2a_dom_bytes, a2a_xdom_bytes; /* row bytes to other EP ranks of this rank's / other domains */
+	/* device communicators (devcomm.h, tr_model_set_device_comm), NULL = staged; world/dp may be ep */
+	struct tr_devcomm *dc_ep, *dc_world, *dc_dp;
+	char dc_err[600];           /* the last device exchange's failure */
 	char err[256];
 };
 
@@ -89,6 +92,8 @@ tr_real *tr_model_scratch(struct tr_model *m, size_t n);
 void *tr_model_stage(struct tr_model *m, size_t bytes);
 int tr_model_fail(struct tr_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int tr_allreduce_real(struct tr_comm *c, tr_real *buf, size_t n);
+/* before a device collective: the backend's queued work done; 0, or -1 with m->dc_err set */
+int tr_model_dev_ready(struct tr_model *m);
 
 /* model_ffn.c: y = (silu(x W1^T) * (x W3^T)) W2^T for El FFNs over consecutive row blocks (rows[j] rows
  * each, host array; one FFN: El = 1), FFN j's weights at w1/w3/w2 + j * wstride; hidden h1, h3, g [R][F]

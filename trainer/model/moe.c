@@ -13,10 +13,12 @@
  * Rows of one expert are processed in (source rank, token) order, which is the global token order when
  * the global batch is split over ranks in rank order: the expert computes the same sums at any EP size.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "comm.h"
+#include "devcomm.h"
 #include "model_impl.h"
 
 struct tr_moe_act *tr_moe_act_new(const struct tr_model *m, int N)
@@ -99,9 +101,23 @@ int tr_moe_grow_rows(struct tr_moe_act *a, int R, int D, int De)
 	return 0;
 }
 
+/* a device exchange's result, its failure in m->dc_err */
+static int dc_result(struct tr_model *m, int rc)
+{
+	if (rc)
+		snprintf(m->dc_err, sizeof(m->dc_err), "%s", tr_devcomm_error(m->dc_ep));
+	return rc ? -1 : 0;
+}
+
+/* the failure of the last row exchange over the EP group */
+static const char *ep_error(const struct tr_model *m)
+{
+	return m->dc_ep ? m->dc_err : tr_comm_error(m->par.ep);
+}
+
 /* tr_alltoallv over the EP group on backend memory, keyed by token (tr_alltoallv_keyed) when keys is
- * given: as is on host memory; a device copy when the group is this rank alone; otherwise staged
- * through pinned host memory, keys too (device transports: another issue) */
+ * given: as is on host memory; with the device communicator where there is one (--device-comm); a
+ * device copy when the group is this rank alone; otherwise staged through pinned host memory, keys too */
 static int exchange_rows(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *recv,
 			 const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
@@ -111,6 +127,8 @@ static int exchange_rows(struct tr_model *m, const tr_real *send, const size_t *
 	if (!be->device_mem)
 		return keys ? tr_alltoallv_keyed(m->par.ep, send, sb, so, recv, rb, ro, row, keys, n_keys)
 			    : tr_alltoallv(m->par.ep, send, sb, so, recv, rb, ro);
+	if (m->dc_ep) /* device to device (rows not deduplicated: that is rail mode's, on the host) */
+		return tr_model_dev_ready(m) || dc_result(m, tr_devcomm_alltoallv(m->dc_ep, send, sb, so, recv, rb, ro));
 	if (P == 1) {
 		be->copy((char *)recv + ro[0], (const char *)send + so[0], sb[0]);
 		return 0;
@@ -169,8 +187,9 @@ static int sum_a2a(struct tr_comm *c, const void *send, const size_t *sb, const 
 }
 
 /* tr_alltoallv_sum_f32 over the EP group on backend memory (the combine): the rows sent back are summed
- * per token into sum [n_keys][D].  On device memory staged through host memory, at EP size 1 too, so
- * the sums have the transport's one order everywhere. */
+ * per token into sum [n_keys][D].  On device memory with the device communicator (its kernel adds in
+ * the transport's order), else staged through host memory, at EP size 1 too, so the sums have the
+ * transport's one order everywhere. */
 static int combine_rows(struct tr_model *m, const tr_real *send, const size_t *sb, const size_t *so, tr_real *sum,
 			const size_t *rb, const size_t *ro, const int *keys, int n_keys)
 {
@@ -180,6 +199,15 @@ static int combine_rows(struct tr_model *m, const tr_real *send, const size_t *s
 	if (!be->device_mem)
 		return sum_a2a(m->par.ep, send, sb, so, sum, rb, ro, row, keys, n_keys);
 	size_t st = so[P - 1] + sb[P - 1], rt = ro[P - 1] + rb[P - 1], kt = sizeof(int) * (rt / row);
+	if (m->dc_ep) { /* rows device to device, summed there; only the keys come to the host (the order) */
+		int *hk = tr_model_stage(m, kt + 1);
+		if (!hk)
+			return -1;
+		be->download(hk, keys, kt);
+		return tr_model_dev_ready(m) ||
+		       dc_result(m, tr_devcomm_alltoallv_sum_f32(m->dc_ep, (const float *)(const void *)send, sb, so,
+								 (float *)(void *)sum, rb, ro, row, hk, n_keys));
+	}
 	size_t out = row * (size_t)n_keys;
 	char *h = tr_model_stage(m, st + out + kt);
 	if (!h)
@@ -285,11 +313,11 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	be->permute_forward(xsend, x, a->src_tok, Nk, D);
 	/* the rows of one token are equal: keyed by token, they cross to a node once (rail mode) */
 	if (exchange(m, xsend, sb, so, xrecv, rb, ro, a->src_tok, N))
-		return tr_model_fail(m, "expert dispatch: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert dispatch: %s", ep_error(m));
 	/* each row's gate goes with it: the expert side weights its output before the sums */
 	be->permute_scatter(gsend, a->gates, a->pos, Nk, 1);
 	if (exchange_scalars(m, gsend, sb, so, a->grecv, rb, ro))
-		return tr_model_fail(m, "expert gates: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert gates: %s", ep_error(m));
 
 	/* received rows are [source][local expert]; the experts want [local expert][source] */
 	int srcstart[P];
@@ -320,7 +348,7 @@ int tr_moe_forward(struct tr_model *m, int l, int layer, tr_real *y, const tr_re
 	be->zero(xrecv, sizeof(tr_real) * (size_t)R * D);
 	be->unpermute_forward(xrecv, a->yrow, a->ident, a->grecv, R, 1, D);
 	if (combine(m, xrecv, rb, ro, ysum, sb, so, a->src_tok, N))
-		return tr_model_fail(m, "expert combine: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert combine: %s", ep_error(m));
 	m->rows_sent += xf.rows_out + xf.rows_back;
 	be->add(y, y, ysum, (size_t)N * D);
 	return 0;
@@ -356,11 +384,11 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	/* dy of each token to its experts, keyed like the dispatch */
 	be->permute_forward(dsend, dy, a->src_tok, Nk, D);
 	if (exchange(m, dsend, sb, so, drecv, rb, ro, a->src_tok, N))
-		return tr_model_fail(m, "expert dispatch (backward): %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert dispatch (backward): %s", ep_error(m));
 	/* per received row: d(output) = gate * dy, d(gate) = <dy, output>; the gate gradients go home */
 	be->unpermute_backward(dyr, dgr, drecv, a->yrow, a->ident, a->grecv, R, 1, D);
 	if (exchange_scalars(m, dgr, rb, ro, dgs, sb, so))
-		return tr_model_fail(m, "expert gate gradients: %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert gate gradients: %s", ep_error(m));
 	be->permute_forward(dgates, dgs, a->pos, Nk, 1);
 	be->permute_forward(dye, dyr, a->em_src, R, D);
 
@@ -374,7 +402,7 @@ int tr_moe_backward(struct tr_model *m, int l, int layer, tr_real *dx, const tr_
 	be->permute_forward(dyr, dxe, a->em_inv, R, D);
 	tr_real *dxsum = dsend; /* consumed by the dispatch */
 	if (combine(m, dyr, rb, ro, dxsum, sb, so, a->src_tok, N))
-		return tr_model_fail(m, "expert combine (backward): %s", tr_comm_error(m->par.ep));
+		return tr_model_fail(m, "expert combine (backward): %s", ep_error(m));
 	m->rows_sent += xf.rows_out + xf.rows_back;
 	be->add(dx, dx, dxsum, (size_t)N * D);
 
