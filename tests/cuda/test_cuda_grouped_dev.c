@@ -21,6 +21,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "tap.h"
+#include "compare.h"
 
 static const struct tr_backend *cpu = &tr_backend_cpu, *gpu;
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -59,28 +60,9 @@ static void *up(const void *h, size_t bytes)
 	return d;
 }
 
-/* max |g - c| / max(|c|, 1e-3 max|c|), as test_cuda_ops.c */
-static double err_of(const float *g, const float *c, size_t n)
-{
-	double mx = 0, worst = 0;
-	for (size_t i = 0; i < n; i++)
-		mx = fabs(c[i]) > mx ? fabs(c[i]) : mx;
-	double fl = mx * 1e-3 > 1e-30 ? mx * 1e-3 : 1e-30;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)g[i] - c[i]), s = fabs(c[i]) > fl ? fabs(c[i]) : fl;
-		if (!(d / s <= worst))
-			worst = isfinite(d / s) ? d / s : INFINITY;
-	}
-	return worst;
-}
-
 static void check(const char *what, const void *d, const float *c, size_t n, double tol)
 {
-	float *g = malloc(sizeof(float) * n);
-	gpu->download(g, d, sizeof(float) * n);
-	double e = err_of(g, c, n);
-	tap_ok(e <= tol, "%-40s %7zu values, worst relative error %.2e (bound %.0e)", what, n, e, tol);
-	free(g);
+	cmp_check(gpu, what, d, c, n, tol);
 }
 
 static void grouped(int bf16)

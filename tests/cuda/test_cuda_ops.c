@@ -23,6 +23,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "tap.h"
+#include "compare.h"
 
 static const struct tr_backend *cpu = &tr_backend_cpu, *gpu;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -50,34 +51,9 @@ static void *up(const void *h, size_t bytes)
 	return d;
 }
 
-static float *down(const void *d, size_t n)
-{
-	float *h = malloc(sizeof(float) * (n ? n : 1));
-	gpu->download(h, d, sizeof(float) * n);
-	return h;
-}
-
-static double err_of(const float *g, const float *c, size_t n)
-{
-	double mx = 0, worst = 0;
-	for (size_t i = 0; i < n; i++)
-		mx = fabs(c[i]) > mx ? fabs(c[i]) : mx;
-	double floor = mx * 1e-3 > 1e-30 ? mx * 1e-3 : 1e-30;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)g[i] - c[i]), s = fabs(c[i]) > floor ? fabs(c[i]) : floor;
-		if (!(d / s <= worst))
-			worst = isfinite(d / s) ? d / s : INFINITY;
-	}
-	return worst;
-}
-
-/* compare device tensor d with host reference c; frees nothing */
 static void check(const char *what, const void *d, const float *c, size_t n, double tol)
 {
-	float *g = down(d, n);
-	double e = err_of(g, c, n);
-	tap_ok(e <= tol, "%-34s %8zu values, worst relative error %.2e (bound %.0e)", what, n, e, tol);
-	free(g);
+	cmp_check(gpu, what, d, c, n, tol);
 }
 
 static double gemm_tol(void)

@@ -11,16 +11,7 @@
 #include "comm.h"
 #include "model_impl.h"
 #include "tap.h"
-
-static double rel_norm(const float *g, const float *c, size_t n)
-{
-	double d = 0, s = 0;
-	for (size_t i = 0; i < n; i++) {
-		d += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
-		s += (double)c[i] * c[i];
-	}
-	return s > 0 ? sqrt(d / s) : sqrt(d);
-}
+#include "compare.h"
 
 static const struct tr_backend *gpu;
 static float *cg[2], *gg[2];
@@ -28,7 +19,7 @@ static float *cg[2], *gg[2];
 static void cmp(const char *name, const struct tr_model *mc, const tr_real *ptr, int seg, size_t n)
 {
 	size_t off = (size_t)(ptr - mc->grads[seg]);
-	double e = rel_norm(gg[seg] + off, cg[seg] + off, n);
+	double e = cmp_rel_norm(gg[seg] + off, cg[seg] + off, n);
 	tap_ok(e <= 1e-4, "gradient %-22s %8zu values, relative error by norm %.2e (bound 1e-4)", name, n, e);
 }
 

@@ -18,6 +18,7 @@
 #include "comm.h"
 #include "model.h"
 #include "tap.h"
+#include "compare.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -32,14 +33,6 @@ static struct tr_model *make(const struct tr_config *c, const struct tr_backend 
 	if (tr_model_create(c, &p, 5, &m, err, sizeof(err)))
 		printf("# %s\n", err);
 	return m;
-}
-
-static double rel_norm(const float *g, const float *c, size_t n)
-{
-	double d = 0, s = 0;
-	for (size_t i = 0; i < n; i++)
-		d += ((double)g[i] - c[i]) * ((double)g[i] - c[i]), s += (double)c[i] * c[i];
-	return s > 0 ? sqrt(d / s) : sqrt(d);
 }
 
 /* 3 steps of model a in mode ma and b in mode mb; exact: bits must agree, else the bounds above */
@@ -73,7 +66,7 @@ static void run(const struct tr_config *c, const struct tr_backend *be, int ma, 
 			be->download(ga + (s ? n[0] : 0), tr_model_grads(a, (enum tr_seg)s), sizeof(float) * n[s]);
 			be->download(gb + (s ? n[0] : 0), tr_model_grads(b, (enum tr_seg)s), sizeof(float) * n[s]);
 			double ge = exact ? memcmp(ga + (s ? n[0] : 0), gb + (s ? n[0] : 0), sizeof(float) * n[s]) != 0
-					  : rel_norm(gb + (s ? n[0] : 0), ga + (s ? n[0] : 0), n[s]);
+					  : cmp_rel_norm(gb + (s ? n[0] : 0), ga + (s ? n[0] : 0), n[s]);
 			gerr = ge > gerr ? ge : gerr;
 		}
 		if (!be->device_mem) /* a small update, so the next step routes otherwise; batches differ anyway */
