@@ -12,8 +12,21 @@ jobs=$(nproc)
 	"$top"/configure --enable-sanitizers ${CONFIGURE_FLAGS:-} && make -j"$jobs"
 } > "$top/build-check.log" 2>&1 || { tail -40 "$top/build-check.log"; echo "build failed (log: build-check.log)"; echo "0 passed, 1 failed"; exit 1; }
 cd "$build"
-make -j"$jobs" check 2>&1 | grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):|^# ' || true
-rc=${PIPESTATUS[0]}
+# the test programs first; then two lanes at once: the rig tests (Slurm testbed, RDMA guest) one after
+# another, and `make -j` over the rest with the other cores (tests/Makefile.am, RIG_TESTS)
+make -j"$jobs" check TESTS= >> "$top/build-check.log" 2>&1 || { tail -40 "$top/build-check.log"; echo "0 passed, 1 failed"; exit 1; }
+lane() {  # lane JOBS SUITE-LOG TESTS...: make check over those tests, their result lines
+	local j=$1 log=$2
+	shift 2
+	make -C tests -j"$j" check TESTS="$*" TEST_SUITE_LOG="$log" 2>&1 |
+		grep --line-buffered -E '^(PASS|FAIL|ERROR|XPASS|SKIP):|^# '
+	return "${PIPESTATUS[0]}"
+}
+lane 1 rig-suite.log $(make -s -C tests print-rig-tests) &
+rig=$!
+lane $((jobs > 2 ? jobs - 1 : 1)) test-suite.log $(make -s -C tests print-other-tests)
+rc=$?
+wait $rig || rc=1
 for f in $(find . -name '*.log' -path '*tests*' ! -name test-suite.log); do
 	grep -q '^not ok' "$f" 2>/dev/null && { echo "--- $f"; grep -B2 -A3 '^not ok' "$f" | head -30; }
 done
