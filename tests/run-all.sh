@@ -31,7 +31,7 @@ for f in $(find . -name '*.log' -path '*tests*' ! -name test-suite.log); do
 	grep -q '^not ok' "$f" 2>/dev/null && { echo "--- $f"; grep -B2 -A3 '^not ok' "$f" | head -30; }
 done
 # the slowest tests (tests/timed.sh), for the CI time budget
-find . -name '*.time' -path '*tests*' -exec sh -c 'for f; do printf "%s %s\n" "$(cat "$f")" "${f#./tests/}"; done' sh {} + |
+find tests -name '*.time' -exec sh -c 'for f; do printf "%s %s\n" "$(cat "$f")" "${f#tests/}"; done' sh {} + |
 	sort -rn | head -10 | awk '{ sub(/\.time$/, "", $2); printf "# %5d s  %s\n", $1, $2 }'
 line=$(bash "$top/tests/summary.sh" "$build")
 echo "$line"
