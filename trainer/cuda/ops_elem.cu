@@ -368,11 +368,21 @@ extern "C" void tr_cuda_sum_to(double *out, const float *x, size_t n, int square
 }
 
 /* ---- AdamW: the CPU's update rule, constants from tr_adamw_fold (optim.h) ---- */
+static __device__ __forceinline__ void adamw_one(size_t i, float *p, const float *g, float *m, float *v, float gscale,
+						 const struct tr_adamw_step &k)
+{
+	float gi = g[i] * gscale;
+	float mi = k.b1 * m[i] + k.a1 * gi;
+	float vi = k.b2 * v[i] + k.a2 * gi * gi;
+	m[i] = mi;
+	v[i] = vi;
+	p[i] = p[i] * k.decay - k.step * mi / (sqrtf(vi) * k.rbc2 + k.eps);
+}
 
 __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float gscale, struct tr_adamw_step k)
 {
 	GRID_STRIDE(i, n)
-		tr_adamw_elem(i, p, g, m, v, gscale, &k);
+		adamw_one(i, p, g, m, v, gscale, k);
 }
 
 extern "C" void tr_cuda_adamw(const struct tr_adamw *h, double lr, long t, float gscale, float *p, const float *g,
@@ -391,7 +401,7 @@ __global__ void k_adamw_dev(float *p, const float *g, float *m, float *v, size_t
 	struct tr_adamw_step k = *kp;
 	float gs = *gscale;
 	GRID_STRIDE(i, n)
-		tr_adamw_elem(i, p, g, m, v, gs, &k);
+		adamw_one(i, p, g, m, v, gs, k);
 }
 
 extern "C" void tr_cuda_adamw_dev(const struct tr_adamw_step *k, const float *gscale, float *p, const float *g,

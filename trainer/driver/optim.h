@@ -44,21 +44,7 @@ static inline struct tr_adamw_step tr_adamw_fold(const struct tr_adamw *h, doubl
 				   (float)(1.0 / sqrt(bc2)), h->eps, (float)(1.0 - lr * h->wd) };
 	return k;
 }
-/* The update of element i with these constants: the one rule every backend's loop or kernel applies. */
-#ifdef __CUDACC__
-__host__ __device__
-#endif
-static inline void tr_adamw_elem(size_t i, float *p, const float *g, float *m, float *v, float gscale,
-				 const struct tr_adamw_step *k)
-{
-	float gi = g[i] * gscale;
-	float mi = k->b1 * m[i] + k->a1 * gi;
-	float vi = k->b2 * v[i] + k->a2 * gi * gi;
-	m[i] = mi;
-	v[i] = vi;
-	p[i] = p[i] * k->decay - k->step * mi / (sqrtf(vi) * k->rbc2 + k->eps);
-}
-/* The update loop and the sum of squares for clipping are ops of the backend (ops.h, backend.h). */
+/* The update itself and the sum of squares for clipping are ops of the backend (ops.h, backend.h). */
 /* Clip factor for a global norm: min(1, max_norm / norm); 1 when max_norm <= 0 (clipping off).
  * Inline for the host and the GPU (--cuda-graph computes it on the device). */
 #ifdef __CUDACC__
