@@ -21,7 +21,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "tap.h"
-#include "compare.h"
+#include "gpu_test.h"
 
 static const struct tr_backend *cpu = &tr_backend_cpu, *gpu;
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -112,15 +112,7 @@ static void grouped(int bf16)
 int main(void)
 {
 	char err[256];
-	if (!tr_backend_have_cuda()) {
-		printf("1..0 # SKIP no GPU: the CUDA backend is not built (configure --with-cuda)\n");
-		return 0;
-	}
-	gpu = tr_backend_get("cuda", err, sizeof(err));
-	if (!gpu || gpu->init(TR_DTYPE_FP32, err, sizeof(err)) != 0) {
-		printf("1..0 # SKIP no GPU: %s\n", err);
-		return 0;
-	}
+	gpu = gpu_test_open(TR_DTYPE_FP32);
 	printf("# %s\n", gpu->device_name());
 	grouped(0);
 	grouped(1);

@@ -23,7 +23,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "tap.h"
-#include "compare.h"
+#include "gpu_test.h"
 
 static const struct tr_backend *cpu = &tr_backend_cpu, *gpu;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -317,15 +317,7 @@ int main(int argc, char **argv)
 	char err[512];
 	const char *bf = argc > 1 && !strcmp(argv[1], "bf16") ? argv[1] : NULL;
 	bf16 = bf != NULL;
-	if (!tr_backend_have_cuda()) {
-		printf("1..0 # SKIP no GPU: the CUDA backend is not built (configure --with-cuda)\n");
-		return 0;
-	}
-	gpu = tr_backend_get("cuda", err, sizeof(err));
-	if (!gpu || gpu->init(bf ? TR_DTYPE_BF16 : TR_DTYPE_FP32, err, sizeof(err)) != 0) {
-		printf("1..0 # SKIP no GPU: %s\n", err);
-		return 0;
-	}
+	gpu = gpu_test_open(bf ? TR_DTYPE_BF16 : TR_DTYPE_FP32);
 	printf("# %s, %s GEMMs\n", gpu->device_name(), bf ? "bf16" : "fp32");
 	test_matmul(64, 96, 80, 0);
 	test_matmul(257, 128, 384, 0);  /* odd rows, K that splits */

@@ -11,7 +11,7 @@
 #include "comm.h"
 #include "model_impl.h"
 #include "tap.h"
-#include "compare.h"
+#include "gpu_test.h"
 
 static const struct tr_backend *gpu;
 static float *cg[2], *gg[2];
@@ -26,15 +26,7 @@ static void cmp(const char *name, const struct tr_model *mc, const tr_real *ptr,
 int main(void)
 {
 	char err[512];
-	if (!tr_backend_have_cuda()) {
-		printf("1..0 # SKIP no GPU: the CUDA backend is not built (configure --with-cuda)\n");
-		return 0;
-	}
-	gpu = tr_backend_get("cuda", err, sizeof(err));
-	if (!gpu || gpu->init(TR_DTYPE_FP32, err, sizeof(err)) != 0) {
-		printf("1..0 # SKIP no GPU: %s\n", err);
-		return 0;
-	}
+	gpu = gpu_test_open(TR_DTYPE_FP32);
 	struct tr_config c;
 	tr_config_default(&c);
 	c.vocab = 256, c.seq_len = 64, c.d_model = 64, c.n_heads = 4, c.n_layers = 3, c.n_dense_layers = 1;

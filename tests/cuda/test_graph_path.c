@@ -18,7 +18,7 @@
 #include "comm.h"
 #include "model.h"
 #include "tap.h"
-#include "compare.h"
+#include "gpu_test.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
