@@ -19,8 +19,8 @@ else
 	echo "ok 1 # SKIP the plugin is not built (no Slurm headers) or no readelf"
 	_tap_n=1
 fi
-ok "with libhwloc: the plugin's library reads hwloc and NCCL files" sh -c "'$DL' present >'${TMPDIR:-/tmp}/hwloc_dl.$$' 2>&1"
-[ -f "${TMPDIR:-/tmp}/hwloc_dl.$$" ] && sed 's/^/#   /' "${TMPDIR:-/tmp}/hwloc_dl.$$" && rm -f "${TMPDIR:-/tmp}/hwloc_dl.$$"
+ok "with libhwloc: the plugin's library reads hwloc and NCCL files" sh -c "'$DL' present >'${TMPDIR:-/tmp}/plugin-deps.$$' 2>&1"
+[ -f "${TMPDIR:-/tmp}/plugin-deps.$$" ] && sed 's/^/#   /' "${TMPDIR:-/tmp}/plugin-deps.$$" && rm -f "${TMPDIR:-/tmp}/plugin-deps.$$"
 
 # A node without libhwloc: only root can make one (mount namespace); skipped elsewhere.
 libs=$(ldconfig -p 2>/dev/null | sed -n 's/.*libhwloc\.so.* => \(.*\)$/\1/p' | sort -u | tr '\n' ' ')

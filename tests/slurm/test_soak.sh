@@ -10,8 +10,13 @@ STEPS=${MOE_SOAK_STEPS:-200}
 scratch=$MOE_TESTBED/work/soak-tmp
 mkdir -p "$scratch" && chmod 1777 "$scratch"
 
-# Names that could come from us or the stack below us; other programs' files are not our business.
-leftovers() { ls -A /dev/shm /tmp "$scratch" 2>/dev/null | grep -iE 'moe|mt_|spank|hwloc|nvml|slurm' | sort; }
+# The job's TMPDIR is its own: every entry there counts.  /dev/shm and /tmp are shared with every
+# process on the machine (other tests run beside this one): only names the plugin or the libraries it
+# loads would use count there.
+leftovers() {
+	ls -A "$scratch" | sed "s|^|TMPDIR/|"
+	for d in /dev/shm /tmp; do ls -A "$d" | grep -iE 'moe[-_]topology|spank|hwloc|nvml' | sed "s|^|$d/|"; done
+}
 before=$(leftovers)
 fds_before=$(for p in $(cat "$MOE_TESTBED"/run/slurmd-*.pid); do ls /proc/"$p"/fd | wc -l; done | tr '\n' ' ')
 
