@@ -5,6 +5,11 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 bash tests/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+# The rig tests' caches (the Slurm 24.11 root filesystem, the Soft-RoCE guest's kernel) are fetched while
+# the build has the CPUs; a test that needs one before it is ready waits for it under the cache's lock.
+{ bash tests/slurm/testbed.sh prepare --slurm 24.11; bash tests/rdma/rig.sh prepare; } > "$top/build-check.prepare.log" 2>&1 &
+prep=$!
+trap 'wait $prep 2>/dev/null' EXIT
 build=${BUILD_DIR:-$top/build-check}
 jobs=$(nproc)
 {

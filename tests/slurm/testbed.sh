@@ -3,6 +3,8 @@
 #
 #   testbed.sh up [N] [--slurm 22.05|24.11]   install packages if missing, start munged, slurmctld and
 #                            N slurmd (default 4) of that Slurm (default 22.05, or $MOE_SLURM_VERSION)
+#   testbed.sh prepare [--slurm 22.05|24.11]   only what `up` fetches once and caches (packages; for 24.11
+#                            its root filesystem), so that it can overlap with a build
 #   testbed.sh up N --racks R --spine-mbit X [--rack-mbit Y] [--rack-order interleaved|block]
 #                            an emulated rack fabric (22.05 only): below
 #   testbed.sh run CMD...    run a client command (srun, sbatch, salloc, sinfo...) against the cluster
@@ -66,7 +68,7 @@ die() { echo "testbed: $*" >&2; exit 1; }
 # Which Slurm: `up ... --slurm V`, else the testbed that is up, else MOE_SLURM_VERSION, else 22.05.
 SLURM_VERSIONS="22.05 24.11"
 slurm_version() {  # slurm_version SUBCOMMAND ARGS...
-	local v="" up=$([ "${1:-}" = up ] && echo 1)
+	local v="" up=$(case ${1:-} in up | prepare) echo 1 ;; esac)
 	while [ -n "$up" ] && [ $# -gt 0 ]; do
 		case $1 in
 		--slurm) v=${2:-}; shift $(( $# > 1 ? 2 : 1 )) ;;
@@ -268,7 +270,8 @@ wait_idle() {
 }
 
 # What a version changes (testbed24.sh redefines these and the daemons' and clients' runners).
-prepare_up() { ensure_packages; }
+prepare_cache() { ensure_packages; }
+prepare_up() { prepare_cache; }
 check_nodes() { :; }
 write_configs_extra() { :; }
 release_root() { :; }
@@ -448,6 +451,7 @@ do_node_exec() {  # do_node_exec I CMD...
 }
 
 case "${1:-}" in
+prepare) prepare_cache ;;
 up) shift; n=4; [ $# -gt 0 ] && [ "${1#--}" = "$1" ] && n=$1; parse_fabric "$@"; do_up "$n" ;;
 down) do_down ;;
 run) shift; [ $# -gt 0 ] || die "usage: testbed.sh run CMD..."; client "$@" ;;
@@ -457,7 +461,7 @@ node-kill) do_node_kill "${2:-}" ;;
 node-start) do_node_start "${2:-}" ;;
 slurmd-restart) do_slurmd_restart "${2:-}" ;;
 node-exec) shift; do_node_exec "$@" ;;
-*) echo "usage: testbed.sh up [N] [--slurm 22.05|24.11] [--racks R --spine-mbit X [--rack-mbit Y]" \
+*) echo "usage: testbed.sh prepare [--slurm 22.05|24.11] | up [N] [--slurm 22.05|24.11] [--racks R --spine-mbit X [--rack-mbit Y]" \
 	"[--rack-order interleaved|block]] | run CMD... | plugstack [ARGS...] | status |" \
 	"node-kill I | node-start I | slurmd-restart I | node-exec I CMD... | down" >&2; exit 2 ;;
 esac

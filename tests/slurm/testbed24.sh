@@ -151,9 +151,13 @@ check_nodes() {
 	[ $(( $1 % 2 )) = 0 ] || die "Slurm 24.11 testbed: node count must be even (blocks of 2 nodes), got $1"
 }
 
-prepare_up() {
+prepare_cache() {
 	ensure_packages
 	ensure_rootfs
+}
+
+prepare_up() {
+	prepare_cache
 	mount_root
 	build24
 }
