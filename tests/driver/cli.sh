@@ -75,6 +75,12 @@ fi
 ok "--device-comm staged with --device cpu runs" test $? = 0 -a ! -s "$tmp/err"
 # --device cuda where it cannot run: not built, or (built, on a machine without an NVIDIA driver) no GPU
 if grep -q '^devices in this build: cpu, cuda$' "$tmp/help"; then
+	# moe-train itself links no CUDA library: GPU runs continue in moe-train-cuda beside it
+	is "$(ldd "$bin" | grep -cE 'lib(cudart|cublas|cublasLt|nccl)\.so')" 0 "moe-train links no CUDA library (a CUDA build)"
+	cp "$bin" "$tmp/moe-train"
+	"$tmp/moe-train" "${d[@]}" --device cuda --steps 1 > "$tmp/out" 2> "$tmp/err"
+	ok "--device cuda with moe-train-cuda neither beside moe-train nor installed: exit 1, one line naming both places" \
+		test $? = 1 -a "$(wc -l < "$tmp/err")" = 1 -a -n "$(grep -F "moe-train-cuda, which is in neither $tmp/moe-train-cuda nor" "$tmp/err")"
 	if [ ! -e /dev/nvidiactl ]; then
 		refuse "--device cuda: no GPU" "${d[@]}" --device cuda --steps 1
 		CUDA_VISIBLE_DEVICES=0 "$bin" "${d[@]}" --steps 1 --dim 16 --heads 2 --layers 1 --seq-len 8 --quiet \

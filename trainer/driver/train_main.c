@@ -16,7 +16,9 @@
 #include "train_opts.h"
 #include "train_run.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,15 +66,59 @@ static int gpu_named(void)
 	return v && *v && strcmp(v, "-1") && strncmp(v, "NoDevFiles", 10) && strcmp(v, "none");
 }
 
-/* --device / --dtype: the asked backend, or by default cuda when the plan gave this rank a GPU and the
- * CUDA backend is built (falling back to the CPU, with one line, when that GPU cannot be used) */
+/* --device, or by default cuda when the plan gave this rank a GPU and the CUDA backend is built */
+static const char *device_of(const struct tr_opts *o)
+{
+	return o->device ? o->device : gpu_named() && tr_backend_have_cuda() ? "cuda" : "cpu";
+}
+
+#ifdef TR_CUDA_TRAINER
+/* This moe-train carries no CUDA, so that CPU runs neither need nor load the CUDA libraries (about 1 GB,
+ * seconds per start under a sanitizer).  A run on the GPU continues, before it has touched anything, in
+ * moe-train-cuda: the same program with the CUDA backend, next to this one in a build tree, else where
+ * `make install` put it.  By default, on a machine without an NVIDIA driver, the run stays here on the
+ * CPU (the line moe-train-cuda would print after loading CUDA).  Returns only to go on here (0) or on
+ * failure (exit code). */
+static int cuda_handoff(struct tr_opts *o, char **argv)
+{
+	if (strcmp(device_of(o), "cuda"))
+		return 0;
+	if (!o->device && !o->cuda_graph) {
+		void *drv = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+		if (!drv) {
+			fprintf(stderr, "moe-train: CUDA_VISIBLE_DEVICES names a GPU, but this machine has no NVIDIA driver "
+				"(libcuda.so.1); running on the CPU (--device chooses)\n");
+			o->device = "cpu";
+			return 0;
+		}
+		dlclose(drv);
+	}
+	char here[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", here, sizeof(here) - sizeof("moe-train-cuda"));
+	char *slash = NULL;
+	if (n > 0) {
+		here[n] = '\0';
+		slash = strrchr(here, '/');
+	}
+	if (slash) {
+		strcpy(slash + 1, "moe-train-cuda");
+		if (access(here, X_OK) == 0)
+			execv(here, argv);
+	}
+	execv(TR_CUDA_TRAINER, argv);
+	fprintf(stderr, "moe-train: --device cuda runs in moe-train-cuda, which is in neither %s nor %s: %s; install it, "
+		"or use --device cpu\n", slash ? here : "this program's folder", TR_CUDA_TRAINER, strerror(errno));
+	return 1;
+}
+#endif
+
+/* --device / --dtype: the backend of device_of(), falling back to the CPU with one line when a GPU the
+ * plan named by default cannot be used */
 static int setup_backend(struct tr_run *r)
 {
 	char err[512];
-	const char *dev = r->o.device;
+	const char *dev = device_of(&r->o);
 	enum tr_dtype dt = r->o.dtype && !strcmp(r->o.dtype, "bf16") ? TR_DTYPE_BF16 : TR_DTYPE_FP32;
-	if (!dev)
-		dev = gpu_named() && tr_backend_have_cuda() ? "cuda" : "cpu";
 	if (r->o.cuda_graph && strcmp(dev, "cuda")) {
 		fprintf(stderr, "moe-train: rank %d: --cuda-graph needs the GPU, but CUDA_VISIBLE_DEVICES names none, so this "
 			"rank would run on the CPU; valid with --device cuda on a rank with a GPU\n", r->rank);
@@ -504,6 +550,10 @@ int main(int argc, char **argv)
 		return 0;
 	if (rc)
 		return rc;
+#ifdef TR_CUDA_TRAINER
+	if ((rc = cuda_handoff(&r.o, argv)) != 0)
+		return rc;
+#endif
 #ifdef _OPENMP
 	if (r.o.threads > 0)
 		omp_set_num_threads((int)r.o.threads);
