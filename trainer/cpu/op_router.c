@@ -1,4 +1,4 @@
-/* op_router.c - DeepSeek-V3 router on the CPU: the rule of route_pick.h for every token, and its backward. */
+/* op_router.c - DeepSeek-V3 router on the CPU: the rule of route_pick.h and its gradient for every token. */
 #include <math.h>
 #include "ops.h"
 #include "route_pick.h"
@@ -17,26 +17,11 @@ void tr_router_forward(tr_real *scores, int *idx, tr_real *gates, const tr_real 
 	}
 }
 
-/* g_i = rs s_i / S, S = sum_j s_j:  dL/ds_i = rs (dg_i - sum_j dg_j s_j / S) / S;  ds/dlogit = s (1 - s) */
 void tr_router_backward(tr_real *dlogits, const tr_real *dgates, const tr_real *scores, const int *idx,
 			int N, int E, int k, float route_scale)
 {
 #pragma omp parallel for
-	for (int n = 0; n < N; n++) {
-		const tr_real *s = scores + (size_t)n * E, *dg = dgates + (size_t)n * k;
-		const int *ix = idx + (size_t)n * k;
-		tr_real *dl = dlogits + (size_t)n * E;
-		tr_real S = 0, w = 0;
-		for (int e = 0; e < E; e++)
-			dl[e] = 0;
-		for (int i = 0; i < k; i++) {
-			S += s[ix[i]];
-			w += dg[i] * s[ix[i]];
-		}
-		for (int i = 0; i < k; i++) {
-			tr_real si = s[ix[i]];
-			tr_real ds = route_scale * (dg[i] - w / S) / S;
-			dl[ix[i]] = ds * si * (1 - si);
-		}
-	}
+	for (int n = 0; n < N; n++)
+		tr_route_grad(dlogits + (size_t)n * E, dgates + (size_t)n * k, scores + (size_t)n * E, idx + (size_t)n * k, E,
+			      k, route_scale);
 }

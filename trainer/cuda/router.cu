@@ -53,23 +53,9 @@ __global__ void k_router_bwd(float *dlogits, const float *dgates, const float *s
 			     int k, float rs)
 {
 	int n = blockIdx.x * blockDim.x + threadIdx.x;
-	if (n >= N)
-		return;
-	const float *s = scores + (size_t)n * E, *dg = dgates + (size_t)n * k;
-	const int *ix = idx + (size_t)n * k;
-	float *dl = dlogits + (size_t)n * E;
-	float S = 0, w = 0;
-	for (int e = 0; e < E; e++)
-		dl[e] = 0;
-	for (int i = 0; i < k; i++) {
-		S += s[ix[i]];
-		w += dg[i] * s[ix[i]];
-	}
-	for (int i = 0; i < k; i++) {
-		float si = s[ix[i]];
-		float ds = rs * (dg[i] - w / S) / S;
-		dl[ix[i]] = ds * si * (1 - si);
-	}
+	if (n < N)
+		tr_route_grad(dlogits + (size_t)n * E, dgates + (size_t)n * k, scores + (size_t)n * E, idx + (size_t)n * k, E,
+			      k, rs);
 }
 
 extern "C" void tr_cuda_router_backward(float *dlogits, const float *dgates, const float *scores, const int *idx, int N,

@@ -1,9 +1,9 @@
 /* route_pick.h - the routing rule for one token, DeepSeek-V3's: sigmoid scores; the bias (aux-loss-free
  * balancing) added for selection only; with groups, each group scored by the sum of its two best biased
  * scores and only the best topk_groups groups allowed; then the top k allowed experts (ties: lower id);
- * gates = route_scale x score / sum of the chosen scores.  One definition, compiled into the CPU reference
- * (trainer/cpu/op_router.c) and the CUDA kernel (trainer/cuda/router.cu, one thread per token), so both pick
- * the same experts in the same order.
+ * gates = route_scale x score / sum of the chosen scores; and its gradient.  One definition, compiled into
+ * the CPU reference (trainer/cpu/op_router.c) and the CUDA kernels (trainer/cuda/router.cu, one thread per
+ * token), so both pick the same experts in the same order and back-propagate them alike.
  */
 #ifndef TR_ROUTE_PICK_H
 #define TR_ROUTE_PICK_H
@@ -75,6 +75,25 @@ TR_HOST_DEVICE static inline void tr_route_pick(tr_real *s, int *ix, tr_real *ga
 	}
 	for (int i = 0; i < k; i++)
 		gates[i] = route_scale * s[ix[i]] / sum;
+}
+
+/* Its backward for the token: the gradient dg of its k gates to its E logits (dl, every one written).
+ * g_i = rs s_i / S, S = sum_j s_j:  dL/ds_i = rs (dg_i - sum_j dg_j s_j / S) / S;  ds/dlogit = s (1 - s) */
+TR_HOST_DEVICE static inline void tr_route_grad(tr_real *dl, const tr_real *dg, const tr_real *s, const int *ix, int E,
+						 int k, float route_scale)
+{
+	tr_real S = 0, w = 0;
+	for (int e = 0; e < E; e++)
+		dl[e] = 0;
+	for (int i = 0; i < k; i++) {
+		S += s[ix[i]];
+		w += dg[i] * s[ix[i]];
+	}
+	for (int i = 0; i < k; i++) {
+		tr_real si = s[ix[i]];
+		tr_real ds = route_scale * (dg[i] - w / S) / S;
+		dl[ix[i]] = ds * si * (1 - si);
+	}
 }
 
 #endif
