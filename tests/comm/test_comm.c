@@ -23,6 +23,7 @@
 #include "tap.h"
 #include "comm.h"
 #include "comm_internal.h"
+#include "pretend_world.h"
 
 static int report_fd;
 /* Pretend nodes: rank r's host in the peer table is "node" + fake_nodes[r] (NULL: the real host), and
@@ -548,23 +549,10 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 {
 	if (only ? strncmp(name, only, strlen(only)) != 0 : !strncmp(name, "verbs", 5))
 		return; /* the verbs cases need a device: verbs_guest.sh runs them in the Soft-RoCE guest */
-	char host[TR_HOST_LEN] = "";
-	gethostname(host, sizeof(host) - 1);
-	int *lfd = calloc(n, sizeof(int));
-	struct tr_peer *peers = calloc(n, sizeof(*peers));
+	struct pretend_world w = {0};
 	char err[512];
-	for (int r = 0; r < n && !master_port; r++) {
-		if (tr_listen(AF_INET, 0, true, &lfd[r], &peers[r].port, err, sizeof(err)) != 0) {
-			printf("Bail out! %s\n", err);
-			exit(1);
-		}
-		if (fake_nodes)
-			snprintf(peers[r].host, sizeof(peers[r].host), "node%c", fake_nodes[r]);
-		else
-			snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
-		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
-	}
-	char *table = master_port ? NULL : tr_peers_format(peers, n);
+	if (!master_port)
+		pw_open(&w, n, fake_nodes);
 	pid_t *pids = calloc(n, sizeof(pid_t));
 	for (int r = 0; r < n; r++) {
 		pids[r] = fork();
@@ -584,14 +572,8 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 			setenv("MOE_MASTER_PORT", v, 1);
 			unsetenv("MOE_COMM_PEERS");
 		} else {
-			for (int q = 0; q < n; q++)
-				if (q != r)
-					close(lfd[q]);
-			snprintf(v, sizeof(v), "%d", lfd[r]);
-			setenv("MOE_COMM_FD", v, 1);
-			setenv("MOE_COMM_PEERS", table, 1);
 			snprintf(v, sizeof(v), "test%d-%s", (int)getppid(), name);
-			setenv("MOE_COMM_JOB", v, 1);
+			pw_enter(&w, r, v);
 		}
 		struct tr_comm *c;
 		if (tr_comm_init(kind, &c, err, sizeof(err)) != 0) {
@@ -614,8 +596,8 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		tr_comm_free(c);
 		_exit(0);
 	}
-	for (int r = 0; r < n && !master_port; r++)
-		close(lfd[r]);
+	if (!master_port)
+		pw_close(&w);
 	/* the stalled rank resumes once it stopped and every other rank exited: they must not wait for
 	 * it to learn rank 0's reason, and it then meets closed (or reset) connections and must still
 	 * find the abort notices left for it */
@@ -636,9 +618,6 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		waitpid(pids[n - 1], NULL, 0);
 	}
 	free(pids);
-	free(table);
-	free(peers);
-	free(lfd);
 }
 
 /* Aggregates the children's lines: a check passes when every rank that ran it passed. */

@@ -28,6 +28,7 @@
 #include "tap.h"
 #include "comm.h"
 #include "comm_internal.h"
+#include "pretend_world.h"
 #include "devcomm.h"
 #ifdef TR_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -317,22 +318,10 @@ enum what { PLAN, OPEN, GPU, BENCH };
 static void run(const char *name, const char *kind, int n, const char *fake, const char *a2a, enum what w,
 		const char *dkind)
 {
-	char host[TR_HOST_LEN] = "", err[512];
-	gethostname(host, sizeof(host) - 1);
-	int *lfd = calloc(n, sizeof(int)), pfd[2];
-	struct tr_peer *peers = calloc(n, sizeof(*peers));
-	for (int r = 0; r < n; r++) {
-		if (tr_listen(AF_INET, 0, true, &lfd[r], &peers[r].port, err, sizeof(err)) != 0) {
-			printf("Bail out! %s\n", err);
-			exit(1);
-		}
-		if (fake)
-			snprintf(peers[r].host, sizeof(peers[r].host), "node%c", fake[r]);
-		else
-			snprintf(peers[r].host, sizeof(peers[r].host), "%s", host);
-		snprintf(peers[r].addr, sizeof(peers[r].addr), "127.0.0.1");
-	}
-	char *table = tr_peers_format(peers, n);
+	char err[512];
+	int pfd[2];
+	struct pretend_world pw;
+	pw_open(&pw, n, fake);
 	if (pipe(pfd))
 		exit(1);
 	pid_t *pids = calloc(n, sizeof(pid_t));
@@ -345,12 +334,8 @@ static void run(const char *name, const char *kind, int n, const char *fake, con
 		char v[96];
 		snprintf(v, sizeof(v), "%d", r), setenv("MOE_RANK", v, 1);
 		snprintf(v, sizeof(v), "%d", n), setenv("MOE_WORLD_SIZE", v, 1);
-		for (int q = 0; q < n; q++)
-			if (q != r)
-				close(lfd[q]);
-		snprintf(v, sizeof(v), "%d", lfd[r]), setenv("MOE_COMM_FD", v, 1);
-		setenv("MOE_COMM_PEERS", table, 1);
-		snprintf(v, sizeof(v), "devtest%d-%s", (int)getppid(), name), setenv("MOE_COMM_JOB", v, 1);
+		snprintf(v, sizeof(v), "devtest%d-%s", (int)getppid(), name);
+		pw_enter(&pw, r, v);
 		setenv("MOE_COMM_TIMEOUT", "30", 1);
 		if (a2a)
 			setenv("MOE_A2A", a2a, 1);
@@ -373,8 +358,7 @@ static void run(const char *name, const char *kind, int n, const char *fake, con
 		_exit(0);
 	}
 	close(pfd[1]);
-	for (int r = 0; r < n; r++)
-		close(lfd[r]);
+	pw_close(&pw);
 	/* read every line, then one test point per check name in first-seen order */
 	size_t cap = 1 << 16, len = 0;
 	char *buf = malloc(cap);
@@ -423,7 +407,7 @@ static void run(const char *name, const char *kind, int n, const char *fake, con
 		tap_ok(fails == 0 && ranks == n, "%s: %s (%d ranks) - %s", name, names[i], ranks, fails ? first_bad : last_msg);
 	}
 	tap_ok(!bad_exit, "%s: every rank exited 0", name);
-	free(buf), free(pids), free(table), free(lfd), free(peers);
+	free(buf), free(pids);
 }
 
 /* the hand-computed case: node order first, then rank order inside a node */
