@@ -9,32 +9,13 @@
 #include <hwloc.h>
 
 #include "mt_node.h"
+#include "slurp.h"
 
 static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long l = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)l + 1);
-	if (b && fread(b, 1, (size_t)l, f) != (size_t)l) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	if (b)
-		b[l] = 0;
-	*len = (size_t)l;
-	return b;
 }
 
 int main(int argc, char **argv)

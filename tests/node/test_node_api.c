@@ -10,28 +10,9 @@
 
 #include "mt_node.h"
 #include "tap.h"
+#include "slurp.h"
 
 static char tmpdir[256];
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long l = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)l + 1);
-	if (b && fread(b, 1, (size_t)l, f) != (size_t)l) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	if (b)
-		b[l] = 0;
-	*len = (size_t)l;
-	return b;
-}
 
 static const char *write_tmp(const char *name, const char *data, size_t len)
 {
