@@ -8,15 +8,11 @@
 #   staging (the one-rank all-reduce is a copy, so they are expected equal; NCCL promises no order);
 #   nccl with 2 ranks on one GPU: a clear error from NCCL, not a hang.
 . "$top_srcdir/tests/tap.sh"
-TRAIN=$top_builddir/trainer/driver/moe-train
-ML=$top_builddir/launcher/moe-launch
-[ -x "$TRAIN" ] || skip_all "moe-train not built"
+. "$top_srcdir/tests/driver/lib.sh"
+trainer_need "$TRAIN"
 "$TRAIN" --help | grep -q '^devices in this build: cpu, cuda$' || skip_all "no GPU code: the CUDA backend is not built"
 ls /dev/nvidia[0-9]* > /dev/null 2>&1 || skip_all "no GPU (no /dev/nvidiaN)"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt"
-"$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || { echo "Bail out! moe-train prepare failed"; exit 1; }
+trainer_data "$top_srcdir"/trainer/*/*.c
 args=(--data "$tmp/data.bin" --dim 64 --heads 4 --layers 3 --dense-layers 1 --ffn 128 --expert-ffn 64
       --experts 12 --top-k 2 --groups 4 --group-topk 2 --route-scale 2.5 --seq-len 64 --global-batch 12
       --seed 5 --threads 2 --quiet --mfu-peak 1 --device cuda)

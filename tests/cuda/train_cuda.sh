@@ -9,13 +9,9 @@
 #   CPU resumes on the GPU and one written on the GPU resumes on the CPU, matching the one-device runs;
 #   --cuda-graph (fp32, bf16): 50 steps within the same bounds of the runs without.
 . "$top_srcdir/tests/tap.sh"
-TRAIN=$top_builddir/trainer/driver/moe-train
-ML=$top_builddir/launcher/moe-launch
-[ -x "$TRAIN" ] || skip_all "moe-train not built"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cat "$top_srcdir"/trainer/*/*.c "$top_srcdir"/trainer/*.c 2>/dev/null > "$tmp/data.txt"
-"$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || { echo "Bail out! moe-train prepare failed"; exit 1; }
+. "$top_srcdir/tests/driver/lib.sh"
+trainer_need "$TRAIN"
+trainer_data "$top_srcdir"/trainer/*/*.c
 args=(--data "$tmp/data.bin" --dim 64 --heads 4 --layers 3 --dense-layers 1 --ffn 128 --expert-ffn 64
       --experts 8 --top-k 2 --groups 4 --group-topk 2 --route-scale 2.5 --bias-gamma 0.01
       --seq-len 64 --global-batch 8 --seed 3 --threads 2 --quiet --mfu-peak 1)

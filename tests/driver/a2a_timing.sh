@@ -6,14 +6,9 @@
 # a2a_ms + a2a_wait_ms within the step's time), without it a2a_wait_ms is null; the banner and the
 # progress line say so.  A bad value is refused in tests/driver/cli.sh.
 . "$top_srcdir/tests/tap.sh"
-TRAIN=$top_builddir/trainer/driver/moe-train
-ML=$top_builddir/launcher/moe-launch
-[ -x "$TRAIN" ] && [ -x "$ML" ] || skip_all "moe-train or moe-launch not built"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-cat "$top_srcdir"/trainer/model/*.c > "$tmp/data.txt"
-"$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || { echo "Bail out! moe-train prepare failed"; exit 1; }
+. "$top_srcdir/tests/driver/lib.sh"
+trainer_need "$TRAIN" "$ML"
+trainer_data "$top_srcdir"/trainer/model/*.c
 args=(--data "$tmp/data.bin" --dim 32 --heads 2 --layers 2 --dense-layers 0 --ffn 32 --expert-ffn 16
       --experts 8 --top-k 2 --seq-len 16 --global-batch 8 --steps 6 --seed 5 --threads 1)
 field() { grep -o "\"$1\":[^,}]*" "$2" | cut -d: -f2-; }

@@ -6,15 +6,9 @@
 # Group-limited routing is on (--groups 4 --group-topk 2) with a fast-moving router bias, so the
 # routing, the exchanges and the bias update are all exercised.
 . "$top_srcdir/tests/tap.sh"
-TRAIN=$top_builddir/trainer/driver/moe-train
-ML=$top_builddir/launcher/moe-launch
-[ -x "$TRAIN" ] && [ -x "$ML" ] || skip_all "moe-train or moe-launch not built"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-# any text is a dataset: the trainer's own sources
-cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt"
-"$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || { echo "Bail out! moe-train prepare failed"; exit 1; }
+. "$top_srcdir/tests/driver/lib.sh"
+trainer_need "$TRAIN" "$ML"
+trainer_data "$top_srcdir"/trainer/*/*.c
 
 args=(--data "$tmp/data.bin" --dim 32 --heads 2 --layers 3 --dense-layers 1 --ffn 64 --expert-ffn 32
       --experts 8 --top-k 2 --groups 4 --group-topk 2 --route-scale 2.5 --bias-gamma 0.01

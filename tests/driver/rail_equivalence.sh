@@ -7,14 +7,9 @@
 # bytes inside + across NVLink domains (MOE_DOMAIN = the pretend node) = a2a_bytes, across = the
 # cross-node bytes in direct mode, a2a_ms > 0; on one real node nothing crosses a domain.
 . "$top_srcdir/tests/tap.sh"
-TRAIN=$top_builddir/trainer/driver/moe-train
-ML=$top_builddir/launcher/moe-launch
-[ -x "$TRAIN" ] && [ -x "$ML" ] || skip_all "moe-train or moe-launch not built"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-cat "$top_srcdir"/trainer/*/*.c > "$tmp/data.txt"
-"$TRAIN" prepare "$tmp/data.txt" "$tmp/data.bin" > /dev/null || { echo "Bail out! moe-train prepare failed"; exit 1; }
+. "$top_srcdir/tests/driver/lib.sh"
+trainer_need "$TRAIN" "$ML"
+trainer_data "$top_srcdir"/trainer/*/*.c
 args=(--data "$tmp/data.bin" --dim 32 --heads 2 --layers 3 --dense-layers 1 --ffn 64 --expert-ffn 32
       --experts 8 --top-k 4 --route-scale 2.5 --bias-gamma 0.01
       --seq-len 32 --global-batch 8 --steps 20 --seed 3 --threads 1 --quiet)
