@@ -8,12 +8,6 @@ void tr_adamw_update(const struct tr_adamw *h, double lr, long t, float gscale, 
 {
 	const struct tr_adamw_step k = tr_adamw_fold(h, lr, t);
 #pragma omp parallel for schedule(static) if (n > 32768)
-	for (size_t i = 0; i < n; i++) {
-		float gi = g[i] * gscale;
-		float mi = k.b1 * m[i] + k.a1 * gi;
-		float vi = k.b2 * v[i] + k.a2 * gi * gi;
-		m[i] = mi;
-		v[i] = vi;
-		p[i] = p[i] * k.decay - k.step * mi / (sqrtf(vi) * k.rbc2 + k.eps);
-	}
+	for (size_t i = 0; i < n; i++)
+		p[i] = p[i] * k.decay - tr_adamw_moments(&k, (float)(g[i] * gscale), &m[i], &v[i]);
 }

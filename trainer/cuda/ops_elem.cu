@@ -371,12 +371,7 @@ extern "C" void tr_cuda_sum_to(double *out, const float *x, size_t n, int square
 static __device__ __forceinline__ void adamw_one(size_t i, float *p, const float *g, float *m, float *v, float gscale,
 						 const struct tr_adamw_step &k)
 {
-	float gi = g[i] * gscale;
-	float mi = k.b1 * m[i] + k.a1 * gi;
-	float vi = k.b2 * v[i] + k.a2 * gi * gi;
-	m[i] = mi;
-	v[i] = vi;
-	p[i] = p[i] * k.decay - k.step * mi / (sqrtf(vi) * k.rbc2 + k.eps);
+	p[i] = p[i] * k.decay - tr_adamw_moments(&k, g[i] * gscale, &m[i], &v[i]);
 }
 
 __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float gscale, struct tr_adamw_step k)
