@@ -29,6 +29,8 @@ stage() { # stage NAME SECONDS CMD...: output to $out/NAME.log, one summary line
 		return 1
 	fi
 	[ "$left" -lt "$secs" ] && secs=$left
+	# a function of this script (the builds) runs in a new instance of it: timeout runs only programs
+	if declare -F "$1" > /dev/null; then set -- env OUT="$out" bash "$self" --fn "$@"; fi
 	timeout "$secs" "$@" > "$out/$name.log" 2>&1
 	local rc=$?
 	local tap=""
@@ -40,11 +42,14 @@ stage() { # stage NAME SECONDS CMD...: output to $out/NAME.log, one summary line
 	[ $rc -eq 0 ] && ! grep -q '^not ok ' "$out/$name.log" && ! grep -q '^1\.\.0 # SKIP' "$out/$name.log"
 }
 fails=0
-: > "$out/summary.txt"
-log "moetopo GPU run from $top"
-{ date -u; uname -a; nvidia-smi 2>&1; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
-  command -v nvcc && nvcc --version; /usr/bin/python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' 2>&1
-  command -v compute-sanitizer; } > "$out/env.txt" 2>&1
+self=$top/tests/gpu/run-all.sh
+if [ "${1:-}" != --fn ]; then
+	: > "$out/summary.txt"
+	log "moetopo GPU run from $top"
+	{ date -u; uname -a; nvidia-smi 2>&1; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+	  command -v nvcc && nvcc --version; /usr/bin/python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' 2>&1
+	  command -v compute-sanitizer; } > "$out/env.txt" 2>&1
+fi
 CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
 NVCC=$CUDA_HOME/bin/nvcc
 CUDA_LIB=$CUDA_HOME/lib64
@@ -84,10 +89,12 @@ build_direct() {
 	gcc $cf -o tests/bench/moe_layer_gpu "$top/tests/bench/moe_layer_gpu.c" "${ld[@]}" &&
 	mkdir -p tests/comm && gcc $cf -o tests/comm/test_devcomm "$top/tests/comm/test_devcomm.c" "${ld[@]}"
 }
+[ "${1:-}" = --fn ] && { shift; "$@"; exit; }   # stage's second instance: run that function only
 if stage build-autotools 420 build_autotools; then
 	how=autotools
 else
-	rm -rf "$B"
+	B=$B-direct
+	export MOE_GPU_BUILD=$B   # for the instance that runs build_direct
 	stage build-direct 300 build_direct || { log "build failed: see build-*.log"; exit 1; }
 	how=direct
 fi
