@@ -11,21 +11,17 @@
 #ifndef TR_GROUPED_MAP_H
 #define TR_GROUPED_MAP_H
 
-#ifdef __CUDACC__
-#define TR_HD __host__ __device__
-#else
-#define TR_HD
-#endif
+#include "../model/host_device.h"
 
 /* sum over j of ceil(rows[j] / TM) <= sum (rows[j] / TM + 1) = R / TM + El */
-static inline TR_HD int tr_gmap_max_tiles(int R, int El, int TM)
+static inline TR_HOST_DEVICE int tr_gmap_max_tiles(int R, int El, int TM)
 {
 	return (R + TM - 1) / TM + El;
 }
 
 /* exclusive prefix sums over the experts: row_off[j] rows and tile_off[j] tiles before expert j;
  * row_off[El] and tile_off[El] are the totals (El + 1 entries each) */
-static inline TR_HD void tr_gmap_prefix(const int *rows, int El, int TM, int *row_off, int *tile_off)
+static inline TR_HOST_DEVICE void tr_gmap_prefix(const int *rows, int El, int TM, int *row_off, int *tile_off)
 {
 	int r = 0, t = 0;
 	for (int j = 0; j < El; j++) {
@@ -40,8 +36,8 @@ static inline TR_HD void tr_gmap_prefix(const int *rows, int El, int TM, int *ro
 
 /* Tile b: its expert *j, its first row *row0 (counted over all experts) and its rows *nrows (1..TM).
  * 0 when b is not a tile of this split (b < 0 or past the last tile). */
-static inline TR_HD int tr_gmap_tile(const int *row_off, const int *tile_off, int El, int TM, int b, int *j,
-				     int *row0, int *nrows)
+static inline TR_HOST_DEVICE int tr_gmap_tile(const int *row_off, const int *tile_off, int El, int TM, int b,
+					       int *j, int *row0, int *nrows)
 {
 	if (El < 1 || b < 0 || b >= tile_off[El])
 		return 0;

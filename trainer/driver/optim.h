@@ -16,6 +16,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../model/host_device.h"
+
 struct tr_sched {
 	double lr;       /* peak learning rate */
 	double min_lr;   /* floor reached at the last step */
@@ -44,16 +46,11 @@ static inline struct tr_adamw_step tr_adamw_fold(const struct tr_adamw *h, doubl
 				   (float)(1.0 / sqrt(bc2)), h->eps, (float)(1.0 - lr * h->wd) };
 	return k;
 }
-/* Inline for the host and the GPU: the CUDA backend runs the very rules below. */
-#ifdef __CUDACC__
-#define TR_OPTIM_HD __host__ __device__
-#else
-#define TR_OPTIM_HD
-#endif
+/* Inline for the host and the GPU (host_device.h): the CUDA backend runs the very rules below. */
 /* One element's moments updated in place, and the step term the caller subtracts from p * decay:
  * p = p * k.decay - tr_adamw_moments(...), written by each backend in its parameter type (the CPU
  * reference also runs in double, for the gradient check), so the update stays one rule. */
-TR_OPTIM_HD static inline float tr_adamw_moments(const struct tr_adamw_step *k, float g, float *m, float *v)
+TR_HOST_DEVICE static inline float tr_adamw_moments(const struct tr_adamw_step *k, float g, float *m, float *v)
 {
 	float mi = k->b1 * *m + k->a1 * g;
 	float vi = k->b2 * *v + k->a2 * g * g;
@@ -64,7 +61,7 @@ TR_OPTIM_HD static inline float tr_adamw_moments(const struct tr_adamw_step *k, 
 /* The update's loop and the sum of squares for clipping are ops of the backend (ops.h, backend.h). */
 /* Clip factor for a global norm: min(1, max_norm / norm); 1 when max_norm <= 0 (clipping off);
  * --cuda-graph computes it on the device. */
-TR_OPTIM_HD static inline float tr_clip_scale(double norm, double max_norm)
+TR_HOST_DEVICE static inline float tr_clip_scale(double norm, double max_norm)
 {
 	if (max_norm <= 0 || !(norm > max_norm))
 		return 1.0f;

@@ -9,13 +9,8 @@
 #define TR_ROUTE_PICK_H
 
 #include <math.h>
+#include "host_device.h"
 #include "model.h"
-
-#ifdef __CUDACC__
-#define TR_HOST_DEVICE __host__ __device__
-#else
-#define TR_HOST_DEVICE
-#endif
 
 /* Scratch the caller provides: sel[E], allowed[E]; with limit, top1/top2/gscore/gsize/keep[G].  s: the
  * token's E scores, written over logit (they may alias: each logit is read before its score is written);
