@@ -511,34 +511,41 @@ static void fail_case(struct tr_comm *c, enum mode m, const char *want)
 	 * rank that actually died (not this one closing its connections) */
 }
 
-/* A rank stuck behind a live rank that is itself stuck on a silent one, as behind a lost node: rank 0
- * waits for rank 1 (communicator {0,1}), rank 1 for rank 2 (communicator {1,2}) from a moment later,
- * so rank 0 times out first.  Rank 0 must still name rank 2, learnt from rank 1, not rank 1. */
-static void chain_case(struct tr_comm *c)
+/* Ranks stuck behind a chain of live ranks, the last one stuck on a silent rank, as behind a lost
+ * node: rank r waits for rank r+1 (communicator {r, r+1}) from delay[r] on; the last rank, n-1, is
+ * silent.  Every rank must end naming rank n-1, learnt from rank n-2, whoever timed out first.
+ *  - 3 ranks: rank 0 times out first, before rank 1 (its reason would name rank 1).
+ *  - 4 ranks: rank 1 times out first, and rank 0, which waits for it, takes its reason (naming rank
+ *    2); rank 2 times out later, and rank 1 then passes on the better reason to rank 0. */
+static void chain_case(struct tr_comm *c, int n)
 {
+	static const double delay3[] = { 0, 0.3 }, delay4[] = { 0.5, 0, 1.0 };
+	const double *delay = n == 3 ? delay3 : delay4;
 	int me = tr_comm_rank(c);
-	struct tr_comm *a = NULL, *b = NULL;
-	int rc = tr_comm_split(c, me < 2 ? 0 : 1, me, &a);
+	struct tr_comm *even = NULL, *odd = NULL; /* {0,1} {2,3} and {0} {1,2} {3} */
+	int rc = tr_comm_split(c, me / 2, me, &even);
 	if (rc == 0)
-		rc = tr_comm_split(c, me > 0 ? 0 : 1, me, &b);
+		rc = tr_comm_split(c, (me + 1) / 2, me, &odd);
 	check(rc == 0, "chain: split", "%s", tr_comm_error(c));
-	if (me == 2) {
+	if (me == n - 1) {
 		pause(); /* silent: the parent kills it */
 		_exit(0);
 	}
-	if (me == 1)
-		usleep(300000);
-	struct tr_comm *w = me == 0 ? a : b;
+	usleep((useconds_t)(delay[me] * 1e6));
+	struct tr_comm *w = me % 2 ? odd : even;
 	rc = tr_barrier(w);
 	const char *e = tr_comm_error(w);
-	if (me == 0)
-		check(rc != 0 && strstr(e, "rank 1 failed: ") && strstr(e, "waiting for rank 2 "),
-		      "a rank stuck behind a stuck rank names the rank both wait for", "%s", e);
+	char end[32], via[32];
+	snprintf(end, sizeof(end), "waiting for rank %d ", n - 1);
+	snprintf(via, sizeof(via), "rank %d failed: ", n - 2);
+	if (me < n - 2)
+		check(rc != 0 && strstr(e, via) && strstr(e, end),
+		      "a rank stuck behind stuck ranks names the rank at the chain's end", "%s", e);
 	else
-		check(rc != 0 && strstr(e, "timed out") && strstr(e, "waiting for rank 2 "),
-		      "the rank stuck on the silent one names it", "%s", e);
-	tr_comm_free(a);
-	tr_comm_free(b);
+		check(rc != 0 && strstr(e, "timed out") && strstr(e, end), "the rank stuck on the silent one names it",
+		      "%s", e);
+	tr_comm_free(even);
+	tr_comm_free(odd);
 }
 
 static const char *only; /* argv[1]: run only the cases whose name starts with it */
@@ -590,7 +597,7 @@ static void run_case(const char *name, const char *kind, int n, enum mode m, con
 		else if (m == M_RAIL)
 			rail_case(c, want, rail_local);
 		else if (m == M_CHAIN)
-			chain_case(c);
+			chain_case(c, n);
 		else
 			fail_case(c, m, want);
 		tr_comm_free(c);
@@ -787,6 +794,8 @@ cases:
 	run_case("shm-silent", "shm", 3, M_SILENT, "timed out", 0, "1");
 	run_case("tcp-chain", "tcp", 3, M_CHAIN, NULL, 0, "2");
 	run_case("shm-chain", "shm", 3, M_CHAIN, NULL, 0, "2");
+	run_case("tcp-chain-relay", "tcp", 4, M_CHAIN, NULL, 0, "4");
+	run_case("shm-chain-relay", "shm", 4, M_CHAIN, NULL, 0, "4");
 	/* verbs (in the Soft-RoCE guest): a 64 KiB window, so the 5 MiB messages pipeline through it
 	 * 80 times over and the random sizes reach several windows */
 	setenv("MOE_IB_WINDOW", "65536", 1);

@@ -45,11 +45,14 @@ struct tr_comm {
 	uint32_t splits;
 	uint64_t a2a_bytes;
 	bool broken;         /* after a failure the streams are out of step: every later call fails */
-	bool notified;       /* the abort notice went out (once per communicator) */
-	int blame;           /* transport rank this one waited for when it gave up (-1: none), in the notice */
+	bool notified;       /* an abort notice went out */
+	unsigned char *told; /* per transport rank: TOLD_WHOLE, TOLD_CUT (a notice cut off mid-frame) or 0 */
+	int blame;           /* transport rank the reason in hand blames (-1: none), in the notice */
+	int via;             /* transport rank whose reason this one passes on while it lingers (-1: its own) */
+	int relays;          /* reasons taken over while lingering (bounds the linger) */
 	double since;        /* last progress of the operation in flight */
 	double linger_until; /* > 0: gave up at a timeout, still listening for the waited-for peers' reasons */
-	char mine[TR_ERRLEN]; /* this rank's own reason while it lingers */
+	char mine[TR_ERRLEN]; /* the reason in hand while it lingers */
 	struct xfer *cur;    /* the operation in flight (for abort notices), NULL between operations */
 	int cur_n;
 	char err[TR_ERRLEN];
@@ -89,25 +92,31 @@ void tr_peer_name(const struct tr_transport *t, int peer, char *buf, size_t len)
 		snprintf(buf, len, "%s", p->host);
 }
 
+enum { TOLD_WHOLE = 1, TOLD_CUT };
+
 /* Tells every peer whose stream is at a message boundary why this rank gives up, so that ranks
  * further away report the cause instead of "rank R closed the connection".  Best effort: a short
- * deadline, and peers in the middle of a message are skipped (the frame would corrupt it).  The
- * header's op field carries 1 + the rank this one waited for (0: none), so that rank can tell it is
- * being blamed and report what it waits for itself. */
+ * deadline; peers in the middle of a message are skipped (the frame would corrupt it), and so are
+ * peers an earlier notice reached only in part.  A told peer gets nothing more of this operation, so
+ * a lingering rank that learns a better reason can tell it again on the same streams.  The header's
+ * op field carries 1 + the rank the reason blames (0: none), so that rank can tell it is being blamed
+ * and report what it waits for itself. */
 static void notify_abort(struct tr_comm *c, const char *why)
 {
 	struct tr_transport *t = c->t;
 	struct hdr h = { ABORT_MAGIC, c->tag, (uint32_t)(c->blame + 1), c->seq, strlen(why) };
 	c->notified = true;
+	if (!c->told && !(c->told = calloc(t->size, 1)))
+		return;
 	double deadline = tr_now() + 0.2;
 	for (int p = 0; p < t->size; p++) {
-		if (p == t->rank)
+		if (p == t->rank || c->told[p] == TOLD_CUT)
 			continue;
-		bool mid = false;
+		struct xfer *to = NULL;
 		for (int i = 0; i < c->cur_n; i++)
-			if (c->world[c->cur[i].peer] == p && c->cur[i].sending && c->cur[i].sdone > 0)
-				mid = true;
-		if (mid)
+			if (c->world[c->cur[i].peer] == p && c->cur[i].sending)
+				to = &c->cur[i];
+		if (to && to->sdone > 0)
 			continue;
 		size_t done = 0, total = sizeof(h) + h.len;
 		/* at least one try per peer, however late: a rank descheduled past the deadline (a loaded
@@ -130,6 +139,11 @@ static void notify_abort(struct tr_comm *c, const char *why)
 			if (k < 0)
 				break; /* that peer is gone too */
 			done += k;
+		}
+		if (done > 0) {
+			c->told[p] = done == total ? TOLD_WHOLE : TOLD_CUT;
+			if (to)
+				to->sending = false; /* the notice took its message's place */
 		}
 	}
 }
@@ -161,26 +175,33 @@ static double linger_s(const struct tr_transport *t)
 	return t->timeout / 2 < 5 ? t->timeout / 2 : 5;
 }
 
+#define MAX_RELAYS 8 /* better reasons a lingering rank takes over: hops of a chain of stuck ranks */
+
 /* Gives up on the operation in flight without closing it yet: every peer is told now, and the
- * operation fails with `why` once linger_s passed, unless a waited-for peer's reason comes first. */
-static void give_up(struct tr_comm *c, const char *why, int blame)
+ * operation fails with `why` once linger_s passed, unless a better reason comes first.  blame: the
+ * transport rank `why` blames; via: the rank it came from (-1: this rank's own wait). */
+static void give_up(struct tr_comm *c, const char *why, int blame, int via)
 {
 	snprintf(c->mine, sizeof(c->mine), "%s", why);
 	c->blame = blame;
+	c->via = via;
 	notify_abort(c, c->mine);
 	c->linger_until = tr_now() + linger_s(c->t);
 }
 
 /* A peer's abort notice (its error text follows the header) during the operation in flight, op.
- * An error (no rank blamed) is the cause: adopt it.  So is a timeout when this rank waited for the
- * sender's message.  When the sender timed out only waiting for this rank, or its message had
- * already come, this rank's own wait is the better lead: give up naming the rank it waits for.
+ * An error (no rank blamed) is the cause: adopt it.  A timeout is a lead, which its sender may still
+ * replace while it lingers: take it over, lingering in turn, when this rank waits for the sender's
+ * message, or when the reason in hand blames the sender or came from it (the sender's better
+ * reason).  So every rank behind a chain of stuck ranks ends naming the rank at its end.  When the
+ * sender timed out only waiting for this rank, or its message had already come, this rank's own
+ * wait is the better lead: give up naming the rank it waits for.
  * Returns -1 (failed) or 1 (the sender's part is to be dropped; the operation lingers). */
 static int peer_aborted(struct tr_comm *c, const struct xfer *x, uint32_t op)
 {
 	struct tr_transport *t = c->t;
 	int wr = c->world[x->peer], blamed = (int)x->rhdr.op - 1;
-	char why[TR_ERRLEN] = "";
+	char why[TR_ERRLEN] = "", theirs[TR_ERRLEN];
 	size_t len = x->rhdr.len < sizeof(why) - 1 ? x->rhdr.len : sizeof(why) - 1, got = 0;
 	double deadline = tr_now() + 0.5;
 	for (bool first = true; got < len && (first || tr_now() < deadline); first = false) {
@@ -190,32 +211,47 @@ static int peer_aborted(struct tr_comm *c, const struct xfer *x, uint32_t op)
 		got += k;
 	}
 	why[got] = 0;
+	if (!strncmp(why, "rank ", 5) && strstr(why, " failed: "))
+		snprintf(theirs, sizeof(theirs), "%s", why); /* passed on: keep the rank where it started */
+	else
+		snprintf(theirs, sizeof(theirs), "rank %d failed: %s", wr, got ? why : "(no reason given)");
+	bool lead = blamed >= 0 && blamed != t->rank && (x->receiving || wr == c->blame || wr == c->via);
+	if (lead && c->relays < MAX_RELAYS) {
+		c->relays += c->linger_until > 0;
+		give_up(c, theirs, blamed, wr);
+		return 1;
+	}
+	if (blamed >= 0 && c->linger_until > 0)
+		return 1; /* the lead in hand is at least as good */
 	int other = -1;
 	for (int i = 0; i < c->cur_n && other < 0; i++)
 		if (&c->cur[i] != x && (c->cur[i].sending || c->cur[i].receiving))
 			other = c->world[c->cur[i].peer];
-	if (blamed >= 0 && other >= 0 && (!x->receiving || blamed == t->rank)) {
-		if (c->linger_until == 0) {
-			char who[TR_HOST_LEN + TR_ADDR_LEN + 16], mine[TR_ERRLEN];
-			tr_peer_name(t, other, who, sizeof(who));
-			snprintf(mine, sizeof(mine), "%s: waited %.1f s for rank %d (%s) in %s #%u when rank %d gave up: %s",
-				 t->ops->kind, tr_now() - c->since, other, who, op_name(op), c->seq, wr,
-				 got ? why : "(no reason given)");
-			give_up(c, mine, other);
-		}
+	if (blamed >= 0 && other >= 0) {
+		char who[TR_HOST_LEN + TR_ADDR_LEN + 16], mine[TR_ERRLEN];
+		tr_peer_name(t, other, who, sizeof(who));
+		snprintf(mine, sizeof(mine), "%s: waited %.1f s for rank %d (%s) in %s #%u when rank %d gave up: %s",
+			 t->ops->kind, tr_now() - c->since, other, who, op_name(op), c->seq, wr,
+			 got ? why : "(no reason given)");
+		give_up(c, mine, other, -1);
 		return 1;
 	}
 	c->blame = blamed; /* passed on as it came: an error stays one */
-	if (!strncmp(why, "rank ", 5) && strstr(why, " failed: "))
-		return fail(c, "%s", why); /* passed on: keep the rank where it started */
-	return fail(c, "rank %d failed: %s", wr, got ? why : "(no reason given)");
+	return fail(c, "%s", theirs);
 }
 
 /* This rank no longer exchanges with x's peer in this operation. */
-static void drop(struct xfer *x, int *pending)
+static void drop(struct xfer *x)
 {
-	*pending -= x->sending + x->receiving;
 	x->sending = x->receiving = false;
+}
+
+static int pending_of(const struct xfer *xs, int n)
+{
+	int pending = 0;
+	for (int i = 0; i < n; i++)
+		pending += xs[i].sending + xs[i].receiving;
+	return pending;
 }
 
 static int check_hdr(struct tr_comm *c, const struct xfer *x, uint32_t op)
@@ -259,9 +295,10 @@ static int send_failed(struct tr_comm *c, struct xfer *x, uint32_t op)
 }
 
 /* While stuck waiting for some peers: has a peer whose message for this operation already arrived
- * given up since?  Its abort notice then waits at the head of its stream (the next operation's
- * place); without looking, this rank would wait on a stalled third rank until that one moves. */
-static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n, uint32_t op, int *pending)
+ * given up since, or has a peer that gave up a better reason now?  Its abort notice then waits at the
+ * head of its stream (the next operation's place, or after its first notice); without looking, this
+ * rank would wait on a stalled third rank until that one moves. */
+static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 {
 	struct tr_transport *t = c->t;
 	for (int i = 0; i < n; i++) {
@@ -274,7 +311,7 @@ static int aborted_meanwhile(struct tr_comm *c, struct xfer *xs, int n, uint32_t
 			continue;
 		if (peer_aborted(c, x, op) < 0)
 			return -1;
-		drop(x, pending);
+		drop(x);
 	}
 	return 0;
 }
@@ -284,12 +321,10 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 {
 	struct tr_transport *t = c->t;
 	const size_t H = sizeof(struct hdr);
-	int pending = 0;
 	for (int i = 0; i < n; i++) {
 		struct xfer *x = &xs[i];
 		x->sdone = x->rdone = 0;
 		x->shdr = (struct hdr){ HDR_MAGIC, c->tag, op, c->seq, x->slen };
-		pending += x->sending + x->receiving;
 	}
 	int *wpeers = NULL;
 	bool *ws = NULL, *wr = NULL;
@@ -298,7 +333,8 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 	c->since = tr_now();
 	double deadline = c->since + t->timeout;
 	int rc = 0;
-	while (pending > 0) {
+	/* a lingering rank listens on even when nothing is left to move: a better reason may still come */
+	while (pending_of(xs, n) > 0 || c->linger_until > 0) {
 		uint64_t token = t->ops->wait_token(t);
 		bool progressed = false;
 		for (int i = 0; i < n && rc == 0; i++) {
@@ -316,7 +352,7 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 				}
 				if (k < 0) {
 					if ((rc = send_failed(c, x, op)) > 0) {
-						drop(x, &pending);
+						drop(x);
 						rc = 0;
 						continue;
 					}
@@ -325,10 +361,8 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 				if (k > 0) {
 					progressed = true;
 					x->sdone += k;
-					if (x->sdone == H + x->slen) {
+					if (x->sdone == H + x->slen)
 						x->sending = false;
-						pending--;
-					}
 				}
 			}
 			/* Drain the whole message while data is there: fewer trips round the loop. */
@@ -348,18 +382,16 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 				x->rdone += k;
 				if (x->rdone == H && (rc = check_hdr(c, x, op)) != 0) {
 					if (rc > 0) {
-						drop(x, &pending);
+						drop(x);
 						rc = 0;
 					}
 					break;
 				}
-				if (x->rdone == H + x->rlen) {
+				if (x->rdone == H + x->rlen)
 					x->receiving = false;
-					pending--;
-				}
 			}
 		}
-		if (rc != 0 || pending == 0)
+		if (rc != 0 || (pending_of(xs, n) == 0 && c->linger_until == 0))
 			break;
 		double now = tr_now();
 		if (progressed) {
@@ -384,18 +416,18 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 				wr[m++] = xs[i].receiving;
 			}
 		if (c->linger_until > 0 && now >= c->linger_until)
-			break; /* fails below with this rank's own reason */
+			break; /* fails below with the reason in hand */
 		if (c->linger_until == 0 && now >= deadline) {
 			char who[TR_HOST_LEN + TR_ADDR_LEN + 16], why[TR_ERRLEN];
 			tr_peer_name(t, wpeers[0], who, sizeof(who));
 			snprintf(why, sizeof(why), "%s: timed out after %g s waiting for rank %d (%s) in %s #%u (%d peer%s pending)",
 				 t->ops->kind, t->timeout, wpeers[0], who, op_name(op), c->seq, m, m == 1 ? "" : "s");
-			give_up(c, why, wpeers[0]);
+			give_up(c, why, wpeers[0], -1);
 			continue;
 		}
 		/* not in the fast path: only once a wait lasted a while */
 		if (t->ops->peek && now > deadline - t->timeout + 0.05 &&
-		    (rc = aborted_meanwhile(c, xs, n, op, &pending)) != 0)
+		    (rc = aborted_meanwhile(c, xs, n, op)) != 0)
 			break;
 		double until = c->linger_until > 0 ? c->linger_until : deadline;
 		int ms = (int)((until - now) * 1000) + 1;
@@ -713,7 +745,7 @@ static struct tr_comm *comm_new(struct tr_transport *t, int size)
 	}
 	c->t = t;
 	c->size = size;
-	c->blame = -1;
+	c->blame = c->via = -1;
 	t->refs++;
 	return c;
 }
@@ -781,6 +813,7 @@ void tr_comm_free(struct tr_comm *c)
 		c->t->ops->destroy(c->t);
 	}
 	free(c->world);
+	free(c->told);
 	free(c->scratch);
 	free(c);
 }
