@@ -29,8 +29,17 @@ wait_lines() {  # wait_lines FILE N: at most 120 s
 	for ((i = 0; i < 1200; i++)); do [ "$(lines "$1")" -ge "$2" ] && return 0; sleep 0.1; done
 	return 1
 }
-# Slurm holds a requeued job back for about two minutes; the test lets it start at once
-requeued() { wait_field "$1" Restarts "$2" && $TESTBED run scontrol update JobId="$1" StartTime=now; }
+requeued() { wait_field "$1" Restarts "$2"; }
+# Slurm holds a requeued job back for about two minutes; the test lets it start at once.  The hold is
+# set when the last run has finished completing, which can come after Restarts counted the requeue, so
+# a watcher lifts it whenever the job waits for its begin time.
+lift_holds() {  # lift_holds JOB: for at most 300 s
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ "$(field "$1" Reason)" = BeginTime ] && $TESTBED run scontrol update JobId="$1" StartTime=now
+		sleep 1
+	done
+}
 field() { $TESTBED run scontrol show job "$1" 2>/dev/null | grep -o "$2=[^ ]*" | head -1 | cut -d= -f2; }
 wait_field() {  # wait_field JOB KEY VALUE: at most 120 s
 	local i
@@ -47,6 +56,9 @@ run_client sbatch --parsable $SHAPE "${timer[@]}" -o "$W/pre.out" -e "$W/pre.err
 	"$top_srcdir/examples/preemptible.sbatch" $(train pre --steps $STEPS --ckpt-dir "$W/ck" --resume)
 job=$out
 ok "both jobs submitted ($ref, $job)" [ -n "$ref" ] && [ -n "$job" ]
+lift_holds "$job" >/dev/null 2>&1 &
+lifter=$!
+trap 'kill $lifter 2>/dev/null; tb_cleanup' EXIT
 
 # run 1: the warning signal, to the batch script only
 wait_lines "$W/pre.jsonl" 3
