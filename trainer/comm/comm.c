@@ -333,8 +333,7 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 	c->since = tr_now();
 	double deadline = c->since + t->timeout;
 	int rc = 0;
-	/* a lingering rank listens on even when nothing is left to move: a better reason may still come */
-	while (pending_of(xs, n) > 0 || c->linger_until > 0) {
+	for (;;) {
 		uint64_t token = t->ops->wait_token(t);
 		bool progressed = false;
 		for (int i = 0; i < n && rc == 0; i++) {
@@ -391,6 +390,7 @@ static int run_xfers(struct tr_comm *c, struct xfer *xs, int n, uint32_t op)
 					x->receiving = false;
 			}
 		}
+		/* a lingering rank listens on even when nothing is left to move: a better reason may still come */
 		if (rc != 0 || (pending_of(xs, n) == 0 && c->linger_until == 0))
 			break;
 		double now = tr_now();
